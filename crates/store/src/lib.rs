@@ -1,0 +1,56 @@
+//! certgate storage: traits by use, with backend-neutral errors, and the sled backend.
+//!
+//! What it does: keeps issued certificates with their provenance and revocation state,
+//! indexed by expiry, requester and identifier, and an issuance journal (serial reservations)
+//! so that a crash between reserving a serial and recording its certificate is resolved
+//! on the next open. What it does not do: decide anything. Policy lives in the authority.
+//!
+//! Durability: [`CertificateStore::record_issued`] and [`CertificateStore::revoke`] return
+//! only after the change is on disk. Concurrent callers share one flush (group commit).
+#![warn(missing_docs)]
+
+mod error;
+mod model;
+mod sled_backend;
+
+use async_trait::async_trait;
+use certgate_core::Serial;
+
+pub use error::StoreError;
+pub use model::{
+    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Revocation,
+    SerialReservation,
+};
+pub use sled_backend::SledStore;
+
+/// Certificates, their serials and revocations.
+#[async_trait]
+pub trait CertificateStore: Send + Sync + std::fmt::Debug {
+    /// Reserves a serial before signing. `Conflict` if the serial was ever reserved, issued
+    /// or abandoned, so a serial is never used twice.
+    async fn reserve_serial(&self, reservation: &SerialReservation) -> Result<(), StoreError>;
+
+    /// Gives up a reservation whose signing failed; the serial stays burnt.
+    async fn abandon_reservation(&self, serial: &Serial, why: &str) -> Result<(), StoreError>;
+
+    /// Records the certificate for a reserved serial, with its indexes, in one transaction,
+    /// and returns once it is durable. `NotFound` without a reservation, `Conflict` if the
+    /// serial already has a certificate.
+    async fn record_issued(&self, record: &CertificateRecord) -> Result<(), StoreError>;
+
+    /// One certificate by serial.
+    async fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, StoreError>;
+
+    /// A page of certificates matching `query`, in index order.
+    async fn list_certificates(&self, query: &CertificateQuery) -> Result<CertificatePage, StoreError>;
+
+    /// Marks a certificate revoked (compare-and-swap from not revoked) and returns the new
+    /// record once durable. `NotFound` for an unknown serial, `Conflict` if already revoked.
+    async fn revoke(&self, serial: &Serial, revocation: &Revocation) -> Result<CertificateRecord, StoreError>;
+
+    /// How many certificates, reservations in flight and abandoned serials there are.
+    async fn journal_status(&self) -> Result<JournalStatus, StoreError>;
+
+    /// Makes every write so far durable (used at shutdown).
+    async fn flush(&self) -> Result<(), StoreError>;
+}

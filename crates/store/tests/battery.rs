@@ -1,0 +1,288 @@
+//! The backend test battery: every storage backend must pass every case here. Each case is a
+//! generic async fn over a `Backend` that can open (and reopen) a store in a directory.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use certgate_core::{DnsName, Identifier, KeyKind, Name, Protocol, RequesterId, RevocationReason, Serial};
+use certgate_store::{
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation,
+    SledStore, StoreError,
+};
+use time::{Duration, OffsetDateTime};
+
+trait Backend {
+    type Store: CertificateStore + 'static;
+    fn open(dir: &Path) -> Self::Store;
+}
+
+struct Sled;
+impl Backend for Sled {
+    type Store = SledStore;
+    fn open(dir: &Path) -> SledStore {
+        SledStore::open(dir).expect("open sled store")
+    }
+}
+
+fn serial(n: u64) -> Serial {
+    let mut bytes = [0u8; 16];
+    bytes[8..].copy_from_slice(&n.to_be_bytes());
+    Serial::from_random(bytes)
+}
+
+fn name(s: &str) -> Name {
+    Name::new(s).unwrap()
+}
+
+fn reservation(serial: &Serial) -> SerialReservation {
+    SerialReservation {
+        serial: serial.clone(),
+        issuer: name("default"),
+        endpoint: name("default"),
+        reserved_at: OffsetDateTime::now_utc(),
+    }
+}
+
+fn record(serial: &Serial, requester: &str, host: &str, expires_in_days: i64) -> CertificateRecord {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    CertificateRecord {
+        serial: serial.clone(),
+        issuer: name("default"),
+        endpoint: name("default"),
+        protocol: Protocol::Acme,
+        requester: RequesterId::new(requester).unwrap(),
+        profile: name("tls-server"),
+        owner_labels: BTreeMap::from([("team".to_owned(), "edge".to_owned())]),
+        subject: format!("CN={host}"),
+        identifiers: vec![Identifier::Dns(DnsName::new(host).unwrap())],
+        key: KeyKind::EcP256,
+        not_before: now,
+        not_after: now + Duration::days(expires_in_days),
+        issued_at: now,
+        replaces: None,
+        revocation: None,
+        der: vec![0x30, 0x03, 0x02, 0x01, 0x01],
+    }
+}
+
+async fn issue<S: CertificateStore>(store: &S, rec: &CertificateRecord) {
+    store.reserve_serial(&reservation(&rec.serial)).await.unwrap();
+    store.record_issued(rec).await.unwrap();
+}
+
+async fn good_record_round_trips_and_survives_reopen<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(&serial(1), "acme-account:1", "a.example.com", 90);
+    {
+        let store = B::open(dir.path());
+        issue(&store, &rec).await;
+        assert_eq!(store.certificate(&rec.serial).await.unwrap(), rec);
+    }
+    let store = B::open(dir.path());
+    assert_eq!(store.certificate(&rec.serial).await.unwrap(), rec);
+    let status = store.journal_status().await.unwrap();
+    assert_eq!((status.certificates, status.reserved, status.abandoned), (1, 0, 0));
+}
+
+async fn bad_serial_reuse_is_refused<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = B::open(dir.path());
+    let issued = record(&serial(1), "r", "a.example.com", 90);
+    issue(&store, &issued).await;
+    let reserved = serial(2);
+    store.reserve_serial(&reservation(&reserved)).await.unwrap();
+    let abandoned = serial(3);
+    store.reserve_serial(&reservation(&abandoned)).await.unwrap();
+    store.abandon_reservation(&abandoned, "signing failed").await.unwrap();
+
+    for (case, s) in [("issued", &issued.serial), ("reserved", &reserved), ("abandoned", &abandoned)] {
+        let err = store.reserve_serial(&reservation(s)).await.expect_err(case);
+        assert!(matches!(err, StoreError::Conflict(_)), "case {case}: {err:?}");
+    }
+    let err = store.record_issued(&issued).await.expect_err("recorded twice");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let unreserved = record(&serial(4), "r", "b.example.com", 90);
+    let err = store.record_issued(&unreserved).await.expect_err("no reservation");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let err = store.abandon_reservation(&serial(5), "x").await.expect_err("nothing to abandon");
+    assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    let status = store.journal_status().await.unwrap();
+    assert_eq!((status.certificates, status.reserved, status.abandoned), (1, 1, 1));
+}
+
+async fn revocation_is_compare_and_swap<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = record(&serial(1), "r", "a.example.com", 90);
+    let revocation = Revocation {
+        reason: RevocationReason::KeyCompromise,
+        revoked_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        by: "operator".into(),
+    };
+    {
+        let store = B::open(dir.path());
+        issue(&store, &rec).await;
+        let revoked = store.revoke(&rec.serial, &revocation).await.unwrap();
+        assert_eq!(revoked.revocation.as_ref(), Some(&revocation));
+        let err = store.revoke(&rec.serial, &revocation).await.expect_err("twice");
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        let err = store.revoke(&serial(9), &revocation).await.expect_err("unknown");
+        assert!(matches!(err, StoreError::NotFound), "{err:?}");
+    }
+    let store = B::open(dir.path());
+    assert_eq!(store.certificate(&rec.serial).await.unwrap().revocation, Some(revocation));
+}
+
+async fn concurrent_revocations_only_one_wins<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(B::open(dir.path()));
+    let rec = record(&serial(1), "r", "a.example.com", 90);
+    issue(&*store, &rec).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&store);
+        let s = rec.serial.clone();
+        tasks.push(tokio::spawn(async move {
+            let revocation =
+                Revocation { reason: RevocationReason::Superseded, revoked_at: OffsetDateTime::now_utc(), by: format!("t{i}") };
+            store.revoke(&s, &revocation).await.is_ok()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn listing_pages_and_filters<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = B::open(dir.path());
+    for i in 0..25u64 {
+        let requester = if i % 5 == 0 { "est-user:alice" } else { "est-user:bob" };
+        let host = if i == 7 { "shared.example.com".to_owned() } else { format!("h{i}.example.com") };
+        issue(&store, &record(&serial(i + 1), requester, &host, 10 + i as i64)).await;
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 10, after })
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|r| r.not_after));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25, "every certificate exactly once");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "ordered by expiry");
+
+    let count = |filter| {
+        let store = &store;
+        async move {
+            store.list_certificates(&CertificateQuery { filter, limit: 1000, after: None }).await.unwrap().items.len()
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let cases = [
+        ("requester_alice", CertificateFilter::Requester(RequesterId::new("est-user:alice").unwrap()), 5),
+        ("requester_unknown", CertificateFilter::Requester(RequesterId::new("est-user:carol").unwrap()), 0),
+        (
+            "identifier",
+            CertificateFilter::Identifier(Identifier::Dns(DnsName::new("SHARED.example.com").unwrap())),
+            1,
+        ),
+        ("expiring_window", CertificateFilter::ExpiringBetween { from: now, to: now + Duration::days(15) }, 5),
+    ];
+    for (case, filter, want) in cases {
+        assert_eq!(count(filter).await, want, "case {case}");
+    }
+    let err = store
+        .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 10, after: Some("zz".into()) })
+        .await
+        .expect_err("bad cursor");
+    assert!(matches!(err, StoreError::Conflict(_)));
+}
+
+async fn reservation_in_flight_at_crash_is_abandoned_on_open<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let in_flight = serial(1);
+    {
+        let store = B::open(dir.path());
+        store.reserve_serial(&reservation(&in_flight)).await.unwrap();
+        store.flush().await.unwrap();
+        // dropped without recording: as if the process died while signing
+    }
+    let store = B::open(dir.path());
+    let status = store.journal_status().await.unwrap();
+    assert_eq!((status.reserved, status.abandoned, status.recovered_at_open), (0, 1, 1));
+    assert!(matches!(store.reserve_serial(&reservation(&in_flight)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(store.certificate(&in_flight).await, Err(StoreError::NotFound)));
+}
+
+async fn concurrent_durable_writes_all_land<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let serials: Vec<Serial> = (1..=400).map(serial).collect();
+    {
+        let store = Arc::new(B::open(dir.path()));
+        let mut tasks = Vec::new();
+        for chunk in serials.chunks(50) {
+            let store = Arc::clone(&store);
+            let chunk = chunk.to_vec();
+            tasks.push(tokio::spawn(async move {
+                for s in chunk {
+                    issue(&*store, &record(&s, "r", "a.example.com", 30)).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    let store = B::open(dir.path());
+    let mut found = HashSet::new();
+    for s in &serials {
+        found.insert(store.certificate(s).await.unwrap().serial);
+    }
+    assert_eq!(found.len(), serials.len());
+}
+
+macro_rules! battery {
+    ($backend:ident, $module:ident) => {
+        mod $module {
+            use super::*;
+            #[tokio::test]
+            async fn good_record_round_trips_and_survives_reopen() {
+                super::good_record_round_trips_and_survives_reopen::<$backend>().await
+            }
+            #[tokio::test]
+            async fn bad_serial_reuse_is_refused() {
+                super::bad_serial_reuse_is_refused::<$backend>().await
+            }
+            #[tokio::test]
+            async fn revocation_is_compare_and_swap() {
+                super::revocation_is_compare_and_swap::<$backend>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_revocations_only_one_wins() {
+                super::concurrent_revocations_only_one_wins::<$backend>().await
+            }
+            #[tokio::test]
+            async fn listing_pages_and_filters() {
+                super::listing_pages_and_filters::<$backend>().await
+            }
+            #[tokio::test]
+            async fn reservation_in_flight_at_crash_is_abandoned_on_open() {
+                super::reservation_in_flight_at_crash_is_abandoned_on_open::<$backend>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_durable_writes_all_land() {
+                super::concurrent_durable_writes_all_land::<$backend>().await
+            }
+        }
+    };
+}
+
+battery!(Sled, sled_backend);

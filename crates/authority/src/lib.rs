@@ -1,1 +1,16 @@
-//! placeholder
+//! certgate authority: the one entry point every protocol calls.
+//!
+//! It knows the endpoints (a protocol front end's issuer, profiles and policies), decides
+//! whether a request may be issued (key, name and validity policy), has the signer build the
+//! certificate, and records it durably in the store before returning it. It also records
+//! revocations. It does not speak any protocol and never parses network input itself beyond
+//! the already-parsed CSR it is handed.
+#![warn(missing_docs)]
+
+mod authority;
+mod error;
+mod policy;
+
+pub use authority::{Authority, AuthorityConfig, IssueRequest, Issued};
+pub use error::AuthorityError;
+pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};

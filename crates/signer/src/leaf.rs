@@ -78,8 +78,10 @@ impl Issuer {
         params.is_ca = IsCa::ExplicitNoCa;
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        if matches!(spec.key, KeyKind::Rsa(_)) {
-            // RSA key transport in TLS 1.2; never on EC or Ed25519 keys, which cannot encipher.
+        // keyEncipherment only for RSA keys (EC and Ed25519 keys cannot encipher), and not on
+        // TLS servers: TLS 1.3 has no RSA key transport and the CA/B Forum discourages
+        // asserting both bits. Client and device keys may still use RSA key transport.
+        if matches!(spec.key, KeyKind::Rsa(_)) && spec.usage != Usage::TlsServer {
             params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
         }
         params.extended_key_usages = match spec.usage {

@@ -1,0 +1,450 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, RevocationReason, Serial, SubjectAttribute};
+use certgate_signer::{Issuer, IssuerUrls, LeafSpec, Usage};
+use certgate_store::{CertificateRecord, CertificateStore, Revocation, SerialReservation, StoreError};
+use time::{Duration, OffsetDateTime};
+
+use crate::{AuthorityError, EndpointPolicy, Profile};
+
+/// How far notBefore is backdated, to tolerate client clock skew.
+const BACKDATE: Duration = Duration::minutes(1);
+/// How far in the past a requested notBefore may lie.
+const MAX_NOT_BEFORE_PAST: Duration = Duration::minutes(5);
+/// Attempts to find an unused serial (a collision of 126 random bits means a broken RNG).
+const SERIAL_ATTEMPTS: usize = 3;
+
+/// Everything the authority is built from.
+#[derive(Debug)]
+pub struct AuthorityConfig {
+    /// Loaded issuers.
+    pub issuers: Vec<Arc<Issuer>>,
+    /// Certificate profiles.
+    pub profiles: Vec<Profile>,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointPolicy>,
+    /// The public base URL certificates point at for CRLs, OCSP and CA certificates, e.g.
+    /// `http://127.0.0.1:8080`; None leaves those extensions out.
+    pub public_base_url: Option<String>,
+}
+
+/// A request for a certificate, already authenticated by the protocol that received it.
+#[derive(Debug, Clone)]
+pub struct IssueRequest {
+    /// The protocol of the endpoint.
+    pub protocol: Protocol,
+    /// The endpoint's name.
+    pub endpoint: Name,
+    /// The parsed, signature-checked CSR.
+    pub csr: ParsedCsr,
+    /// Who asked.
+    pub requester: RequesterId,
+    /// A profile other than the endpoint's default.
+    pub profile: Option<Name>,
+    /// A requested notBefore.
+    pub not_before: Option<OffsetDateTime>,
+    /// A requested notAfter.
+    pub not_after: Option<OffsetDateTime>,
+    /// The certificate this one renews.
+    pub replaces: Option<Serial>,
+    /// Labels from the requester (merged over the endpoint's).
+    pub owner_labels: BTreeMap<String, String>,
+}
+
+impl IssueRequest {
+    /// A request with no options: default profile and validity.
+    pub fn new(protocol: Protocol, endpoint: Name, csr: ParsedCsr, requester: RequesterId) -> Self {
+        Self {
+            protocol,
+            endpoint,
+            csr,
+            requester,
+            profile: None,
+            not_before: None,
+            not_after: None,
+            replaces: None,
+            owner_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// An issued certificate, already durable in the store.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The stored record (with the leaf's DER).
+    pub record: CertificateRecord,
+    /// Leaf first, then the chain up to (not including) the root, DER.
+    pub chain: Vec<Vec<u8>>,
+}
+
+impl Issued {
+    /// The chain as PEM, leaf first (`application/pem-certificate-chain`).
+    pub fn chain_pem(&self) -> String {
+        certgate_signer::certificates_to_pem(self.chain.iter().map(Vec::as_slice))
+    }
+}
+
+struct IssuerEntry {
+    issuer: Arc<Issuer>,
+    urls: IssuerUrls,
+}
+
+/// The authority. Cheap to share behind an `Arc`; no global lock on the request path.
+pub struct Authority {
+    issuers: HashMap<Name, IssuerEntry>,
+    profiles: HashMap<Name, Profile>,
+    endpoints: HashMap<(Protocol, Name), EndpointPolicy>,
+    store: Arc<dyn CertificateStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Builds an authority, checking that every endpoint names an existing issuer and profiles.
+    pub fn new(
+        config: AuthorityConfig,
+        store: Arc<dyn CertificateStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AuthorityError> {
+        let base = config.public_base_url.as_deref().map(|b| b.trim_end_matches('/').to_owned());
+        let issuers: HashMap<Name, IssuerEntry> = config
+            .issuers
+            .into_iter()
+            .map(|issuer| {
+                let name = issuer.name().clone();
+                let urls = match &base {
+                    Some(base) => IssuerUrls {
+                        crl: Some(format!("{base}/crl/{name}.crl")),
+                        ocsp: Some(format!("{base}/ocsp/{name}")),
+                        ca_issuers: Some(format!("{base}/ca/{name}.crt")),
+                    },
+                    None => IssuerUrls::default(),
+                };
+                (name, IssuerEntry { issuer, urls })
+            })
+            .collect();
+        let profiles: HashMap<Name, Profile> = config.profiles.into_iter().map(|p| (p.name.clone(), p)).collect();
+        for profile in profiles.values() {
+            if profile.default_validity > profile.max_validity || profile.default_validity <= Duration::ZERO {
+                return Err(AuthorityError::Config(format!(
+                    "profile {}: default validity must be positive and at most the maximum",
+                    profile.name
+                )));
+            }
+        }
+        let mut endpoints = HashMap::new();
+        for endpoint in config.endpoints {
+            let id = format!("{} endpoint {}", endpoint.protocol, endpoint.name);
+            if !issuers.contains_key(&endpoint.issuer) {
+                return Err(AuthorityError::Config(format!("{id}: unknown issuer {}", endpoint.issuer)));
+            }
+            if endpoint.profiles.is_empty() {
+                return Err(AuthorityError::Config(format!("{id}: names no profile")));
+            }
+            if let Some(missing) = endpoint.profiles.iter().find(|p| !profiles.contains_key(*p)) {
+                return Err(AuthorityError::Config(format!("{id}: unknown profile {missing}")));
+            }
+            let key = (endpoint.protocol, endpoint.name.clone());
+            if endpoints.insert(key, endpoint).is_some() {
+                return Err(AuthorityError::Config(format!("{id} is defined twice")));
+            }
+        }
+        Ok(Self { issuers, profiles, endpoints, store, clock })
+    }
+
+    /// The store, for protocol crates' reads.
+    pub fn store(&self) -> &Arc<dyn CertificateStore> {
+        &self.store
+    }
+
+    /// An endpoint's policy.
+    pub fn endpoint(&self, protocol: Protocol, name: &Name) -> Option<&EndpointPolicy> {
+        self.endpoints.get(&(protocol, name.clone()))
+    }
+
+    /// An issuer by name.
+    pub fn issuer(&self, name: &Name) -> Option<&Arc<Issuer>> {
+        self.issuers.get(name).map(|e| &e.issuer)
+    }
+
+    /// Every issuer.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<Issuer>> {
+        self.issuers.values().map(|e| &e.issuer)
+    }
+
+    /// Decides, signs and durably records one certificate. A refusal writes nothing.
+    pub async fn issue(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
+        let endpoint = self.endpoint(request.protocol, &request.endpoint).ok_or_else(|| {
+            AuthorityError::UnknownEndpoint { protocol: request.protocol, name: request.endpoint.clone() }
+        })?;
+        let profile_name = request.profile.as_ref().unwrap_or(&endpoint.profiles[0]);
+        if !endpoint.profiles.contains(profile_name) {
+            return Err(AuthorityError::UnknownProfile(profile_name.clone()));
+        }
+        let profile = self
+            .profiles
+            .get(profile_name)
+            .ok_or_else(|| AuthorityError::UnknownProfile(profile_name.clone()))?;
+        let entry = self
+            .issuers
+            .get(&endpoint.issuer)
+            .ok_or_else(|| AuthorityError::Config(format!("unknown issuer {}", endpoint.issuer)))?;
+        let csr = &request.csr;
+
+        endpoint.keys.check(csr)?;
+        if let Some(kind) = csr.unsupported_sans().first() {
+            return Err(AuthorityError::UnsupportedSan(kind));
+        }
+        let identifiers = identifiers_to_certify(csr, profile.usage);
+        let subject = subject_to_certify(csr, profile.usage, &identifiers);
+        if identifiers.is_empty() && (profile.usage == Usage::TlsServer || subject.is_empty()) {
+            return Err(AuthorityError::NoNames(if profile.usage == Usage::TlsServer {
+                " and no DNS name or IP address as common name"
+            } else {
+                " and an empty subject"
+            }));
+        }
+        endpoint.names.check(&identifiers)?;
+        let now = self.clock.now();
+        let (not_before, not_after) = validity(&request, profile, &entry.issuer, now)?;
+
+        let serial = self.reserve_serial(&entry.issuer, &request.endpoint, now).await?;
+        let der = match self.sign(entry, csr, &serial, &subject, &identifiers, profile.usage, not_before, not_after).await {
+            Ok(der) => der,
+            Err(e) => {
+                if let Err(abandon) = self.store.abandon_reservation(&serial, &e.to_string()).await {
+                    tracing::error!(%serial, error = %abandon, "could not abandon a serial after a signing failure");
+                }
+                return Err(e);
+            }
+        };
+
+        let mut owner_labels = endpoint.owner_labels.clone();
+        owner_labels.extend(request.owner_labels.clone());
+        let record = CertificateRecord {
+            serial,
+            issuer: endpoint.issuer.clone(),
+            endpoint: request.endpoint.clone(),
+            protocol: request.protocol,
+            requester: request.requester.clone(),
+            profile: profile.name.clone(),
+            owner_labels,
+            subject: subject_text(&subject),
+            identifiers,
+            key: csr.key(),
+            not_before,
+            not_after,
+            issued_at: now,
+            replaces: request.replaces.clone(),
+            revocation: None,
+            der,
+        };
+        self.store.record_issued(&record).await?;
+        tracing::info!(
+            target: "certgate::audit",
+            event = "issuance",
+            serial = %record.serial,
+            issuer = %record.issuer,
+            protocol = %record.protocol,
+            endpoint = %record.endpoint,
+            requester = %record.requester,
+            profile = %record.profile,
+            identifiers = %record.identifiers.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            key = %record.key,
+            not_after = %record.not_after,
+            "certificate issued"
+        );
+        let mut chain = vec![record.der.clone()];
+        chain.extend(entry.issuer.chain_after_leaf().into_iter().map(<[u8]>::to_vec));
+        Ok(Issued { record, chain })
+    }
+
+    async fn reserve_serial(&self, issuer: &Issuer, endpoint: &Name, now: OffsetDateTime) -> Result<Serial, AuthorityError> {
+        for _ in 0..SERIAL_ATTEMPTS {
+            let mut random = [0u8; 16];
+            aws_lc_rs::rand::fill(&mut random).map_err(|_| AuthorityError::SigningTask("random number generator failed".into()))?;
+            let serial = Serial::from_random(random);
+            let reservation = SerialReservation {
+                serial: serial.clone(),
+                issuer: issuer.name().clone(),
+                endpoint: endpoint.clone(),
+                reserved_at: now,
+            };
+            match self.store.reserve_serial(&reservation).await {
+                Ok(()) => return Ok(serial),
+                Err(StoreError::Conflict(_)) => {
+                    tracing::warn!(%serial, "serial collision; drawing another");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AuthorityError::SigningTask("no unused serial after repeated draws".into()))
+    }
+
+    #[allow(clippy::too_many_arguments)] // private: the pieces of one LeafSpec, owned for the blocking task
+    async fn sign(
+        &self,
+        entry: &IssuerEntry,
+        csr: &ParsedCsr,
+        serial: &Serial,
+        subject: &[SubjectAttribute],
+        identifiers: &[Identifier],
+        usage: Usage,
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<Vec<u8>, AuthorityError> {
+        let issuer = Arc::clone(&entry.issuer);
+        let urls = entry.urls.clone();
+        let spki = csr.spki_der().to_vec();
+        let key = csr.key();
+        let (serial, subject, identifiers) = (serial.clone(), subject.to_vec(), identifiers.to_vec());
+        let sign = move || {
+            issuer.sign_leaf(&LeafSpec {
+                serial: &serial,
+                spki_der: &spki,
+                key,
+                subject: &subject,
+                sans: &identifiers,
+                usage,
+                not_before,
+                not_after,
+                urls: &urls,
+            })
+        };
+        // An RSA private-key operation takes about a millisecond: keep it off the reactor.
+        if entry.issuer.signs_slowly() {
+            Ok(tokio::task::spawn_blocking(sign).await.map_err(|e| AuthorityError::SigningTask(e.to_string()))??)
+        } else {
+            Ok(sign()?)
+        }
+    }
+
+    /// Records a revocation. `NotFound` for an unknown serial, `AlreadyRevoked` on a second call.
+    pub async fn revoke(&self, serial: &Serial, reason: RevocationReason, by: &str) -> Result<CertificateRecord, AuthorityError> {
+        let revocation = Revocation { reason, revoked_at: self.clock.now(), by: by.to_owned() };
+        let record = self.store.revoke(serial, &revocation).await.map_err(|e| match e {
+            StoreError::NotFound => AuthorityError::NotFound,
+            StoreError::Conflict(_) => AuthorityError::AlreadyRevoked,
+            other => AuthorityError::Store(other),
+        })?;
+        tracing::info!(
+            target: "certgate::audit",
+            event = "revocation",
+            serial = %record.serial,
+            issuer = %record.issuer,
+            reason = %reason,
+            by = by,
+            "certificate revoked"
+        );
+        Ok(record)
+    }
+}
+
+/// The names to put in subjectAltName: the CSR's SANs, deduplicated in order; for TLS
+/// servers also a common name that is a DNS name or IP address (certbot-era CSRs and many
+/// devices still put the host only in the CN).
+fn identifiers_to_certify(csr: &ParsedCsr, usage: Usage) -> Vec<Identifier> {
+    let mut identifiers: Vec<Identifier> = Vec::new();
+    let mut push = |id: Identifier| {
+        if !identifiers.contains(&id) {
+            identifiers.push(id);
+        }
+    };
+    for san in csr.sans() {
+        push(san.clone());
+    }
+    if usage == Usage::TlsServer {
+        if let Some(cn) = csr.common_name().and_then(identifier_from_common_name) {
+            push(cn);
+        }
+    }
+    identifiers
+}
+
+fn identifier_from_common_name(cn: &str) -> Option<Identifier> {
+    if let Ok(ip) = cn.parse() {
+        return Some(Identifier::Ip(ip));
+    }
+    certgate_core::DnsName::new(cn).ok().filter(|n| n.as_str().contains('.') || n.as_str() == "localhost").map(Identifier::Dns)
+}
+
+/// TLS server certificates carry only a common name that is one of their SANs (the CA/B
+/// Forum rule: nothing unvalidated in the subject); client and device certificates keep
+/// the CSR's subject, since it identifies the device.
+fn subject_to_certify(csr: &ParsedCsr, usage: Usage, identifiers: &[Identifier]) -> Vec<SubjectAttribute> {
+    match usage {
+        Usage::TlsServer => csr
+            .common_name()
+            .filter(|cn| identifier_from_common_name(cn).is_some_and(|id| identifiers.contains(&id)))
+            .and_then(|_| csr.subject().iter().rev().find(|a| a.oid.to_string() == "2.5.4.3").cloned())
+            .into_iter()
+            .collect(),
+        Usage::TlsClient | Usage::Device => csr.subject().to_vec(),
+    }
+}
+
+fn subject_text(subject: &[SubjectAttribute]) -> String {
+    subject
+        .iter()
+        .map(|a| {
+            let key = match a.oid.to_string().as_str() {
+                "2.5.4.3" => "CN".to_owned(),
+                "2.5.4.6" => "C".to_owned(),
+                "2.5.4.7" => "L".to_owned(),
+                "2.5.4.8" => "ST".to_owned(),
+                "2.5.4.10" => "O".to_owned(),
+                "2.5.4.11" => "OU".to_owned(),
+                other => other.to_owned(),
+            };
+            format!("{key}={}", a.value)
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn validity(
+    request: &IssueRequest,
+    profile: &Profile,
+    issuer: &Issuer,
+    now: OffsetDateTime,
+) -> Result<(OffsetDateTime, OffsetDateTime), AuthorityError> {
+    let start = match request.not_before {
+        Some(nb) if nb < now - MAX_NOT_BEFORE_PAST => {
+            return Err(AuthorityError::BadValidity("notBefore lies in the past".into()));
+        }
+        Some(nb) if nb > now + profile.max_validity => {
+            return Err(AuthorityError::BadValidity("notBefore lies too far in the future".into()));
+        }
+        Some(nb) => nb,
+        None => now,
+    };
+    let end = match request.not_after {
+        Some(na) if na <= start => return Err(AuthorityError::BadValidity("notAfter is not after notBefore".into())),
+        Some(na) if na - start > profile.max_validity => {
+            return Err(AuthorityError::BadValidity(format!(
+                "the validity exceeds profile {}'s maximum of {} days",
+                profile.name,
+                profile.max_validity.whole_days()
+            )));
+        }
+        Some(na) if na > issuer.not_after() => {
+            return Err(AuthorityError::BadValidity("notAfter is after the issuing CA's expiry".into()));
+        }
+        Some(na) => na,
+        // Never outlive the issuer: cap the default at its expiry.
+        None => (start + profile.default_validity).min(issuer.not_after()),
+    };
+    if end <= now {
+        return Err(AuthorityError::BadValidity("the issuing CA has expired".into()));
+    }
+    Ok((start - BACKDATE, end))
+}

@@ -1,0 +1,352 @@
+//! The local admin socket (`<data-dir>/admin.sock`, mode 0600): how the CLI reads and changes
+//! state while the daemon holds the store. sled allows one process per database, so CLI
+//! commands use this socket when the daemon runs and open the store directly when it does
+//! not ([`Inventory`]). Access control is the file system's: only the daemon's user can
+//! connect.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use certgate_authority::{Authority, AuthorityConfig, AuthorityError, Profile};
+use certgate_core::{Clock, DnsName, Identifier, RequesterId, RevocationReason, Serial, SystemClock};
+use certgate_store::{CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, SledStore};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::{Deserialize, Serialize};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::watch;
+
+use crate::http::{Body, json, percent_encode, query_pairs, text};
+
+/// Request bodies on the admin socket are small JSON documents.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// The socket's path in a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// A page of certificates on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PageBody {
+    /// The certificates.
+    pub items: Vec<CertificateRecord>,
+    /// Cursor for the next page.
+    pub next: Option<String>,
+}
+
+/// A revocation request on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    /// The reason.
+    pub reason: RevocationReason,
+}
+
+/// Store counts on the wire.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StatusBody {
+    /// certgate version.
+    pub version: String,
+    /// Journal counts.
+    pub journal: certgate_store::JournalStatus,
+}
+
+/// Which certificates a listing asks for, as the CLI says it.
+#[derive(Debug, Clone, Default)]
+pub struct ListRequest {
+    /// Only those expiring within this many days.
+    pub expiring_within_days: Option<u32>,
+    /// Only this requester's.
+    pub requester: Option<String>,
+    /// Only those naming this DNS name or IP address.
+    pub name: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Cursor.
+    pub after: Option<String>,
+}
+
+impl ListRequest {
+    fn to_query(&self, clock: &dyn Clock) -> anyhow::Result<CertificateQuery> {
+        let filter = match (&self.expiring_within_days, &self.requester, &self.name) {
+            (Some(days), None, None) => {
+                let now = clock.now();
+                CertificateFilter::ExpiringBetween { from: now, to: now + time::Duration::days((*days).into()) }
+            }
+            (None, Some(requester), None) => CertificateFilter::Requester(RequesterId::new(requester.as_str())?),
+            (None, None, Some(name)) => CertificateFilter::Identifier(match name.parse() {
+                Ok(ip) => Identifier::Ip(ip),
+                Err(_) => Identifier::Dns(DnsName::new(name)?),
+            }),
+            (None, None, None) => CertificateFilter::All,
+            _ => bail!("give at most one of --expiring-within, --requester and --name"),
+        };
+        Ok(CertificateQuery { filter, limit: self.limit.clamp(1, 1000), after: self.after.clone() })
+    }
+
+    fn to_query_string(&self) -> String {
+        let mut parts = vec![format!("limit={}", self.limit)];
+        if let Some(days) = self.expiring_within_days {
+            parts.push(format!("expiring_within_days={days}"));
+        }
+        if let Some(requester) = &self.requester {
+            parts.push(format!("requester={}", percent_encode(requester)));
+        }
+        if let Some(name) = &self.name {
+            parts.push(format!("name={}", percent_encode(name)));
+        }
+        if let Some(after) = &self.after {
+            parts.push(format!("after={}", percent_encode(after)));
+        }
+        parts.join("&")
+    }
+
+    fn from_query(query: Option<&str>) -> anyhow::Result<Self> {
+        let pairs = query_pairs(query);
+        Ok(Self {
+            expiring_within_days: pairs.get("expiring_within_days").map(|d| d.parse()).transpose()?,
+            requester: pairs.get("requester").cloned(),
+            name: pairs.get("name").cloned(),
+            limit: pairs.get("limit").map(|l| l.parse()).transpose()?.unwrap_or(100),
+            after: pairs.get("after").cloned(),
+        })
+    }
+}
+
+/// The state behind the admin socket.
+pub struct AdminService {
+    /// The authority (revocations go through it).
+    pub authority: Arc<Authority>,
+    /// The store (reads).
+    pub store: SledStore,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AdminService {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().map(str::to_owned);
+        let body = match Limited::new(request.into_body(), MAX_ADMIN_BODY).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        };
+        let response = self.route(&method, &path, query.as_deref(), &body).await;
+        tracing::info!(target: "certgate::request", listener = "admin", method = %method, path = %path, status = response.status().as_u16(), "request");
+        response
+    }
+
+    async fn route(&self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response<Body> {
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (&Method::GET, ["v1", "status"]) => match self.store.journal_status().await {
+                Ok(journal) => json(StatusCode::OK, &StatusBody { version: env!("CARGO_PKG_VERSION").into(), journal }),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
+            (&Method::GET, ["v1", "certificates"]) => {
+                let query = match ListRequest::from_query(query).and_then(|l| l.to_query(self.clock.as_ref())) {
+                    Ok(query) => query,
+                    Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+                match self.store.list_certificates(&query).await {
+                    Ok(CertificatePage { items, next }) => json(StatusCode::OK, &PageBody { items, next }),
+                    Err(certgate_store::StoreError::Conflict(why)) => text(StatusCode::BAD_REQUEST, why),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::GET, ["v1", "certificates", serial]) => {
+                let Ok(serial) = Serial::parse_hex(serial) else {
+                    return text(StatusCode::BAD_REQUEST, "the serial must be hexadecimal");
+                };
+                match self.store.certificate(&serial).await {
+                    Ok(record) => json(StatusCode::OK, &record),
+                    Err(certgate_store::StoreError::NotFound) => text(StatusCode::NOT_FOUND, "no certificate with this serial"),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::POST, ["v1", "certificates", serial, "revoke"]) => {
+                let Ok(serial) = Serial::parse_hex(serial) else {
+                    return text(StatusCode::BAD_REQUEST, "the serial must be hexadecimal");
+                };
+                let request: RevokeBody = match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"reason\": …}}: {e}")),
+                };
+                match self.authority.revoke(&serial, request.reason, "operator:admin-socket").await {
+                    Ok(record) => json(StatusCode::OK, &record),
+                    Err(AuthorityError::NotFound) => text(StatusCode::NOT_FOUND, "no certificate with this serial"),
+                    Err(AuthorityError::AlreadyRevoked) => text(StatusCode::CONFLICT, "the certificate is already revoked"),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            _ => text(StatusCode::NOT_FOUND, format!("no admin resource {method} {path}")),
+        }
+    }
+}
+
+/// Binds the admin socket (replacing a stale one) with mode 0600.
+pub fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
+    let path = socket_path(data_dir);
+    if path.exists() {
+        // Only a stale socket can be here: the store lock already proved no other daemon runs.
+        fs::remove_file(&path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves the admin socket until `shutdown` fires.
+pub async fn serve(listener: UnixListener, service: Arc<AdminService>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let service = Arc::clone(&service);
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let svc = service_fn(move |request| {
+                let service = Arc::clone(&service);
+                async move { Ok::<_, std::convert::Infallible>(service.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+            let _ = watcher.watch(connection).await;
+        });
+    }
+    let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+}
+
+/// A client of a running daemon's admin socket.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    path: PathBuf,
+}
+
+impl AdminClient {
+    /// Connects if a daemon answers on the data directory's socket.
+    pub async fn connect(data_dir: &Path) -> Option<Self> {
+        let path = socket_path(data_dir);
+        UnixStream::connect(&path).await.ok().map(|_| Self { path })
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Bytes)> {
+        let stream = UnixStream::connect(&self.path).await.with_context(|| format!("connecting to {}", self.path.display()))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "certgate-admin")
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    async fn call_json<T: for<'de> Deserialize<'de>>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<T> {
+        let (status, bytes) = self.call(method, path, body).await?;
+        if !status.is_success() {
+            bail!("{}", String::from_utf8_lossy(&bytes).trim());
+        }
+        serde_json::from_slice(&bytes).context("decoding the daemon's answer")
+    }
+}
+
+/// Where CLI commands read and change state: through a running daemon, or directly in the
+/// store when none runs.
+pub enum Inventory {
+    /// A running daemon.
+    Daemon(AdminClient),
+    /// The store, opened by this process.
+    Store {
+        /// The store.
+        store: SledStore,
+        /// An authority for revocations (no issuers: it only records).
+        authority: Authority,
+    },
+}
+
+impl Inventory {
+    /// Uses the daemon's admin socket if it answers, else opens the store.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(client) = AdminClient::connect(data_dir).await {
+            return Ok(Self::Daemon(client));
+        }
+        if !data_dir.join("db").exists() {
+            bail!("no certgate store in {} (start the daemon once, or pass --data-dir)", data_dir.display());
+        }
+        let store = crate::wiring::open_store(data_dir)?;
+        let config = AuthorityConfig { issuers: Vec::new(), profiles: Profile::builtin(), endpoints: Vec::new(), public_base_url: None };
+        let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?;
+        Ok(Self::Store { store, authority })
+    }
+
+    /// Whether a running daemon answers these calls.
+    pub fn via_daemon(&self) -> bool {
+        matches!(self, Self::Daemon(_))
+    }
+
+    /// A page of certificates.
+    pub async fn list(&self, request: &ListRequest) -> anyhow::Result<PageBody> {
+        match self {
+            Self::Daemon(client) => {
+                client.call_json(Method::GET, &format!("/v1/certificates?{}", request.to_query_string()), None).await
+            }
+            Self::Store { store, .. } => {
+                let page = store.list_certificates(&request.to_query(&SystemClock)?).await?;
+                Ok(PageBody { items: page.items, next: page.next })
+            }
+        }
+    }
+
+    /// One certificate.
+    pub async fn show(&self, serial: &Serial) -> anyhow::Result<CertificateRecord> {
+        match self {
+            Self::Daemon(client) => client.call_json(Method::GET, &format!("/v1/certificates/{serial}"), None).await,
+            Self::Store { store, .. } => store.certificate(serial).await.map_err(|e| match e {
+                certgate_store::StoreError::NotFound => anyhow!("no certificate with serial {serial}"),
+                other => other.into(),
+            }),
+        }
+    }
+
+    /// Revokes a certificate.
+    pub async fn revoke(&self, serial: &Serial, reason: RevocationReason) -> anyhow::Result<CertificateRecord> {
+        match self {
+            Self::Daemon(client) => {
+                let body = serde_json::to_vec(&RevokeBody { reason })?;
+                client.call_json(Method::POST, &format!("/v1/certificates/{serial}/revoke"), Some(body)).await
+            }
+            Self::Store { authority, .. } => Ok(authority.revoke(serial, reason, "operator:cli").await?),
+        }
+    }
+
+    /// Flushes a directly opened store.
+    pub async fn close(self) -> anyhow::Result<()> {
+        if let Self::Store { store, .. } = self {
+            store.flush().await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,454 @@
+//! The command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use certgate_core::{Name, RevocationReason, Serial, SystemClock, Clock};
+use certgate_signer::{CaInitOptions, IssuerFiles, KeyType, Passphrase};
+use certgate_store::CertificateRecord;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+
+use crate::admin::{Inventory, ListRequest};
+use crate::config::{CheckedConfig, Config, LogFormat};
+
+/// certgate: a certificate-enrollment gateway with its own CA.
+#[derive(Debug, Parser)]
+#[command(name = "certgate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon (embedded defaults when no --config is given).
+    Serve(Common),
+    /// Manage certificate authorities.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Inspect and revoke issued certificates (through the running daemon if there is one).
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// Where to find the configuration and data.
+#[derive(Debug, Args, Clone)]
+struct Common {
+    /// Configuration file (TOML); the embedded defaults when omitted.
+    #[arg(long, env = "CERTGATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory; overrides the configuration's `data_dir`.
+    #[arg(long, env = "CERTGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+impl Common {
+    fn load(&self) -> anyhow::Result<(CheckedConfig, PathBuf)> {
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let checked = config.check()?;
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| checked.config.data_dir.clone());
+        Ok((checked, data_dir))
+    }
+}
+
+#[derive(Debug, Args, Clone, Default)]
+struct PassphraseArgs {
+    /// Read the key passphrase from the first line of this file.
+    #[arg(long, conflicts_with = "passphrase_env")]
+    passphrase_file: Option<PathBuf>,
+    /// Read the key passphrase from this environment variable.
+    #[arg(long)]
+    passphrase_env: Option<String>,
+}
+
+impl PassphraseArgs {
+    fn read(&self) -> anyhow::Result<Option<Passphrase>> {
+        Ok(match (&self.passphrase_file, &self.passphrase_env) {
+            (Some(file), _) => Some(Passphrase::from_file(file)?),
+            (None, Some(var)) => Some(Passphrase::from_env(var)?),
+            (None, None) => None,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Create a root and an intermediate (issuing) CA.
+    Init {
+        #[command(flatten)]
+        common: Common,
+        /// Issuer name.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Key type for both certificates.
+        #[arg(long, default_value = "p256", value_parser = parse_key_type)]
+        key_type: KeyType,
+        /// Common name stem ("<stem> Root CA", "<stem> Issuing CA").
+        #[arg(long, default_value = "certgate")]
+        common_name: String,
+        /// Organization.
+        #[arg(long)]
+        organization: Option<String>,
+        /// Root validity in days.
+        #[arg(long, default_value_t = 3650)]
+        root_days: u32,
+        /// Intermediate validity in days.
+        #[arg(long, default_value_t = 1825)]
+        intermediate_days: u32,
+        /// Encrypt the keys with a passphrase.
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Import an existing CA: its certificate, key and chain up to the root.
+    Import {
+        #[command(flatten)]
+        common: Common,
+        /// Issuer name.
+        #[arg(long)]
+        name: String,
+        /// The issuing CA certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Its private key (PEM: PKCS#8, encrypted PKCS#8, SEC1 or PKCS#1).
+        #[arg(long)]
+        key: PathBuf,
+        /// Certificates above it, up to and including the root (PEM).
+        #[arg(long)]
+        chain: Option<PathBuf>,
+        /// Passphrase of the key being imported, from a file.
+        #[arg(long)]
+        key_passphrase_file: Option<PathBuf>,
+        /// Passphrase of the key being imported, from an environment variable.
+        #[arg(long)]
+        key_passphrase_env: Option<String>,
+        /// Encrypt the stored copy with this passphrase.
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Print an issuer's root certificate (PEM).
+    Root {
+        #[command(flatten)]
+        common: Common,
+        /// Issuer name.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List the issuers in the data directory.
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// List certificates, soonest expiry first.
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only those expiring within this many days.
+        #[arg(long)]
+        expiring_within: Option<u32>,
+        /// Only this requester's.
+        #[arg(long)]
+        requester: Option<String>,
+        /// Only those naming this DNS name or IP address.
+        #[arg(long)]
+        name: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Continue after this cursor (printed as `next:` by the previous page).
+        #[arg(long)]
+        after: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Show one certificate (serial in hex, as `openssl x509 -serial` prints it).
+    Show {
+        #[command(flatten)]
+        common: Common,
+        /// Serial number (hex).
+        serial: String,
+        /// Print the certificate as PEM instead of its details.
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Revoke a certificate.
+    Revoke {
+        #[command(flatten)]
+        common: Common,
+        /// Serial number (hex).
+        serial: String,
+        /// RFC 5280 reason: unspecified, keyCompromise, cACompromise, affiliationChanged,
+        /// superseded, cessationOfOperation, privilegeWithdrawn, aACompromise.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file and report the first problem.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+fn parse_key_type(s: &str) -> Result<KeyType, String> {
+    s.parse()
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Parses the command line, runs the command, and turns errors into a message and exit code 1.
+#[allow(clippy::print_stderr)] // the CLI's own error output
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(common) => {
+            let (checked, data_dir) = common.load()?;
+            init_logging(checked.config.log.format, &checked.config.log.level);
+            crate::serve::run(checked, data_dir).await
+        }
+        Command::Ca(command) => {
+            init_logging(LogFormat::Text, "warn");
+            ca(command)
+        }
+        Command::Cert(command) => {
+            init_logging(LogFormat::Text, "warn");
+            cert(command).await
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let checked = Config::load(&file)?.check()?;
+            say(&format!(
+                "{}: ok ({} issuer(s), {} profile(s), {} endpoint(s))",
+                file.display(),
+                checked.config.issuers.len(),
+                checked.profiles.len(),
+                checked.endpoints.len()
+            ));
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)] // the CLI's own output
+fn say(line: &str) {
+    println!("{line}");
+}
+
+fn issuer_dir(checked: &CheckedConfig, data_dir: &Path, name: &str) -> PathBuf {
+    checked
+        .config
+        .issuers
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.dir_in(data_dir))
+        .unwrap_or_else(|| data_dir.join("ca").join(name))
+}
+
+fn ca(command: CaCommand) -> anyhow::Result<()> {
+    match command {
+        CaCommand::Init { common, name, key_type, common_name, organization, root_days, intermediate_days, passphrase } => {
+            let (checked, data_dir) = common.load()?;
+            let name = Name::new(name)?;
+            crate::wiring::prepare_data_dir(&data_dir)?;
+            let dir = issuer_dir(&checked, &data_dir, name.as_str());
+            let options = CaInitOptions {
+                key_type,
+                common_name,
+                organization,
+                root_validity: time::Duration::days(root_days.into()),
+                intermediate_validity: time::Duration::days(intermediate_days.into()),
+                passphrase: passphrase.read()?,
+            };
+            let files = certgate_signer::init_ca(&dir, &options, SystemClock.now())?;
+            say(&format!("created issuer {name} ({key_type})"));
+            say(&format!("root certificate: {}", files.root.display()));
+            say(&format!("issuing certificate: {}", files.cert.display()));
+            Ok(())
+        }
+        CaCommand::Import { common, name, cert, key, chain, key_passphrase_file, key_passphrase_env, passphrase } => {
+            let (checked, data_dir) = common.load()?;
+            let name = Name::new(name)?;
+            crate::wiring::prepare_data_dir(&data_dir)?;
+            let dir = issuer_dir(&checked, &data_dir, name.as_str());
+            let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let chain = chain.as_deref().map(read).transpose()?;
+            let key_passphrase =
+                PassphraseArgs { passphrase_file: key_passphrase_file, passphrase_env: key_passphrase_env }.read()?;
+            let files = certgate_signer::import_ca(
+                &dir,
+                &read(&cert)?,
+                &read(&key)?,
+                chain.as_deref(),
+                key_passphrase.as_ref(),
+                passphrase.read()?.as_ref(),
+            )?;
+            say(&format!("imported issuer {name} into {}", files.dir.display()));
+            Ok(())
+        }
+        CaCommand::Root { common, name } => {
+            let (checked, data_dir) = common.load()?;
+            let files = IssuerFiles::in_dir(&issuer_dir(&checked, &data_dir, &name));
+            let pem = std::fs::read_to_string(&files.root)
+                .with_context(|| format!("no root for issuer {name} at {}", files.root.display()))?;
+            print_raw(&pem);
+            Ok(())
+        }
+        CaCommand::List { common } => {
+            let (_, data_dir) = common.load()?;
+            let ca_dir = data_dir.join("ca");
+            let mut entries: Vec<_> = std::fs::read_dir(&ca_dir)
+                .with_context(|| format!("no CAs in {}", ca_dir.display()))?
+                .filter_map(Result::ok)
+                .collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let files = IssuerFiles::in_dir(&entry.path());
+                if !files.exists() {
+                    continue;
+                }
+                let pem = std::fs::read(&files.cert)?;
+                let der = certgate_signer::certificates_from_pem(&pem)?.into_iter().next().context("empty issuer.pem")?;
+                let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
+                say(&format!(
+                    "{}\t{}\tvalid until {}",
+                    entry.file_name().to_string_lossy(),
+                    cert.subject(),
+                    cert.validity().not_after
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn print_raw(text: &str) {
+    print!("{text}");
+}
+
+fn status(record: &CertificateRecord, now: OffsetDateTime) -> &'static str {
+    if record.revocation.is_some() {
+        "revoked"
+    } else if record.not_after <= now {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+async fn cert(command: CertCommand) -> anyhow::Result<()> {
+    match command {
+        CertCommand::List { common, expiring_within, requester, name, limit, after, format } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let request = ListRequest { expiring_within_days: expiring_within, requester, name, limit, after };
+            let page = inventory.list(&request).await?;
+            inventory.close().await?;
+            match format {
+                OutputFormat::Json => say(&serde_json::to_string_pretty(&page.items)?),
+                OutputFormat::Text => {
+                    let now = OffsetDateTime::now_utc();
+                    say("SERIAL\tNOT_AFTER\tSTATUS\tPROTOCOL/ENDPOINT\tREQUESTER\tNAMES");
+                    for r in &page.items {
+                        let names: Vec<String> = r.identifiers.iter().map(ToString::to_string).collect();
+                        say(&format!(
+                            "{}\t{}\t{}\t{}/{}\t{}\t{}",
+                            r.serial,
+                            r.not_after.date(),
+                            status(r, now),
+                            r.protocol,
+                            r.endpoint,
+                            r.requester,
+                            if names.is_empty() { r.subject.clone() } else { names.join(",") }
+                        ));
+                    }
+                    if let Some(next) = &page.next {
+                        say(&format!("next: {next}"));
+                    }
+                }
+            }
+            Ok(())
+        }
+        CertCommand::Show { common, serial, pem } => {
+            let (_, data_dir) = common.load()?;
+            let serial = Serial::parse_hex(&serial)?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let record = inventory.show(&serial).await?;
+            inventory.close().await?;
+            if pem {
+                print_raw(&certgate_signer::certificates_to_pem([record.der.as_slice()]));
+            } else {
+                let mut value = serde_json::to_value(&record)?;
+                if let Some(object) = value.as_object_mut() {
+                    object.remove("der");
+                    object.insert("status".into(), status(&record, OffsetDateTime::now_utc()).into());
+                }
+                say(&serde_json::to_string_pretty(&value)?);
+            }
+            Ok(())
+        }
+        CertCommand::Revoke { common, serial, reason } => {
+            let (_, data_dir) = common.load()?;
+            let serial = Serial::parse_hex(&serial)?;
+            let Ok(reason) = reason.parse::<RevocationReason>() else {
+                bail!("unknown revocation reason {reason:?}");
+            };
+            let inventory = Inventory::open(&data_dir).await?;
+            let via = if inventory.via_daemon() { "through the running daemon" } else { "in the store" };
+            let record = inventory.revoke(&serial, reason).await?;
+            inventory.close().await?;
+            say(&format!("revoked {} ({reason}) {via}", record.serial));
+            Ok(())
+        }
+    }
+}
+

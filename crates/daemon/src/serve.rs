@@ -1,0 +1,90 @@
+//! `certgate serve`: start everything, print where it is, run until SIGTERM or SIGINT, then
+//! drain and flush.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use certgate_store::CertificateStore;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminService};
+use crate::config::CheckedConfig;
+use crate::server::{Router, serve_tcp};
+use crate::tls::ServerCert;
+use crate::wiring;
+
+/// Runs the daemon until a termination signal.
+#[allow(clippy::print_stdout)] // the start-up banner is the command's own output
+pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()> {
+    let parts = wiring::assemble(config, data_dir)?;
+    let listeners = parts.config.config.listeners.clone();
+    let grace = Duration::from_secs(listeners.shutdown_grace_seconds);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let router = Arc::new(Router { authority: Arc::clone(&parts.authority), store: parts.store.clone() });
+    let mut tasks = Vec::new();
+
+    let tls_issuer_root = parts
+        .config
+        .config
+        .issuers
+        .iter()
+        .find(|i| i.name == parts.config.config.tls.issuer)
+        .map(|i| certgate_signer::IssuerFiles::in_dir(&i.dir_in(&parts.data_dir)).root)
+        .context("the TLS issuer is not configured")?;
+
+    println!("certgate {} starting", env!("CARGO_PKG_VERSION"));
+    println!("data directory: {}", parts.data_dir.display());
+    for issuer in parts.authority.issuers() {
+        println!("issuer {}: {} (valid until {})", issuer.name(), issuer.subject(), issuer.not_after());
+    }
+    println!("root certificate: {}", tls_issuer_root.display());
+
+    if let Some(address) = listeners.https {
+        let cert = ServerCert::prepare(&parts.config.config.tls, &parts.data_dir, &parts.authority, &parts.clock).await?;
+        let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert.resolver.clone());
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding HTTPS on {address}"))?;
+        let bound = listener.local_addr()?;
+        println!("server certificate: {}", cert.chain_path.display());
+        println!("https: https://{bound}/ (health: https://{bound}/healthz)");
+        tasks.push(tokio::spawn(serve_tcp(listener, Some(acceptor), Arc::clone(&router), "https", shutdown_rx.clone(), grace)));
+        tasks.push(tokio::spawn(cert.renew_loop(shutdown_rx.clone())));
+    }
+    if let Some(address) = listeners.http {
+        let listener = TcpListener::bind(address).await.with_context(|| format!("binding HTTP on {address}"))?;
+        let bound = listener.local_addr()?;
+        println!("http: http://{bound}/ (health: http://{bound}/healthz, CA certificates: http://{bound}/ca/<issuer>.crt)");
+        tasks.push(tokio::spawn(serve_tcp(listener, None, Arc::clone(&router), "http", shutdown_rx.clone(), grace)));
+    }
+    let admin_listener = admin::bind(&parts.data_dir)?;
+    println!("admin socket: {}", admin::socket_path(&parts.data_dir).display());
+    let admin_service = Arc::new(AdminService {
+        authority: Arc::clone(&parts.authority),
+        store: parts.store.clone(),
+        clock: Arc::clone(&parts.clock),
+    });
+    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_service, shutdown_rx.clone(), grace)));
+    println!("ready");
+    tracing::info!("certgate ready");
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    }
+    let _ = shutdown_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    parts.store.flush().await.context("flushing the store")?;
+    let _ = std::fs::remove_file(admin::socket_path(&parts.data_dir));
+    tracing::info!("certgate stopped");
+    println!("stopped");
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! Listeners, routing and graceful shutdown. Handlers here are thin: protocol crates plug in
+//! their own routers as they land.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use certgate_authority::Authority;
+use certgate_core::Name;
+use certgate_store::{CertificateStore, SledStore};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::{Body, text, with_type};
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What request handlers can reach.
+pub struct Router {
+    /// The authority.
+    pub authority: Arc<Authority>,
+    /// The store (reads only; writes go through the authority).
+    pub store: SledStore,
+}
+
+impl Router {
+    /// Routes one request and logs one summary event for it.
+    pub async fn handle(&self, request: Request<Incoming>, listener: &'static str, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let response = self.route(&method, &path).await;
+        tracing::info!(
+            target: "certgate::request",
+            listener,
+            peer = %peer.ip(),
+            method = %method,
+            path = %path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn route(&self, method: &Method, path: &str) -> Response<Body> {
+        let readable = matches!(*method, Method::GET | Method::HEAD);
+        match path {
+            "/healthz" if readable => text(StatusCode::OK, "ok"),
+            "/readyz" if readable => match self.store.journal_status().await {
+                Ok(_) => text(StatusCode::OK, "ready"),
+                Err(e) => {
+                    tracing::error!(error = %e, "readiness check failed");
+                    text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+                }
+            },
+            "/healthz" | "/readyz" => method_not_allowed(),
+            _ => match path.strip_prefix("/ca/").and_then(|rest| rest.strip_suffix(".crt")) {
+                Some(issuer) if readable => self.issuer_certificate(issuer),
+                Some(_) => method_not_allowed(),
+                None => text(StatusCode::NOT_FOUND, format!("no resource at {path}")),
+            },
+        }
+    }
+
+    /// The issuing CA certificate, DER, as AIA caIssuers points at (RFC 5280 4.2.2.1).
+    fn issuer_certificate(&self, issuer: &str) -> Response<Body> {
+        let issuer = Name::new(issuer).ok().and_then(|name| self.authority.issuer(&name));
+        match issuer {
+            Some(issuer) => with_type(StatusCode::OK, "application/pkix-cert", issuer.certificate_der().to_vec()),
+            None => text(StatusCode::NOT_FOUND, "no such issuer"),
+        }
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+    response
+}
+
+/// Accepts connections on `listener` until `shutdown` fires, then lets open connections
+/// finish for up to `grace`.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: Arc<Router>,
+    name: &'static str,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        // Without this, Nagle plus delayed ACK stall each small exchange by ~40 ms.
+        let _ = stream.set_nodelay(true);
+        let router = Arc::clone(&router);
+        let builder = Arc::clone(&builder);
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let router = Arc::clone(&router);
+                async move { Ok::<_, Infallible>(router.handle(request, name, peer).await) }
+            });
+            let result = match tls {
+                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = name, "connections still open after the shutdown grace period; closing them");
+    }
+}

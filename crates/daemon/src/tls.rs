@@ -1,0 +1,244 @@
+//! The HTTPS listener's certificate: operator-provided files, or a certificate certgate
+//! issues from its own CA (recorded in the inventory like any other) and renews itself
+//! after two thirds of its lifetime.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context, anyhow};
+use certgate_authority::{Authority, IssueRequest};
+use certgate_core::{Clock, Name, ParsedCsr, Protocol, RequesterId};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use time::{Duration, OffsetDateTime};
+use tokio::sync::watch;
+
+use crate::config::TlsConfig;
+use crate::wiring::DAEMON_TLS_ENDPOINT;
+
+/// Serves whichever certificate is current; renewal swaps it without a restart.
+#[derive(Debug)]
+pub struct CertResolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl CertResolver {
+    fn new(key: CertifiedKey) -> Self {
+        Self { current: RwLock::new(Arc::new(key)) }
+    }
+
+    fn replace(&self, key: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(key);
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner())))
+    }
+}
+
+/// The current server certificate and, when self-issued, when to renew it.
+pub struct ServerCert {
+    /// The resolver to put into the rustls config.
+    pub resolver: Arc<CertResolver>,
+    /// Where the chain is, for the start-up message.
+    pub chain_path: PathBuf,
+    renew: Option<SelfIssued>,
+}
+
+struct SelfIssued {
+    dir: PathBuf,
+    config: TlsConfig,
+    authority: Arc<Authority>,
+    clock: Arc<dyn Clock>,
+    renew_at: OffsetDateTime,
+}
+
+fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKey> {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(chain_pem).collect::<Result<_, _>>().context("reading certificate chain")?;
+    if chain.is_empty() {
+        return Err(anyhow!("no certificate in the chain file"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).context("reading private key")?;
+    let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).context("unsupported private key")?;
+    Ok(CertifiedKey::new(chain, signing_key))
+}
+
+fn validity_of(chain_pem: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let first = CertificateDer::pem_slice_iter(chain_pem).next()?.ok()?;
+    let (_, cert) = x509_parser_lite(&first)?;
+    Some(cert)
+}
+
+// The validity of a certificate, read with x509-cert (already in the graph through core).
+fn x509_parser_lite(der: &[u8]) -> Option<((), (OffsetDateTime, OffsetDateTime))> {
+    use der::Decode;
+    let cert = x509_cert::Certificate::from_der(der).ok()?;
+    let validity = &cert.tbs_certificate().validity();
+    let to_time = |t: &x509_cert::time::Time| OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64).ok();
+    Some(((), (to_time(&validity.not_before)?, to_time(&validity.not_after)?)))
+}
+
+fn renew_point(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
+    not_before + (not_after - not_before) * 2 / 3
+}
+
+fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+impl SelfIssued {
+    fn paths(&self) -> (PathBuf, PathBuf) {
+        (self.dir.join("server.pem"), self.dir.join("server.key"))
+    }
+
+    /// Issues a fresh certificate through the authority and writes it.
+    async fn issue(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>, OffsetDateTime, OffsetDateTime)> {
+        let key = certgate_signer::generate_key(certgate_signer::KeyType::P256)?;
+        let mut params = rcgen_params(&self.config.names)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr_der = params.serialize_request(&key)?.der().to_vec();
+        let csr = ParsedCsr::from_der(&csr_der)?;
+        let now = self.clock.now();
+        let mut request = IssueRequest::new(
+            Protocol::Admin,
+            Name::new(DAEMON_TLS_ENDPOINT)?,
+            csr,
+            RequesterId::new("certgate-daemon:https-listener")?,
+        );
+        request.not_after = Some(now + Duration::days(self.config.validity_days.into()));
+        let issued = self.authority.issue(request).await?;
+        let chain_pem = issued.chain_pem().into_bytes();
+        let key_pem = key.serialize_pem().into_bytes();
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        let (chain_path, key_path) = self.paths();
+        write_private(&key_path, &key_pem)?;
+        fs::write(&chain_path, &chain_pem)?;
+        tracing::info!(serial = %issued.record.serial, not_after = %issued.record.not_after, "issued the HTTPS listener's certificate");
+        Ok((chain_pem, key_pem, issued.record.not_before, issued.record.not_after))
+    }
+}
+
+fn rcgen_params(names: &[String]) -> anyhow::Result<rcgen::CertificateParams> {
+    Ok(rcgen::CertificateParams::new(names.to_vec())?)
+}
+
+impl ServerCert {
+    /// Loads the configured certificate, or the self-issued one (issuing it if missing,
+    /// expired, due for renewal or issued for other names).
+    pub async fn prepare(
+        config: &TlsConfig,
+        data_dir: &Path,
+        authority: &Arc<Authority>,
+        clock: &Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        if let (Some(cert), Some(key)) = (&config.cert_file, &config.key_file) {
+            let chain = fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem = fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let resolver = Arc::new(CertResolver::new(certified_key(&chain, &key_pem)?));
+            return Ok(Self { resolver, chain_path: cert.clone(), renew: None });
+        }
+        let mut issued = SelfIssued {
+            dir: data_dir.join("tls"),
+            config: config.clone(),
+            authority: Arc::clone(authority),
+            clock: Arc::clone(clock),
+            renew_at: clock.now(),
+        };
+        let (chain_path, key_path) = issued.paths();
+        let existing = match (fs::read(&chain_path), fs::read(&key_path)) {
+            (Ok(chain), Ok(key)) => validity_of(&chain)
+                .filter(|(nb, na)| renew_point(*nb, *na) > clock.now())
+                .filter(|_| names_match(&chain, &config.names))
+                .map(|(nb, na)| (chain, key, nb, na)),
+            _ => None,
+        };
+        // A certificate an operator revoked is replaced at the next start.
+        let existing = match existing {
+            Some(found) if is_revoked(authority, &found.0).await => None,
+            other => other,
+        };
+        let (chain, key, not_before, not_after) = match existing {
+            Some(found) => found,
+            None => issued.issue().await?,
+        };
+        issued.renew_at = renew_point(not_before, not_after);
+        let resolver = Arc::new(CertResolver::new(certified_key(&chain, &key)?));
+        Ok(Self { resolver, chain_path, renew: Some(issued) })
+    }
+
+    /// Renews the self-issued certificate when due, until `shutdown` fires. Failures are
+    /// retried every minute.
+    pub async fn renew_loop(self, mut shutdown: watch::Receiver<bool>) {
+        let Some(mut issued) = self.renew else { return };
+        loop {
+            let wait = (issued.renew_at - issued.clock.now()).clamp(Duration::seconds(1), Duration::hours(1));
+            let wait = StdDuration::from_secs(wait.whole_seconds().max(1) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            if issued.clock.now() < issued.renew_at {
+                continue;
+            }
+            match issued.issue().await.and_then(|(chain, key, nb, na)| Ok((certified_key(&chain, &key)?, nb, na))) {
+                Ok((key, nb, na)) => {
+                    self.resolver.replace(key);
+                    issued.renew_at = renew_point(nb, na);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "renewing the HTTPS listener's certificate failed; retrying in a minute");
+                    issued.renew_at = issued.clock.now() + Duration::minutes(1);
+                }
+            }
+        }
+    }
+}
+
+async fn is_revoked(authority: &Authority, chain_pem: &[u8]) -> bool {
+    use der::Decode;
+    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else { return false };
+    let Ok(cert) = x509_cert::Certificate::from_der(&first) else { return false };
+    let Ok(serial) = certgate_core::Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
+        return false;
+    };
+    authority.store().certificate(&serial).await.is_ok_and(|record| record.revocation.is_some())
+}
+
+fn names_match(chain_pem: &[u8], names: &[String]) -> bool {
+    use der::Decode;
+    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else { return false };
+    let Ok(cert) = x509_cert::Certificate::from_der(&first) else { return false };
+    let Ok(Some(san)) = cert.tbs_certificate().get_extension::<x509_cert::ext::pkix::SubjectAltName>() else {
+        return false;
+    };
+    let present: Vec<String> = san
+        .1
+        .0
+        .iter()
+        .filter_map(|n| match n {
+            x509_cert::ext::pkix::name::GeneralName::DnsName(d) => Some(d.to_string()),
+            x509_cert::ext::pkix::name::GeneralName::IpAddress(ip) => match ip.as_bytes().len() {
+                4 => <[u8; 4]>::try_from(ip.as_bytes()).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(ip.as_bytes()).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    names.iter().all(|n| present.iter().any(|p| p.eq_ignore_ascii_case(n)))
+}

@@ -1,0 +1,137 @@
+//! Turning a checked configuration into running parts: the data directory, issuers (created
+//! on first start when configured so), the store and the authority.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy};
+use certgate_core::{Clock, Name, Protocol, SystemClock};
+use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
+use certgate_store::SledStore;
+
+use crate::config::{CheckedConfig, IssuerConfig};
+
+/// The endpoint the daemon issues its own HTTPS certificate through.
+pub const DAEMON_TLS_ENDPOINT: &str = "daemon-tls";
+
+/// Everything `serve` runs on.
+pub struct Parts {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The configuration.
+    pub config: CheckedConfig,
+    /// The store.
+    pub store: SledStore,
+    /// The authority.
+    pub authority: Arc<Authority>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Creates the data directory with mode 0700 if needed.
+pub fn prepare_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+    }
+    let mode = fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {} to mode 0700", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// The passphrase an issuer's key needs, if any.
+pub fn issuer_passphrase(issuer: &IssuerConfig) -> anyhow::Result<Option<Passphrase>> {
+    Ok(match (&issuer.key_passphrase_file, &issuer.key_passphrase_env) {
+        (Some(file), _) => Some(Passphrase::from_file(file)?),
+        (None, Some(var)) => Some(Passphrase::from_env(var)?),
+        (None, None) => None,
+    })
+}
+
+/// Loads every configured issuer, creating those that are missing and allowed to be created.
+pub fn load_issuers(config: &CheckedConfig, data_dir: &Path, clock: &dyn Clock) -> anyhow::Result<Vec<Arc<Issuer>>> {
+    let mut issuers = Vec::new();
+    for issuer in &config.config.issuers {
+        let name = Name::new(issuer.name.as_str())?;
+        let files = IssuerFiles::in_dir(&issuer.dir_in(data_dir));
+        let passphrase = issuer_passphrase(issuer)?;
+        if !files.exists() {
+            if !issuer.create_if_missing {
+                bail!("issuer {name}: no CA in {} (run `certgate ca init` or `certgate ca import`)", files.dir.display());
+            }
+            let options = CaInitOptions {
+                key_type: issuer.key_type,
+                common_name: issuer.common_name.clone(),
+                passphrase: passphrase.clone(),
+                ..CaInitOptions::default()
+            };
+            certgate_signer::init_ca(&files.dir, &options, clock.now())
+                .with_context(|| format!("creating issuer {name}"))?;
+            tracing::info!(issuer = %name, key_type = %issuer.key_type, dir = %files.dir.display(), "created a new CA");
+        }
+        let loaded = Issuer::load(name.clone(), &files, passphrase.as_ref())
+            .with_context(|| format!("loading issuer {name} from {}", files.dir.display()))?;
+        if loaded.not_after() <= clock.now() {
+            tracing::warn!(issuer = %name, not_after = %loaded.not_after(), "issuer certificate has expired");
+        }
+        issuers.push(Arc::new(loaded));
+    }
+    Ok(issuers)
+}
+
+/// Opens the store in `<data_dir>/db`, explaining the usual reason it cannot be opened.
+pub fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
+    let path = data_dir.join("db");
+    SledStore::open(&path).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock") || text.contains("WouldBlock") || text.contains("Resource temporarily unavailable") {
+            anyhow::anyhow!("the store {} is in use by another process (is certgate already running?)", path.display())
+        } else {
+            anyhow::anyhow!("opening the store {}: {text}", path.display())
+        }
+    })
+}
+
+/// The internal endpoint for the daemon's own certificate: names as the operator configured.
+pub fn daemon_tls_endpoint(issuer: &str) -> anyhow::Result<EndpointPolicy> {
+    Ok(EndpointPolicy {
+        protocol: Protocol::Admin,
+        name: Name::new(DAEMON_TLS_ENDPOINT)?,
+        issuer: Name::new(issuer)?,
+        profiles: vec![Name::new("tls-server")?],
+        keys: KeyPolicy::default(),
+        names: NamePolicy::default(),
+        owner_labels: BTreeMap::from([("owner".to_owned(), "certgate".to_owned())]),
+    })
+}
+
+/// Builds all parts for `serve`.
+pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Parts> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    prepare_data_dir(&data_dir)?;
+    let issuers = load_issuers(&config, &data_dir, clock.as_ref())?;
+    let store = open_store(&data_dir)?;
+    let mut endpoints = config.endpoints.clone();
+    endpoints.push(daemon_tls_endpoint(&config.config.tls.issuer)?);
+    let authority = Authority::new(
+        AuthorityConfig {
+            issuers,
+            profiles: config.profiles.clone(),
+            endpoints,
+            public_base_url: config.config.public_base_url.clone(),
+        },
+        Arc::new(store.clone()),
+        Arc::clone(&clock),
+    )?;
+    Ok(Parts { data_dir, config, store, authority: Arc::new(authority), clock })
+}

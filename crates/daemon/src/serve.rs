@@ -42,6 +42,14 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         println!("issuer {}: {} (valid until {})", issuer.name(), issuer.subject(), issuer.not_after());
     }
     println!("root certificate: {}", tls_issuer_root.display());
+    for endpoint in &parts.config.endpoints {
+        // Policies are validated now; each protocol's front end arrives in its own release.
+        tracing::warn!(
+            protocol = %endpoint.protocol,
+            endpoint = %endpoint.name,
+            "endpoint is configured but this build has no front end for its protocol yet; it is not served"
+        );
+    }
 
     if let Some(address) = listeners.https {
         let cert = ServerCert::prepare(&parts.config.config.tls, &parts.data_dir, &parts.authority, &parts.clock).await?;

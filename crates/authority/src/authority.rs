@@ -1,7 +1,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, RevocationReason, Serial, SubjectAttribute};
+use certgate_core::{
+    Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, RevocationReason, Serial, SubjectAttribute,
+};
 use certgate_signer::{Issuer, IssuerUrls, LeafSpec, Usage};
 use certgate_store::{CertificateRecord, CertificateStore, Revocation, SerialReservation, StoreError};
 use time::{Duration, OffsetDateTime};
@@ -115,7 +117,10 @@ impl Authority {
         store: Arc<dyn CertificateStore>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AuthorityError> {
-        let base = config.public_base_url.as_deref().map(|b| b.trim_end_matches('/').to_owned());
+        let base = config
+            .public_base_url
+            .as_deref()
+            .map(|b| b.trim_end_matches('/').to_owned());
         let issuers: HashMap<Name, IssuerEntry> = config
             .issuers
             .into_iter()
@@ -145,7 +150,10 @@ impl Authority {
         for endpoint in config.endpoints {
             let id = format!("{} endpoint {}", endpoint.protocol, endpoint.name);
             if !issuers.contains_key(&endpoint.issuer) {
-                return Err(AuthorityError::Config(format!("{id}: unknown issuer {}", endpoint.issuer)));
+                return Err(AuthorityError::Config(format!(
+                    "{id}: unknown issuer {}",
+                    endpoint.issuer
+                )));
             }
             if endpoint.profiles.is_empty() {
                 return Err(AuthorityError::Config(format!("{id}: names no profile")));
@@ -158,7 +166,13 @@ impl Authority {
                 return Err(AuthorityError::Config(format!("{id} is defined twice")));
             }
         }
-        Ok(Self { issuers, profiles, endpoints, store, clock })
+        Ok(Self {
+            issuers,
+            profiles,
+            endpoints,
+            store,
+            clock,
+        })
     }
 
     /// The store, for protocol crates' reads.
@@ -183,9 +197,12 @@ impl Authority {
 
     /// Decides, signs and durably records one certificate. A refusal writes nothing.
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
-        let endpoint = self.endpoint(request.protocol, &request.endpoint).ok_or_else(|| {
-            AuthorityError::UnknownEndpoint { protocol: request.protocol, name: request.endpoint.clone() }
-        })?;
+        let endpoint =
+            self.endpoint(request.protocol, &request.endpoint)
+                .ok_or_else(|| AuthorityError::UnknownEndpoint {
+                    protocol: request.protocol,
+                    name: request.endpoint.clone(),
+                })?;
         let profile_name = request.profile.as_ref().unwrap_or(&endpoint.profiles[0]);
         if !endpoint.profiles.contains(profile_name) {
             return Err(AuthorityError::UnknownProfile(profile_name.clone()));
@@ -218,7 +235,19 @@ impl Authority {
         let (not_before, not_after) = validity(&request, profile, &entry.issuer, now)?;
 
         let serial = self.reserve_serial(&entry.issuer, &request.endpoint, now).await?;
-        let der = match self.sign(entry, csr, &serial, &subject, &identifiers, profile.usage, not_before, not_after).await {
+        let der = match self
+            .sign(
+                entry,
+                csr,
+                &serial,
+                &subject,
+                &identifiers,
+                profile.usage,
+                not_before,
+                not_after,
+            )
+            .await
+        {
             Ok(der) => der,
             Err(e) => {
                 if let Err(abandon) = self.store.abandon_reservation(&serial, &e.to_string()).await {
@@ -268,10 +297,16 @@ impl Authority {
         Ok(Issued { record, chain })
     }
 
-    async fn reserve_serial(&self, issuer: &Issuer, endpoint: &Name, now: OffsetDateTime) -> Result<Serial, AuthorityError> {
+    async fn reserve_serial(
+        &self,
+        issuer: &Issuer,
+        endpoint: &Name,
+        now: OffsetDateTime,
+    ) -> Result<Serial, AuthorityError> {
         for _ in 0..SERIAL_ATTEMPTS {
             let mut random = [0u8; 16];
-            aws_lc_rs::rand::fill(&mut random).map_err(|_| AuthorityError::SigningTask("random number generator failed".into()))?;
+            aws_lc_rs::rand::fill(&mut random)
+                .map_err(|_| AuthorityError::SigningTask("random number generator failed".into()))?;
             let serial = Serial::from_random(random);
             let reservation = SerialReservation {
                 serial: serial.clone(),
@@ -287,7 +322,9 @@ impl Authority {
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(AuthorityError::SigningTask("no unused serial after repeated draws".into()))
+        Err(AuthorityError::SigningTask(
+            "no unused serial after repeated draws".into(),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)] // private: the pieces of one LeafSpec, owned for the blocking task
@@ -322,15 +359,26 @@ impl Authority {
         };
         // An RSA private-key operation takes about a millisecond: keep it off the reactor.
         if entry.issuer.signs_slowly() {
-            Ok(tokio::task::spawn_blocking(sign).await.map_err(|e| AuthorityError::SigningTask(e.to_string()))??)
+            Ok(tokio::task::spawn_blocking(sign)
+                .await
+                .map_err(|e| AuthorityError::SigningTask(e.to_string()))??)
         } else {
             Ok(sign()?)
         }
     }
 
     /// Records a revocation. `NotFound` for an unknown serial, `AlreadyRevoked` on a second call.
-    pub async fn revoke(&self, serial: &Serial, reason: RevocationReason, by: &str) -> Result<CertificateRecord, AuthorityError> {
-        let revocation = Revocation { reason, revoked_at: self.clock.now(), by: by.to_owned() };
+    pub async fn revoke(
+        &self,
+        serial: &Serial,
+        reason: RevocationReason,
+        by: &str,
+    ) -> Result<CertificateRecord, AuthorityError> {
+        let revocation = Revocation {
+            reason,
+            revoked_at: self.clock.now(),
+            by: by.to_owned(),
+        };
         let record = self.store.revoke(serial, &revocation).await.map_err(|e| match e {
             StoreError::NotFound => AuthorityError::NotFound,
             StoreError::Conflict(_) => AuthorityError::AlreadyRevoked,
@@ -362,10 +410,10 @@ fn identifiers_to_certify(csr: &ParsedCsr, usage: Usage) -> Vec<Identifier> {
     for san in csr.sans() {
         push(san.clone());
     }
-    if usage == Usage::TlsServer {
-        if let Some(cn) = csr.common_name().and_then(identifier_from_common_name) {
-            push(cn);
-        }
+    if usage == Usage::TlsServer
+        && let Some(cn) = csr.common_name().and_then(identifier_from_common_name)
+    {
+        push(cn);
     }
     identifiers
 }
@@ -374,7 +422,10 @@ fn identifier_from_common_name(cn: &str) -> Option<Identifier> {
     if let Ok(ip) = cn.parse() {
         return Some(Identifier::Ip(ip));
     }
-    certgate_core::DnsName::new(cn).ok().filter(|n| n.as_str().contains('.') || n.as_str() == "localhost").map(Identifier::Dns)
+    certgate_core::DnsName::new(cn)
+        .ok()
+        .filter(|n| n.as_str().contains('.') || n.as_str() == "localhost")
+        .map(Identifier::Dns)
 }
 
 /// TLS server certificates carry only a common name that is one of their SANs (the CA/B
@@ -385,7 +436,13 @@ fn subject_to_certify(csr: &ParsedCsr, usage: Usage, identifiers: &[Identifier])
         Usage::TlsServer => csr
             .common_name()
             .filter(|cn| identifier_from_common_name(cn).is_some_and(|id| identifiers.contains(&id)))
-            .and_then(|_| csr.subject().iter().rev().find(|a| a.oid.to_string() == "2.5.4.3").cloned())
+            .and_then(|_| {
+                csr.subject()
+                    .iter()
+                    .rev()
+                    .find(|a| a.oid.to_string() == "2.5.4.3")
+                    .cloned()
+            })
             .into_iter()
             .collect(),
         Usage::TlsClient | Usage::Device => csr.subject().to_vec(),
@@ -422,7 +479,9 @@ fn validity(
             return Err(AuthorityError::BadValidity("notBefore lies in the past".into()));
         }
         Some(nb) if nb > now + profile.max_validity => {
-            return Err(AuthorityError::BadValidity("notBefore lies too far in the future".into()));
+            return Err(AuthorityError::BadValidity(
+                "notBefore lies too far in the future".into(),
+            ));
         }
         Some(nb) => nb,
         None => now,
@@ -437,7 +496,9 @@ fn validity(
             )));
         }
         Some(na) if na > issuer.not_after() => {
-            return Err(AuthorityError::BadValidity("notAfter is after the issuing CA's expiry".into()));
+            return Err(AuthorityError::BadValidity(
+                "notAfter is after the issuing CA's expiry".into(),
+            ));
         }
         Some(na) => na,
         // Never outlive the issuer: cap the default at its expiry.

@@ -123,7 +123,10 @@ impl Default for NamePolicy {
 impl NamePolicy {
     pub(crate) fn check(&self, identifiers: &[Identifier]) -> Result<(), AuthorityError> {
         if identifiers.len() > self.max_names {
-            return Err(AuthorityError::TooManyNames { count: identifiers.len(), max: self.max_names });
+            return Err(AuthorityError::TooManyNames {
+                count: identifiers.len(),
+                max: self.max_names,
+            });
         }
         for identifier in identifiers {
             self.check_one(identifier)?;
@@ -132,7 +135,12 @@ impl NamePolicy {
     }
 
     fn check_one(&self, identifier: &Identifier) -> Result<(), AuthorityError> {
-        let refuse = |reason: String| Err(AuthorityError::NameNotAllowed { identifier: identifier.clone(), reason });
+        let refuse = |reason: String| {
+            Err(AuthorityError::NameNotAllowed {
+                identifier: identifier.clone(),
+                reason,
+            })
+        };
         match identifier {
             Identifier::Dns(name) => {
                 if name.is_wildcard() && !self.allow_wildcards {
@@ -141,8 +149,12 @@ impl NamePolicy {
                 if let Some(denied) = self.denied_dns_suffixes.iter().find(|s| name.is_within(s)) {
                     return refuse(format!("names under {denied} are denied"));
                 }
-                if !self.allowed_dns_suffixes.is_empty() && !self.allowed_dns_suffixes.iter().any(|s| name.is_within(s)) {
-                    return refuse(format!("names must be under one of: {}", self.allowed_dns_suffixes.join(", ")));
+                if !self.allowed_dns_suffixes.is_empty() && !self.allowed_dns_suffixes.iter().any(|s| name.is_within(s))
+                {
+                    return refuse(format!(
+                        "names must be under one of: {}",
+                        self.allowed_dns_suffixes.join(", ")
+                    ));
                 }
             }
             Identifier::Ip(ip) => {
@@ -186,6 +198,24 @@ pub struct EndpointPolicy {
     pub owner_labels: BTreeMap<String, String>,
 }
 
+impl Profile {
+    /// The built-in profiles: `tls-server` (90 days, at most 398, the CA/B Forum limit),
+    /// `tls-client` (90 days, at most 398) and `device` (365 days, at most 825).
+    pub fn builtin() -> Vec<Self> {
+        let profile = |name: &str, usage, default_days, max_days| Profile {
+            name: Name::new(name).unwrap_or_else(|_| unreachable!("built-in names are valid")),
+            usage,
+            default_validity: Duration::days(default_days),
+            max_validity: Duration::days(max_days),
+        };
+        vec![
+            profile("tls-server", Usage::TlsServer, 90, 398),
+            profile("tls-client", Usage::TlsClient, 90, 398),
+            profile("device", Usage::Device, 365, 825),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,36 +240,39 @@ mod tests {
         let cases: Vec<(&str, Vec<Identifier>, bool)> = vec![
             ("good_allowed_suffix", vec![dns("a.example.com")], true),
             ("good_other_suffix", vec![dns("db.internal")], true),
-            ("good_ip_in_range", vec![Identifier::Ip("10.1.2.3".parse().unwrap())], true),
+            (
+                "good_ip_in_range",
+                vec![Identifier::Ip("10.1.2.3".parse().unwrap())],
+                true,
+            ),
             ("bad_outside_suffixes", vec![dns("evil.example.net")], false),
             ("bad_lookalike_suffix", vec![dns("badexample.com")], false),
             ("bad_denied_wins", vec![dns("x.secret.example.com")], false),
             ("bad_wildcard", vec![dns("*.example.com")], false),
-            ("bad_ip_outside", vec![Identifier::Ip("192.168.1.1".parse().unwrap())], false),
-            ("bad_ip_denied", vec![Identifier::Ip("10.9.1.1".parse().unwrap())], false),
+            (
+                "bad_ip_outside",
+                vec![Identifier::Ip("192.168.1.1".parse().unwrap())],
+                false,
+            ),
+            (
+                "bad_ip_denied",
+                vec![Identifier::Ip("10.9.1.1".parse().unwrap())],
+                false,
+            ),
             ("bad_email", vec![Identifier::email("a@example.com").unwrap()], false),
-            ("bad_too_many", vec![dns("a.example.com"), dns("b.example.com"), dns("c.example.com"), dns("d.example.com")], false),
+            (
+                "bad_too_many",
+                vec![
+                    dns("a.example.com"),
+                    dns("b.example.com"),
+                    dns("c.example.com"),
+                    dns("d.example.com"),
+                ],
+                false,
+            ),
         ];
         for (case, ids, ok) in cases {
             assert_eq!(policy.check(&ids).is_ok(), ok, "case {case}");
         }
-    }
-}
-
-impl Profile {
-    /// The built-in profiles: `tls-server` (90 days, at most 398, the CA/B Forum limit),
-    /// `tls-client` (90 days, at most 398) and `device` (365 days, at most 825).
-    pub fn builtin() -> Vec<Self> {
-        let profile = |name: &str, usage, default_days, max_days| Profile {
-            name: Name::new(name).unwrap_or_else(|_| unreachable!("built-in names are valid")),
-            usage,
-            default_validity: Duration::days(default_days),
-            max_validity: Duration::days(max_days),
-        };
-        vec![
-            profile("tls-server", Usage::TlsServer, 90, 398),
-            profile("tls-client", Usage::TlsClient, 90, 398),
-            profile("device", Usage::Device, 365, 825),
-        ]
     }
 }

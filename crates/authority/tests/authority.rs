@@ -30,7 +30,8 @@ fn golden(file: &str) -> Vec<u8> {
 /// PKIX linter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
-    let leaf_keys: Vec<(CsrKey, certgate_test_support::rcgen::KeyPair)> = CsrKey::ALL.iter().map(|k| (*k, k.generate())).collect();
+    let leaf_keys: Vec<(CsrKey, certgate_test_support::rcgen::KeyPair)> =
+        CsrKey::ALL.iter().map(|k| (*k, k.generate())).collect();
     let mut lint_jobs = Vec::new();
     for ca_type in KeyType::ALL {
         let t = TestAuthority::new(ca_type, vec![test_endpoint()]);
@@ -44,14 +45,22 @@ async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
                     continue;
                 }
                 let case = format!("ca={ca_type} csr={csr_key:?} profile={profile}");
-                let der = csr(key, Some("dev1.example.com"), &["dev1.example.com", "www.example.com", "192.0.2.10"]);
+                let der = csr(
+                    key,
+                    Some("dev1.example.com"),
+                    &["dev1.example.com", "www.example.com", "192.0.2.10"],
+                );
                 let mut req = request(&der);
                 req.profile = Some(name(profile));
                 let issued = t.authority.issue(req).await.unwrap_or_else(|e| panic!("{case}: {e}"));
                 assert_eq!(issued.chain.len(), 2, "{case}: leaf and intermediate");
                 let leaf = work.path().join(format!("{ca_type}-{csr_key:?}-{profile}.pem"));
                 write_pem(&leaf, &[&issued.chain[0]]);
-                let purpose = if profile == "tls-server" { "sslserver" } else { "sslclient" };
+                let purpose = if profile == "tls-server" {
+                    "sslserver"
+                } else {
+                    "sslclient"
+                };
                 openssl_verify(&t.ca.root_pem, &intermediates, &leaf, Some(purpose))
                     .unwrap_or_else(|e| panic!("{case}: openssl verify: {e}"));
                 let ed25519 = ca_type == KeyType::Ed25519 || *csr_key == CsrKey::Ed25519;
@@ -79,7 +88,11 @@ async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
         thread.join().unwrap();
     }
     let failures = failures.lock().unwrap();
-    assert!(failures.is_empty(), "pkilint findings without a waiver:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "pkilint findings without a waiver:\n{}",
+        failures.join("\n")
+    );
 }
 
 fn strict_endpoint() -> EndpointPolicy {
@@ -100,22 +113,50 @@ async fn bad_csrs_are_refused_and_nothing_is_stored() {
     let t = TestAuthority::new(KeyType::P256, vec![strict_endpoint()]);
     type Check = fn(&AuthorityError) -> bool;
     let cases: Vec<(&str, Vec<u8>, Check)> = vec![
-        ("bad_signature", golden("bad_signature_p256.der"), |e| matches!(e, AuthorityError::Csr(CsrError::BadSignature))),
-        ("rsa_1024", golden("bad_rsa1024.der"), |e| {
-            matches!(e, AuthorityError::KeyNotAllowed { key: KeyKind::Rsa(1024), .. })
+        ("bad_signature", golden("bad_signature_p256.der"), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::BadSignature))
         }),
-        ("secp256k1_curve", golden("bad_secp256k1.der"), |e| matches!(e, AuthorityError::Csr(CsrError::UnsupportedCurve(_)))),
-        ("brainpool_curve", golden("bad_brainpool.der"), |e| matches!(e, AuthorityError::Csr(CsrError::UnsupportedCurve(_)))),
-        ("name_outside_policy", golden("bad_outside_policy_p256.der"), |e| matches!(e, AuthorityError::NameNotAllowed { .. })),
-        ("wildcard_not_allowed", golden("bad_wildcard_p256.der"), |e| matches!(e, AuthorityError::WildcardNotAllowed(_))),
+        ("rsa_1024", golden("bad_rsa1024.der"), |e| {
+            matches!(
+                e,
+                AuthorityError::KeyNotAllowed {
+                    key: KeyKind::Rsa(1024),
+                    ..
+                }
+            )
+        }),
+        ("secp256k1_curve", golden("bad_secp256k1.der"), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::UnsupportedCurve(_)))
+        }),
+        ("brainpool_curve", golden("bad_brainpool.der"), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::UnsupportedCurve(_)))
+        }),
+        ("name_outside_policy", golden("bad_outside_policy_p256.der"), |e| {
+            matches!(e, AuthorityError::NameNotAllowed { .. })
+        }),
+        ("wildcard_not_allowed", golden("bad_wildcard_p256.der"), |e| {
+            matches!(e, AuthorityError::WildcardNotAllowed(_))
+        }),
         ("too_many_sans", golden("bad_too_many_sans_p256.der"), |e| {
             matches!(e, AuthorityError::TooManyNames { max: 100, .. })
         }),
-        ("sha1_signature", golden("bad_sha1_rsa2048.der"), |e| matches!(e, AuthorityError::WeakSignatureAlgorithm)),
-        ("garbage_bytes", golden("bad_garbage.der"), |e| matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))),
-        ("truncated_der", golden("bad_truncated.der"), |e| matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))),
-        ("empty", Vec::new(), |e| matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))),
-        ("no_names", csr(&CsrKey::P256.generate(), Some("not a hostname"), &[]), |e| matches!(e, AuthorityError::NoNames(_))),
+        ("sha1_signature", golden("bad_sha1_rsa2048.der"), |e| {
+            matches!(e, AuthorityError::WeakSignatureAlgorithm)
+        }),
+        ("garbage_bytes", golden("bad_garbage.der"), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))
+        }),
+        ("truncated_der", golden("bad_truncated.der"), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))
+        }),
+        ("empty", Vec::new(), |e| {
+            matches!(e, AuthorityError::Csr(CsrError::Malformed(_)))
+        }),
+        (
+            "no_names",
+            csr(&CsrKey::P256.generate(), Some("not a hostname"), &[]),
+            |e| matches!(e, AuthorityError::NoNames(_)),
+        ),
     ];
     for (case, der, check) in cases {
         // The same path a protocol takes: parse, then ask the authority.
@@ -131,7 +172,11 @@ async fn bad_csrs_are_refused_and_nothing_is_stored() {
         assert!(check(&err), "case {case}: unexpected error {err:?}");
     }
     let status = t.store.journal_status().await.unwrap();
-    assert_eq!((status.certificates, status.reserved, status.abandoned), (0, 0, 0), "nothing stored");
+    assert_eq!(
+        (status.certificates, status.reserved, status.abandoned),
+        (0, 0, 0),
+        "nothing stored"
+    );
 }
 
 #[tokio::test]
@@ -148,7 +193,11 @@ async fn good_golden_csrs_are_issued() {
         ("unknown_extensions_ignored", "good_extra_extensions_p256.der", 3),
     ];
     for (case, file, names) in cases {
-        let issued = t.authority.issue(request(&golden(file))).await.unwrap_or_else(|e| panic!("case {case}: {e}"));
+        let issued = t
+            .authority
+            .issue(request(&golden(file)))
+            .await
+            .unwrap_or_else(|e| panic!("case {case}: {e}"));
         assert_eq!(issued.record.identifiers.len(), names, "case {case}");
     }
 }
@@ -167,35 +216,70 @@ async fn issuance_records_provenance_and_policy_validity() {
     assert_eq!(record.endpoint, name("default"));
     assert_eq!(record.requester.as_str(), "acme-account:test");
     assert_eq!(record.profile, name("tls-server"));
-    assert_eq!(record.owner_labels.get("team").map(String::as_str), Some("platform"), "endpoint label");
-    assert_eq!(record.owner_labels.get("service").map(String::as_str), Some("web"), "requester label");
-    assert_eq!(record.subject, "", "a CN that is not a SAN is dropped from TLS server certificates");
-    assert_eq!(record.identifiers, vec![Identifier::Dns(DnsName::new("a.example.com").unwrap())]);
-    assert!(record.not_before <= before - Duration::seconds(59), "backdated one minute");
+    assert_eq!(
+        record.owner_labels.get("team").map(String::as_str),
+        Some("platform"),
+        "endpoint label"
+    );
+    assert_eq!(
+        record.owner_labels.get("service").map(String::as_str),
+        Some("web"),
+        "requester label"
+    );
+    assert_eq!(
+        record.subject, "",
+        "a CN that is not a SAN is dropped from TLS server certificates"
+    );
+    assert_eq!(
+        record.identifiers,
+        vec![Identifier::Dns(DnsName::new("a.example.com").unwrap())]
+    );
+    assert!(
+        record.not_before <= before - Duration::seconds(59),
+        "backdated one minute"
+    );
     let days = (record.not_after - record.not_before).whole_days();
     assert_eq!(days, 90, "default validity");
-    assert_eq!(t.store.certificate(&record.serial).await.unwrap(), *record, "durable in the store");
+    assert_eq!(
+        t.store.certificate(&record.serial).await.unwrap(),
+        *record,
+        "durable in the store"
+    );
     assert!(issued.chain_pem().starts_with("-----BEGIN CERTIFICATE-----"));
 
     // Explicit validity beyond the profile's maximum is refused; within it, honoured.
     let mut req = request(&der);
     req.not_after = Some(OffsetDateTime::now_utc() + Duration::days(400));
-    assert!(matches!(t.authority.issue(req).await, Err(AuthorityError::BadValidity(_))));
+    assert!(matches!(
+        t.authority.issue(req).await,
+        Err(AuthorityError::BadValidity(_))
+    ));
     let mut req = request(&der);
-    let want = (OffsetDateTime::now_utc() + Duration::days(10)).replace_nanosecond(0).unwrap();
+    let want = (OffsetDateTime::now_utc() + Duration::days(10))
+        .replace_nanosecond(0)
+        .unwrap();
     req.not_after = Some(want);
     assert_eq!(t.authority.issue(req).await.unwrap().record.not_after, want);
 
     // Unknown endpoint and profile.
     let mut req = request(&der);
     req.endpoint = name("nope");
-    assert!(matches!(t.authority.issue(req).await, Err(AuthorityError::UnknownEndpoint { .. })));
+    assert!(matches!(
+        t.authority.issue(req).await,
+        Err(AuthorityError::UnknownEndpoint { .. })
+    ));
     let mut req = request(&der);
     req.profile = Some(name("nope"));
-    assert!(matches!(t.authority.issue(req).await, Err(AuthorityError::UnknownProfile(_))));
+    assert!(matches!(
+        t.authority.issue(req).await,
+        Err(AuthorityError::UnknownProfile(_))
+    ));
     let mut req = request(&der);
     req.protocol = Protocol::Est;
-    assert!(matches!(t.authority.issue(req).await, Err(AuthorityError::UnknownEndpoint { .. })));
+    assert!(matches!(
+        t.authority.issue(req).await,
+        Err(AuthorityError::UnknownEndpoint { .. })
+    ));
 }
 
 #[tokio::test]
@@ -213,21 +297,39 @@ async fn device_profile_keeps_subject_and_caps_at_issuer_expiry() {
 #[tokio::test]
 async fn revocation_is_recorded_once() {
     let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
-    let issued = t.authority.issue(request(&csr(&CsrKey::P256.generate(), None, &["a.example.com"]))).await.unwrap();
+    let issued = t
+        .authority
+        .issue(request(&csr(&CsrKey::P256.generate(), None, &["a.example.com"])))
+        .await
+        .unwrap();
     let serial = issued.record.serial.clone();
-    let revoked = t.authority.revoke(&serial, RevocationReason::KeyCompromise, "operator").await.unwrap();
-    assert_eq!(revoked.revocation.as_ref().map(|r| r.reason), Some(RevocationReason::KeyCompromise));
+    let revoked = t
+        .authority
+        .revoke(&serial, RevocationReason::KeyCompromise, "operator")
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.revocation.as_ref().map(|r| r.reason),
+        Some(RevocationReason::KeyCompromise)
+    );
     assert!(matches!(
-        t.authority.revoke(&serial, RevocationReason::Superseded, "operator").await,
+        t.authority
+            .revoke(&serial, RevocationReason::Superseded, "operator")
+            .await,
         Err(AuthorityError::AlreadyRevoked)
     ));
     let unknown = certgate_core::Serial::from_random([9; 16]);
     assert!(matches!(
-        t.authority.revoke(&unknown, RevocationReason::Unspecified, "operator").await,
+        t.authority
+            .revoke(&unknown, RevocationReason::Unspecified, "operator")
+            .await,
         Err(AuthorityError::NotFound)
     ));
     let stored = t.store.certificate(&serial).await.unwrap();
-    assert_eq!(stored.revocation.map(|r| r.reason), Some(RevocationReason::KeyCompromise));
+    assert_eq!(
+        stored.revocation.map(|r| r.reason),
+        Some(RevocationReason::KeyCompromise)
+    );
 }
 
 /// 10,000 issuances from 8 concurrent tasks: 10,000 distinct serials, all there after reopen.
@@ -235,7 +337,12 @@ async fn revocation_is_recorded_once() {
 async fn ten_thousand_concurrent_issuances_survive_reopen() {
     const TASKS: usize = 8;
     const PER_TASK: usize = 1250;
-    let TestAuthority { ca, store_dir, store, authority } = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
+    let TestAuthority {
+        ca,
+        store_dir,
+        store,
+        authority,
+    } = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
     let der = csr(&CsrKey::P256.generate(), None, &["load.example.com"]);
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
@@ -269,7 +376,11 @@ async fn ten_thousand_concurrent_issuances_survive_reopen() {
     let mut after = None;
     loop {
         let page = reopened
-            .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 1000, after })
+            .list_certificates(&CertificateQuery {
+                filter: CertificateFilter::All,
+                limit: 1000,
+                after,
+            })
             .await
             .unwrap();
         listed += page.items.len();

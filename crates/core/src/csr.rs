@@ -16,8 +16,8 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::request::CertReq;
 
-use crate::identifier::{Identifier, IdentifierError};
 use crate::DnsName;
+use crate::identifier::{Identifier, IdentifierError};
 
 /// The largest CSR certgate reads; real ones are a few hundred bytes to a few KiB.
 pub const MAX_CSR_LEN: usize = 64 * 1024;
@@ -133,7 +133,10 @@ impl fmt::Debug for ParsedCsr {
             .field("key", &self.key)
             .field("sans", &self.sans)
             .field("unsupported_sans", &self.unsupported_sans)
-            .field("challenge_password", &self.challenge_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "challenge_password",
+                &self.challenge_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -167,19 +170,18 @@ impl ParsedCsr {
 
         let spki = &request.info.public_key;
         let spki_der = spki.to_der().map_err(malformed)?;
-        let key_bits = spki.subject_public_key.as_bytes().ok_or_else(|| {
-            CsrError::Malformed("public key BIT STRING has unused bits".into())
-        })?;
+        let key_bits = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| CsrError::Malformed("public key BIT STRING has unused bits".into()))?;
         let key = key_kind(&spki.algorithm.oid, spki.algorithm.parameters.as_ref(), key_bits)?;
 
-        let signature = request.signature.as_bytes().ok_or_else(|| {
-            CsrError::Malformed("signature BIT STRING has unused bits".into())
-        })?;
-        let (algorithm, signature_uses_sha1) = verification_algorithm(
-            key,
-            &request.algorithm.oid,
-            request.algorithm.parameters.as_ref(),
-        )?;
+        let signature = request
+            .signature
+            .as_bytes()
+            .ok_or_else(|| CsrError::Malformed("signature BIT STRING has unused bits".into()))?;
+        let (algorithm, signature_uses_sha1) =
+            verification_algorithm(key, &request.algorithm.oid, request.algorithm.parameters.as_ref())?;
         UnparsedPublicKey::new(algorithm, key_bits)
             .verify(tbs, signature)
             .map_err(|_| CsrError::BadSignature)?;
@@ -217,8 +219,7 @@ impl ParsedCsr {
                     }
                 }
             } else if attribute.oid == OID_CHALLENGE_PASSWORD {
-                parsed.challenge_password =
-                    attribute.values.iter().next().map(directory_string_text);
+                parsed.challenge_password = attribute.values.iter().next().map(directory_string_text);
             }
         }
         Ok(parsed)
@@ -238,9 +239,9 @@ impl ParsedCsr {
                     self.sans.push(Identifier::Dns(dns));
                 }
                 GeneralName::IpAddress(octets) => self.sans.push(Identifier::Ip(ip_from_octets(&octets)?)),
-                GeneralName::Rfc822Name(email) => {
-                    self.sans.push(Identifier::email(email.as_str()).map_err(CsrError::BadSan)?)
-                }
+                GeneralName::Rfc822Name(email) => self
+                    .sans
+                    .push(Identifier::email(email.as_str()).map_err(CsrError::BadSan)?),
                 GeneralName::UniformResourceIdentifier(uri) => {
                     self.sans.push(Identifier::uri(uri.as_str()).map_err(CsrError::BadSan)?)
                 }
@@ -332,7 +333,10 @@ fn directory_string_text(value: &der::Any) -> String {
         Tag::Ia5String => Ia5String::new(bytes).map(|s| s.to_string()).ok(),
         Tag::TeletexString => TeletexString::new(bytes).map(|s| s.to_string()).ok(),
         Tag::BmpString => {
-            let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             Some(String::from_utf16_lossy(&units))
         }
         _ => None,
@@ -340,16 +344,14 @@ fn directory_string_text(value: &der::Any) -> String {
     .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn key_kind(
-    algorithm: &ObjectIdentifier,
-    parameters: Option<&der::Any>,
-    key_bits: &[u8],
-) -> Result<KeyKind, CsrError> {
+fn key_kind(algorithm: &ObjectIdentifier, parameters: Option<&der::Any>, key_bits: &[u8]) -> Result<KeyKind, CsrError> {
     if *algorithm == OID_RSA_ENCRYPTION {
         let key = RsaPublicKey::from_der(key_bits).map_err(|e| CsrError::Malformed(format!("RSA key: {e}")))?;
         let modulus = key.modulus.as_bytes();
         let leading = modulus.first().map_or(8, |b| b.leading_zeros());
-        let bits = u32::try_from(modulus.len() * 8).unwrap_or(u32::MAX).saturating_sub(leading);
+        let bits = u32::try_from(modulus.len() * 8)
+            .unwrap_or(u32::MAX)
+            .saturating_sub(leading);
         Ok(KeyKind::Rsa(bits))
     } else if *algorithm == OID_EC_PUBLIC_KEY {
         let curve: ObjectIdentifier = parameters
@@ -474,14 +476,27 @@ mod tests {
         let mut tampered_name = good.clone();
         let at = tampered_name.windows(4).position(|w| w == b"dev1").unwrap();
         tampered_name[at] = b'x';
-        let cases: Vec<(&str, Vec<u8>, fn(&CsrError) -> bool)> = vec![
+        type Check = fn(&CsrError) -> bool;
+        let cases: Vec<(&str, Vec<u8>, Check)> = vec![
             ("empty", vec![], |e| matches!(e, CsrError::Malformed(_))),
-            ("garbage", b"hello world".to_vec(), |e| matches!(e, CsrError::Malformed(_))),
-            ("truncated", good[..good.len() / 2].to_vec(), |e| matches!(e, CsrError::Malformed(_))),
-            ("trailing_bytes", [good.as_slice(), &[0, 0]].concat(), |e| matches!(e, CsrError::Malformed(_))),
-            ("bad_signature", flipped, |e| matches!(e, CsrError::BadSignature | CsrError::Malformed(_))),
-            ("tampered_subject", tampered_name, |e| matches!(e, CsrError::BadSignature)),
-            ("too_large", vec![0x30; MAX_CSR_LEN + 1], |e| matches!(e, CsrError::TooLarge)),
+            ("garbage", b"hello world".to_vec(), |e| {
+                matches!(e, CsrError::Malformed(_))
+            }),
+            ("truncated", good[..good.len() / 2].to_vec(), |e| {
+                matches!(e, CsrError::Malformed(_))
+            }),
+            ("trailing_bytes", [good.as_slice(), &[0, 0]].concat(), |e| {
+                matches!(e, CsrError::Malformed(_))
+            }),
+            ("bad_signature", flipped, |e| {
+                matches!(e, CsrError::BadSignature | CsrError::Malformed(_))
+            }),
+            ("tampered_subject", tampered_name, |e| {
+                matches!(e, CsrError::BadSignature)
+            }),
+            ("too_large", vec![0x30; MAX_CSR_LEN + 1], |e| {
+                matches!(e, CsrError::TooLarge)
+            }),
         ];
         for (case, der, want) in cases {
             let err = ParsedCsr::from_der(&der).expect_err(case);

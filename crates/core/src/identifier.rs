@@ -116,9 +116,8 @@ impl Identifier {
     pub fn email(address: &str) -> Result<Self, IdentifierError> {
         let err = || IdentifierError::Email(address.to_owned());
         let (local, domain) = address.rsplit_once('@').ok_or_else(err)?;
-        let local_ok = !local.is_empty()
-            && local.len() <= 64
-            && local.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
+        let local_ok =
+            !local.is_empty() && local.len() <= 64 && local.bytes().all(|b| b.is_ascii_graphic() && b != b'@');
         let domain = DnsName::new(domain).map_err(|_| err())?;
         if !local_ok || domain.is_wildcard() {
             return Err(err());
@@ -131,9 +130,7 @@ impl Identifier {
         let err = || IdentifierError::Uri(uri.to_owned());
         let (scheme, rest) = uri.split_once(':').ok_or_else(err)?;
         let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
-            && scheme
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+            && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
         if !scheme_ok || rest.is_empty() || uri.len() > 2048 || !uri.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(err());
         }

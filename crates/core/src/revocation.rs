@@ -50,7 +50,10 @@ impl RevocationReason {
 
     /// The RFC 5280 name.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(r, _, _)| *r == self).map_or("unspecified", |(_, n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(r, _, _)| *r == self)
+            .map_or("unspecified", |(_, n, _)| n)
     }
 }
 
@@ -67,7 +70,11 @@ impl std::str::FromStr for RevocationReason {
         if let Ok(code) = s.parse::<u8>() {
             return Self::from_code(code).ok_or_else(|| NameError(s.to_owned()));
         }
-        let folded: String = s.chars().filter(|c| *c != '-' && *c != '_').collect::<String>().to_ascii_lowercase();
+        let folded: String = s
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
         Self::ALL
             .iter()
             .find(|(_, n, _)| n.to_ascii_lowercase() == folded)
@@ -85,7 +92,11 @@ mod tests {
         let cases = [
             ("camel", "keyCompromise", Some(RevocationReason::KeyCompromise)),
             ("lower", "superseded", Some(RevocationReason::Superseded)),
-            ("dashed", "cessation-of-operation", Some(RevocationReason::CessationOfOperation)),
+            (
+                "dashed",
+                "cessation-of-operation",
+                Some(RevocationReason::CessationOfOperation),
+            ),
             ("code", "4", Some(RevocationReason::Superseded)),
             ("hold_refused", "6", None),
             ("unknown", "because", None),

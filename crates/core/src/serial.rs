@@ -149,7 +149,10 @@ mod tests {
             let got = Serial::parse_hex(input).ok().map(|s| s.to_hex());
             assert_eq!(got.as_deref(), want, "case {case}");
         }
-        assert_eq!(Serial::parse_hex("FF01").map(|s| s.as_bytes().to_vec()), Ok(vec![0, 0xff, 1]));
+        assert_eq!(
+            Serial::parse_hex("FF01").map(|s| s.as_bytes().to_vec()),
+            Ok(vec![0, 0xff, 1])
+        );
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use certgate_authority::{Authority, AuthorityConfig, AuthorityError, Profile};
 use certgate_core::{Clock, DnsName, Identifier, RequesterId, RevocationReason, Serial, SystemClock};
-use certgate_store::{CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, SledStore};
+use certgate_store::{
+    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, SledStore,
+};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -80,7 +82,10 @@ impl ListRequest {
         let filter = match (&self.expiring_within_days, &self.requester, &self.name) {
             (Some(days), None, None) => {
                 let now = clock.now();
-                CertificateFilter::ExpiringBetween { from: now, to: now + time::Duration::days((*days).into()) }
+                CertificateFilter::ExpiringBetween {
+                    from: now,
+                    to: now + time::Duration::days((*days).into()),
+                }
             }
             (None, Some(requester), None) => CertificateFilter::Requester(RequesterId::new(requester.as_str())?),
             (None, None, Some(name)) => CertificateFilter::Identifier(match name.parse() {
@@ -90,7 +95,11 @@ impl ListRequest {
             (None, None, None) => CertificateFilter::All,
             _ => bail!("give at most one of --expiring-within, --requester and --name"),
         };
-        Ok(CertificateQuery { filter, limit: self.limit.clamp(1, 1000), after: self.after.clone() })
+        Ok(CertificateQuery {
+            filter,
+            limit: self.limit.clamp(1, 1000),
+            after: self.after.clone(),
+        })
     }
 
     fn to_query_string(&self) -> String {
@@ -150,7 +159,13 @@ impl AdminService {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["v1", "status"]) => match self.store.journal_status().await {
-                Ok(journal) => json(StatusCode::OK, &StatusBody { version: env!("CARGO_PKG_VERSION").into(), journal }),
+                Ok(journal) => json(
+                    StatusCode::OK,
+                    &StatusBody {
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        journal,
+                    },
+                ),
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             },
             (&Method::GET, ["v1", "certificates"]) => {
@@ -170,7 +185,9 @@ impl AdminService {
                 };
                 match self.store.certificate(&serial).await {
                     Ok(record) => json(StatusCode::OK, &record),
-                    Err(certgate_store::StoreError::NotFound) => text(StatusCode::NOT_FOUND, "no certificate with this serial"),
+                    Err(certgate_store::StoreError::NotFound) => {
+                        text(StatusCode::NOT_FOUND, "no certificate with this serial")
+                    }
                     Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
@@ -182,10 +199,16 @@ impl AdminService {
                     Ok(request) => request,
                     Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"reason\": …}}: {e}")),
                 };
-                match self.authority.revoke(&serial, request.reason, "operator:admin-socket").await {
+                match self
+                    .authority
+                    .revoke(&serial, request.reason, "operator:admin-socket")
+                    .await
+                {
                     Ok(record) => json(StatusCode::OK, &record),
                     Err(AuthorityError::NotFound) => text(StatusCode::NOT_FOUND, "no certificate with this serial"),
-                    Err(AuthorityError::AlreadyRevoked) => text(StatusCode::CONFLICT, "the certificate is already revoked"),
+                    Err(AuthorityError::AlreadyRevoked) => {
+                        text(StatusCode::CONFLICT, "the certificate is already revoked")
+                    }
                     Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
@@ -207,7 +230,12 @@ pub fn bind(data_dir: &Path) -> anyhow::Result<UnixListener> {
 }
 
 /// Serves the admin socket until `shutdown` fires.
-pub async fn serve(listener: UnixListener, service: Arc<AdminService>, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+pub async fn serve(
+    listener: UnixListener,
+    service: Arc<AdminService>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
@@ -249,7 +277,9 @@ impl AdminClient {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<(StatusCode, Bytes)> {
-        let stream = UnixStream::connect(&self.path).await.with_context(|| format!("connecting to {}", self.path.display()))?;
+        let stream = UnixStream::connect(&self.path)
+            .await
+            .with_context(|| format!("connecting to {}", self.path.display()))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(connection);
         let request = Request::builder()
@@ -264,7 +294,12 @@ impl AdminClient {
         Ok((status, bytes))
     }
 
-    async fn call_json<T: for<'de> Deserialize<'de>>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> anyhow::Result<T> {
+    async fn call_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<T> {
         let (status, bytes) = self.call(method, path, body).await?;
         if !status.is_success() {
             bail!("{}", String::from_utf8_lossy(&bytes).trim());
@@ -294,10 +329,18 @@ impl Inventory {
             return Ok(Self::Daemon(client));
         }
         if !data_dir.join("db").exists() {
-            bail!("no certgate store in {} (start the daemon once, or pass --data-dir)", data_dir.display());
+            bail!(
+                "no certgate store in {} (start the daemon once, or pass --data-dir)",
+                data_dir.display()
+            );
         }
         let store = crate::wiring::open_store(data_dir)?;
-        let config = AuthorityConfig { issuers: Vec::new(), profiles: Profile::builtin(), endpoints: Vec::new(), public_base_url: None };
+        let config = AuthorityConfig {
+            issuers: Vec::new(),
+            profiles: Profile::builtin(),
+            endpoints: Vec::new(),
+            public_base_url: None,
+        };
         let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?;
         Ok(Self::Store { store, authority })
     }
@@ -311,11 +354,20 @@ impl Inventory {
     pub async fn list(&self, request: &ListRequest) -> anyhow::Result<PageBody> {
         match self {
             Self::Daemon(client) => {
-                client.call_json(Method::GET, &format!("/v1/certificates?{}", request.to_query_string()), None).await
+                client
+                    .call_json(
+                        Method::GET,
+                        &format!("/v1/certificates?{}", request.to_query_string()),
+                        None,
+                    )
+                    .await
             }
             Self::Store { store, .. } => {
                 let page = store.list_certificates(&request.to_query(&SystemClock)?).await?;
-                Ok(PageBody { items: page.items, next: page.next })
+                Ok(PageBody {
+                    items: page.items,
+                    next: page.next,
+                })
             }
         }
     }
@@ -323,7 +375,11 @@ impl Inventory {
     /// One certificate.
     pub async fn show(&self, serial: &Serial) -> anyhow::Result<CertificateRecord> {
         match self {
-            Self::Daemon(client) => client.call_json(Method::GET, &format!("/v1/certificates/{serial}"), None).await,
+            Self::Daemon(client) => {
+                client
+                    .call_json(Method::GET, &format!("/v1/certificates/{serial}"), None)
+                    .await
+            }
             Self::Store { store, .. } => store.certificate(serial).await.map_err(|e| match e {
                 certgate_store::StoreError::NotFound => anyhow!("no certificate with serial {serial}"),
                 other => other.into(),
@@ -336,7 +392,9 @@ impl Inventory {
         match self {
             Self::Daemon(client) => {
                 let body = serde_json::to_vec(&RevokeBody { reason })?;
-                client.call_json(Method::POST, &format!("/v1/certificates/{serial}/revoke"), Some(body)).await
+                client
+                    .call_json(Method::POST, &format!("/v1/certificates/{serial}/revoke"), Some(body))
+                    .await
             }
             Self::Store { authority, .. } => Ok(authority.revoke(serial, reason, "operator:cli").await?),
         }

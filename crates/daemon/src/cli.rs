@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use certgate_core::{Name, RevocationReason, Serial, SystemClock, Clock};
+use certgate_core::{Clock, Name, RevocationReason, Serial, SystemClock};
 use certgate_signer::{CaInitOptions, IssuerFiles, KeyType, Passphrase};
 use certgate_store::CertificateRecord;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -295,7 +295,16 @@ fn issuer_dir(checked: &CheckedConfig, data_dir: &Path, name: &str) -> PathBuf {
 
 fn ca(command: CaCommand) -> anyhow::Result<()> {
     match command {
-        CaCommand::Init { common, name, key_type, common_name, organization, root_days, intermediate_days, passphrase } => {
+        CaCommand::Init {
+            common,
+            name,
+            key_type,
+            common_name,
+            organization,
+            root_days,
+            intermediate_days,
+            passphrase,
+        } => {
             let (checked, data_dir) = common.load()?;
             let name = Name::new(name)?;
             crate::wiring::prepare_data_dir(&data_dir)?;
@@ -314,15 +323,27 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
             say(&format!("issuing certificate: {}", files.cert.display()));
             Ok(())
         }
-        CaCommand::Import { common, name, cert, key, chain, key_passphrase_file, key_passphrase_env, passphrase } => {
+        CaCommand::Import {
+            common,
+            name,
+            cert,
+            key,
+            chain,
+            key_passphrase_file,
+            key_passphrase_env,
+            passphrase,
+        } => {
             let (checked, data_dir) = common.load()?;
             let name = Name::new(name)?;
             crate::wiring::prepare_data_dir(&data_dir)?;
             let dir = issuer_dir(&checked, &data_dir, name.as_str());
             let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
             let chain = chain.as_deref().map(read).transpose()?;
-            let key_passphrase =
-                PassphraseArgs { passphrase_file: key_passphrase_file, passphrase_env: key_passphrase_env }.read()?;
+            let key_passphrase = PassphraseArgs {
+                passphrase_file: key_passphrase_file,
+                passphrase_env: key_passphrase_env,
+            }
+            .read()?;
             let files = certgate_signer::import_ca(
                 &dir,
                 &read(&cert)?,
@@ -356,7 +377,10 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
                     continue;
                 }
                 let pem = std::fs::read(&files.cert)?;
-                let der = certgate_signer::certificates_from_pem(&pem)?.into_iter().next().context("empty issuer.pem")?;
+                let der = certgate_signer::certificates_from_pem(&pem)?
+                    .into_iter()
+                    .next()
+                    .context("empty issuer.pem")?;
                 let (_, cert) = x509_parser::parse_x509_certificate(&der).map_err(|e| anyhow::anyhow!("{e}"))?;
                 say(&format!(
                     "{}\t{}\tvalid until {}",
@@ -387,10 +411,24 @@ fn status(record: &CertificateRecord, now: OffsetDateTime) -> &'static str {
 
 async fn cert(command: CertCommand) -> anyhow::Result<()> {
     match command {
-        CertCommand::List { common, expiring_within, requester, name, limit, after, format } => {
+        CertCommand::List {
+            common,
+            expiring_within,
+            requester,
+            name,
+            limit,
+            after,
+            format,
+        } => {
             let (_, data_dir) = common.load()?;
             let inventory = Inventory::open(&data_dir).await?;
-            let request = ListRequest { expiring_within_days: expiring_within, requester, name, limit, after };
+            let request = ListRequest {
+                expiring_within_days: expiring_within,
+                requester,
+                name,
+                limit,
+                after,
+            };
             let page = inventory.list(&request).await?;
             inventory.close().await?;
             match format {
@@ -408,7 +446,11 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
                             r.protocol,
                             r.endpoint,
                             r.requester,
-                            if names.is_empty() { r.subject.clone() } else { names.join(",") }
+                            if names.is_empty() {
+                                r.subject.clone()
+                            } else {
+                                names.join(",")
+                            }
                         ));
                     }
                     if let Some(next) = &page.next {
@@ -443,7 +485,11 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
                 bail!("unknown revocation reason {reason:?}");
             };
             let inventory = Inventory::open(&data_dir).await?;
-            let via = if inventory.via_daemon() { "through the running daemon" } else { "in the store" };
+            let via = if inventory.via_daemon() {
+                "through the running daemon"
+            } else {
+                "in the store"
+            };
             let record = inventory.revoke(&serial, reason).await?;
             inventory.close().await?;
             say(&format!("revoked {} ({reason}) {via}", record.serial));
@@ -451,4 +497,3 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
         }
     }
 }
-

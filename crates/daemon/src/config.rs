@@ -60,7 +60,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -256,13 +259,19 @@ pub struct CheckedConfig {
 impl Config {
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
     /// Parses TOML text; `path` is only for messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })
     }
 
     /// Checks names and cross-references (every endpoint's issuer and profiles exist, names
@@ -278,7 +287,9 @@ impl Config {
                 return Err(invalid(format!("issuer {n} is defined twice")));
             }
             if issuer.key_passphrase_file.is_some() && issuer.key_passphrase_env.is_some() {
-                return Err(invalid(format!("issuer {n}: give key_passphrase_file or key_passphrase_env, not both")));
+                return Err(invalid(format!(
+                    "issuer {n}: give key_passphrase_file or key_passphrase_env, not both"
+                )));
             }
             issuer_names.push(n);
         }
@@ -293,13 +304,17 @@ impl Config {
                 return Err(invalid(format!("tls: unknown issuer {}", self.tls.issuer)));
             }
             if self.tls.names.is_empty() || self.tls.validity_days == 0 {
-                return Err(invalid("tls: the self-issued certificate needs names and a validity".into()));
+                return Err(invalid(
+                    "tls: the self-issued certificate needs names and a validity".into(),
+                ));
             }
         }
-        if let Some(url) = &self.public_base_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(format!("public_base_url {url:?} must start with http:// or https://")));
-            }
+        if let Some(url) = &self.public_base_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(format!(
+                "public_base_url {url:?} must start with http:// or https://"
+            )));
         }
 
         let mut profiles = Profile::builtin();
@@ -326,7 +341,11 @@ impl Config {
                 protocol: configured.protocol,
                 name: name("endpoint", &configured.name)?,
                 issuer: name("endpoint issuer", &configured.issuer)?,
-                profiles: configured.profiles.iter().map(|p| name("endpoint profile", p)).collect::<Result<_, _>>()?,
+                profiles: configured
+                    .profiles
+                    .iter()
+                    .map(|p| name("endpoint profile", p))
+                    .collect::<Result<_, _>>()?,
                 keys: configured.keys.clone(),
                 names: configured.names.clone(),
                 owner_labels: configured.owner_labels.clone(),
@@ -341,10 +360,17 @@ impl Config {
             if endpoint.profiles.is_empty() {
                 return Err(invalid(format!("{id}: names no profile")));
             }
-            if let Some(p) = endpoint.profiles.iter().find(|p| !profiles.iter().any(|q| &q.name == *p)) {
+            if let Some(p) = endpoint
+                .profiles
+                .iter()
+                .find(|p| !profiles.iter().any(|q| &q.name == *p))
+            {
                 return Err(invalid(format!("{id}: unknown profile {p}")));
             }
-            if endpoints.iter().any(|e| e.protocol == endpoint.protocol && e.name == endpoint.name) {
+            if endpoints
+                .iter()
+                .any(|e| e.protocol == endpoint.protocol && e.name == endpoint.name)
+            {
                 return Err(invalid(format!("{id} is defined twice")));
             }
             if endpoint.keys.min_rsa_bits < 2048 {
@@ -352,7 +378,11 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
-        Ok(CheckedConfig { config: self, profiles, endpoints })
+        Ok(CheckedConfig {
+            config: self,
+            profiles,
+            endpoints,
+        })
     }
 }
 
@@ -368,7 +398,11 @@ mod tests {
     fn embedded_defaults_are_valid() {
         let checked = Config::default().check().unwrap();
         assert_eq!(checked.profiles.len(), 3);
-        assert_eq!(check("").unwrap().config, Config::default(), "an empty file means the defaults");
+        assert_eq!(
+            check("").unwrap().config,
+            Config::default(),
+            "an empty file means the defaults"
+        );
     }
 
     #[test]
@@ -379,19 +413,49 @@ mod tests {
             ("bad_log_format", "[log]\nformat = \"xml\""),
             ("bad_listen_address", "[listeners]\nhttps = \"nowhere\""),
             ("bad_key_type", "[[issuers]]\nname = \"a\"\nkey_type = \"dsa\""),
-            ("duplicate_issuer", "[[issuers]]\nname = \"a\"\n[[issuers]]\nname = \"a\""),
+            (
+                "duplicate_issuer",
+                "[[issuers]]\nname = \"a\"\n[[issuers]]\nname = \"a\"",
+            ),
             ("no_issuers", "issuers = []"),
             ("tls_cert_without_key", "[tls]\ncert_file = \"x.pem\""),
             ("tls_unknown_issuer", "[tls]\nissuer = \"other\""),
-            ("endpoint_unknown_issuer", "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nissuer = \"other\""),
-            ("endpoint_unknown_profile", "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nprofiles = [\"nope\"]"),
-            ("endpoint_bad_protocol", "[[endpoints]]\nprotocol = \"ftp\"\nname = \"a\""),
-            ("endpoint_admin_protocol", "[[endpoints]]\nprotocol = \"admin\"\nname = \"a\""),
-            ("endpoint_bad_name", "[[endpoints]]\nprotocol = \"acme\"\nname = \"A B\""),
-            ("endpoint_twice", "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[[endpoints]]\nprotocol = \"est\"\nname = \"a\""),
-            ("weak_rsa_minimum", "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.keys]\nmin_rsa_bits = 1024"),
-            ("bad_cidr", "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.names]\nallowed_ip_ranges = [\"10.0.0.1/8\"]"),
-            ("profile_default_over_max", "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 10"),
+            (
+                "endpoint_unknown_issuer",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nissuer = \"other\"",
+            ),
+            (
+                "endpoint_unknown_profile",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nprofiles = [\"nope\"]",
+            ),
+            (
+                "endpoint_bad_protocol",
+                "[[endpoints]]\nprotocol = \"ftp\"\nname = \"a\"",
+            ),
+            (
+                "endpoint_admin_protocol",
+                "[[endpoints]]\nprotocol = \"admin\"\nname = \"a\"",
+            ),
+            (
+                "endpoint_bad_name",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"A B\"",
+            ),
+            (
+                "endpoint_twice",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[[endpoints]]\nprotocol = \"est\"\nname = \"a\"",
+            ),
+            (
+                "weak_rsa_minimum",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.keys]\nmin_rsa_bits = 1024",
+            ),
+            (
+                "bad_cidr",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.names]\nallowed_ip_ranges = [\"10.0.0.1/8\"]",
+            ),
+            (
+                "profile_default_over_max",
+                "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 10",
+            ),
             ("bad_base_url", "public_base_url = \"ftp://x\""),
         ];
         for (case, text) in cases {

@@ -24,7 +24,10 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     let listeners = parts.config.config.listeners.clone();
     let grace = Duration::from_secs(listeners.shutdown_grace_seconds);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let router = Arc::new(Router { authority: Arc::clone(&parts.authority), store: parts.store.clone() });
+    let router = Arc::new(Router {
+        authority: Arc::clone(&parts.authority),
+        store: parts.store.clone(),
+    });
     let mut tasks = Vec::new();
 
     let tls_issuer_root = parts
@@ -39,7 +42,12 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     println!("certgate {} starting", env!("CARGO_PKG_VERSION"));
     println!("data directory: {}", parts.data_dir.display());
     for issuer in parts.authority.issuers() {
-        println!("issuer {}: {} (valid until {})", issuer.name(), issuer.subject(), issuer.not_after());
+        println!(
+            "issuer {}: {} (valid until {})",
+            issuer.name(),
+            issuer.subject(),
+            issuer.not_after()
+        );
     }
     println!("root certificate: {}", tls_issuer_root.display());
     for endpoint in &parts.config.endpoints {
@@ -52,22 +60,50 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     }
 
     if let Some(address) = listeners.https {
-        let cert = ServerCert::prepare(&parts.config.config.tls, &parts.data_dir, &parts.authority, &parts.clock).await?;
-        let mut tls = rustls::ServerConfig::builder().with_no_client_auth().with_cert_resolver(cert.resolver.clone());
+        let cert = ServerCert::prepare(
+            &parts.config.config.tls,
+            &parts.data_dir,
+            &parts.authority,
+            &parts.clock,
+        )
+        .await?;
+        let mut tls = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_cert_resolver(cert.resolver.clone());
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind(address).await.with_context(|| format!("binding HTTPS on {address}"))?;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding HTTPS on {address}"))?;
         let bound = listener.local_addr()?;
         println!("server certificate: {}", cert.chain_path.display());
         println!("https: https://{bound}/ (health: https://{bound}/healthz)");
-        tasks.push(tokio::spawn(serve_tcp(listener, Some(acceptor), Arc::clone(&router), "https", shutdown_rx.clone(), grace)));
-        tasks.push(tokio::spawn(cert.renew_loop(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(serve_tcp(
+            listener,
+            Some(acceptor),
+            Arc::clone(&router),
+            "https",
+            shutdown_rx.clone(),
+            grace,
+        )));
+        tasks.push(tokio::spawn(cert.renew_loop(shutdown_rx.clone(), Duration::from_secs(60))));
     }
     if let Some(address) = listeners.http {
-        let listener = TcpListener::bind(address).await.with_context(|| format!("binding HTTP on {address}"))?;
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding HTTP on {address}"))?;
         let bound = listener.local_addr()?;
-        println!("http: http://{bound}/ (health: http://{bound}/healthz, CA certificates: http://{bound}/ca/<issuer>.crt)");
-        tasks.push(tokio::spawn(serve_tcp(listener, None, Arc::clone(&router), "http", shutdown_rx.clone(), grace)));
+        println!(
+            "http: http://{bound}/ (health: http://{bound}/healthz, CA certificates: http://{bound}/ca/<issuer>.crt)"
+        );
+        tasks.push(tokio::spawn(serve_tcp(
+            listener,
+            None,
+            Arc::clone(&router),
+            "http",
+            shutdown_rx.clone(),
+            grace,
+        )));
     }
     let admin_listener = admin::bind(&parts.data_dir)?;
     println!("admin socket: {}", admin::socket_path(&parts.data_dir).display());
@@ -76,7 +112,12 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         store: parts.store.clone(),
         clock: Arc::clone(&parts.clock),
     });
-    tasks.push(tokio::spawn(admin::serve(admin_listener, admin_service, shutdown_rx.clone(), grace)));
+    tasks.push(tokio::spawn(admin::serve(
+        admin_listener,
+        admin_service,
+        shutdown_rx.clone(),
+        grace,
+    )));
     println!("ready");
     tracing::info!("certgate ready");
 

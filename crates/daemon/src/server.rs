@@ -75,7 +75,11 @@ impl Router {
     fn issuer_certificate(&self, issuer: &str) -> Response<Body> {
         let issuer = Name::new(issuer).ok().and_then(|name| self.authority.issuer(&name));
         match issuer {
-            Some(issuer) => with_type(StatusCode::OK, "application/pkix-cert", issuer.certificate_der().to_vec()),
+            Some(issuer) => with_type(
+                StatusCode::OK,
+                "application/pkix-cert",
+                issuer.certificate_der().to_vec(),
+            ),
             None => text(StatusCode::NOT_FOUND, "no such issuer"),
         }
     }
@@ -83,7 +87,10 @@ impl Router {
 
 fn method_not_allowed() -> Response<Body> {
     let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-    response.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+    response.headers_mut().insert(
+        hyper::header::ALLOW,
+        hyper::header::HeaderValue::from_static("GET, HEAD"),
+    );
     response
 }
 
@@ -125,7 +132,11 @@ pub async fn serve_tcp(
             });
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .await
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
                         return;
@@ -135,7 +146,11 @@ pub async fn serve_tcp(
                         return;
                     }
                 },
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                None => {
+                    watcher
+                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .await
+                }
             };
             if let Err(e) = result {
                 tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
@@ -144,6 +159,9 @@ pub async fn serve_tcp(
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(listener = name, "connections still open after the shutdown grace period; closing them");
+        tracing::warn!(
+            listener = name,
+            "connections still open after the shutdown grace period; closing them"
+        );
     }
 }

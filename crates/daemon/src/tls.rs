@@ -29,7 +29,9 @@ pub struct CertResolver {
 
 impl CertResolver {
     fn new(key: CertifiedKey) -> Self {
-        Self { current: RwLock::new(Arc::new(key)) }
+        Self {
+            current: RwLock::new(Arc::new(key)),
+        }
     }
 
     fn replace(&self, key: CertifiedKey) {
@@ -61,8 +63,9 @@ struct SelfIssued {
 }
 
 fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKey> {
-    let chain: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(chain_pem).collect::<Result<_, _>>().context("reading certificate chain")?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain_pem)
+        .collect::<Result<_, _>>()
+        .context("reading certificate chain")?;
     if chain.is_empty() {
         return Err(anyhow!("no certificate in the chain file"));
     }
@@ -82,7 +85,8 @@ fn x509_parser_lite(der: &[u8]) -> Option<((), (OffsetDateTime, OffsetDateTime))
     use der::Decode;
     let cert = x509_cert::Certificate::from_der(der).ok()?;
     let validity = &cert.tbs_certificate().validity();
-    let to_time = |t: &x509_cert::time::Time| OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64).ok();
+    let to_time =
+        |t: &x509_cert::time::Time| OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64).ok();
     Some(((), (to_time(&validity.not_before)?, to_time(&validity.not_after)?)))
 }
 
@@ -93,7 +97,11 @@ fn renew_point(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetD
 fn write_private(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
     file.set_permissions(fs::Permissions::from_mode(0o600))?;
     file.write_all(content)?;
     file.sync_all()?;
@@ -150,7 +158,11 @@ impl ServerCert {
             let chain = fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key_pem = fs::read(key).with_context(|| format!("reading {}", key.display()))?;
             let resolver = Arc::new(CertResolver::new(certified_key(&chain, &key_pem)?));
-            return Ok(Self { resolver, chain_path: cert.clone(), renew: None });
+            return Ok(Self {
+                resolver,
+                chain_path: cert.clone(),
+                renew: None,
+            });
         }
         let mut issued = SelfIssued {
             dir: data_dir.join("tls"),
@@ -178,16 +190,21 @@ impl ServerCert {
         };
         issued.renew_at = renew_point(not_before, not_after);
         let resolver = Arc::new(CertResolver::new(certified_key(&chain, &key)?));
-        Ok(Self { resolver, chain_path, renew: Some(issued) })
+        Ok(Self {
+            resolver,
+            chain_path,
+            renew: Some(issued),
+        })
     }
 
-    /// Renews the self-issued certificate when due, until `shutdown` fires. Failures are
-    /// retried every minute.
-    pub async fn renew_loop(self, mut shutdown: watch::Receiver<bool>) {
+    /// Renews the self-issued certificate when due, until `shutdown` fires, looking at the
+    /// clock at least every `recheck` (so a suspended machine or a moved clock is noticed).
+    /// Failures are retried every minute.
+    pub async fn renew_loop(self, mut shutdown: watch::Receiver<bool>, recheck: StdDuration) {
         let Some(mut issued) = self.renew else { return };
         loop {
-            let wait = (issued.renew_at - issued.clock.now()).clamp(Duration::seconds(1), Duration::hours(1));
-            let wait = StdDuration::from_secs(wait.whole_seconds().max(1) as u64);
+            let due_in = issued.renew_at - issued.clock.now();
+            let wait = StdDuration::try_from(due_in.max(Duration::ZERO)).unwrap_or(recheck).min(recheck);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -195,7 +212,11 @@ impl ServerCert {
             if issued.clock.now() < issued.renew_at {
                 continue;
             }
-            match issued.issue().await.and_then(|(chain, key, nb, na)| Ok((certified_key(&chain, &key)?, nb, na))) {
+            match issued
+                .issue()
+                .await
+                .and_then(|(chain, key, nb, na)| Ok((certified_key(&chain, &key)?, nb, na)))
+            {
                 Ok((key, nb, na)) => {
                     self.resolver.replace(key);
                     issued.renew_at = renew_point(nb, na);
@@ -211,19 +232,34 @@ impl ServerCert {
 
 async fn is_revoked(authority: &Authority, chain_pem: &[u8]) -> bool {
     use der::Decode;
-    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else { return false };
-    let Ok(cert) = x509_cert::Certificate::from_der(&first) else { return false };
+    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else {
+        return false;
+    };
+    let Ok(cert) = x509_cert::Certificate::from_der(&first) else {
+        return false;
+    };
     let Ok(serial) = certgate_core::Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
         return false;
     };
-    authority.store().certificate(&serial).await.is_ok_and(|record| record.revocation.is_some())
+    authority
+        .store()
+        .certificate(&serial)
+        .await
+        .is_ok_and(|record| record.revocation.is_some())
 }
 
 fn names_match(chain_pem: &[u8], names: &[String]) -> bool {
     use der::Decode;
-    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else { return false };
-    let Ok(cert) = x509_cert::Certificate::from_der(&first) else { return false };
-    let Ok(Some(san)) = cert.tbs_certificate().get_extension::<x509_cert::ext::pkix::SubjectAltName>() else {
+    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else {
+        return false;
+    };
+    let Ok(cert) = x509_cert::Certificate::from_der(&first) else {
+        return false;
+    };
+    let Ok(Some(san)) = cert
+        .tbs_certificate()
+        .get_extension::<x509_cert::ext::pkix::SubjectAltName>()
+    else {
         return false;
     };
     let present: Vec<String> = san
@@ -233,12 +269,67 @@ fn names_match(chain_pem: &[u8], names: &[String]) -> bool {
         .filter_map(|n| match n {
             x509_cert::ext::pkix::name::GeneralName::DnsName(d) => Some(d.to_string()),
             x509_cert::ext::pkix::name::GeneralName::IpAddress(ip) => match ip.as_bytes().len() {
-                4 => <[u8; 4]>::try_from(ip.as_bytes()).ok().map(|b| std::net::IpAddr::from(b).to_string()),
-                16 => <[u8; 16]>::try_from(ip.as_bytes()).ok().map(|b| std::net::IpAddr::from(b).to_string()),
+                4 => <[u8; 4]>::try_from(ip.as_bytes())
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
+                16 => <[u8; 16]>::try_from(ip.as_bytes())
+                    .ok()
+                    .map(|b| std::net::IpAddr::from(b).to_string()),
                 _ => None,
             },
             _ => None,
         })
         .collect();
     names.iter().all(|n| present.iter().any(|p| p.eq_ignore_ascii_case(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use certgate_core::ManualClock;
+    use certgate_signer::KeyType;
+    use certgate_test_support::TestAuthority;
+
+    use super::*;
+    use crate::wiring::daemon_tls_endpoint;
+
+    fn current_serial(resolver: &CertResolver) -> Vec<u8> {
+        use der::Decode;
+        let key = resolver.current.read().unwrap().clone();
+        let cert = x509_cert::Certificate::from_der(&key.cert[0]).unwrap();
+        cert.tbs_certificate().serial_number().as_bytes().to_vec()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn self_issued_certificate_is_reused_then_renewed_after_two_thirds() {
+        let manual = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
+        let clock: Arc<dyn Clock> = manual.clone();
+        let endpoint = daemon_tls_endpoint("default").unwrap();
+        let t = TestAuthority::with_clock(KeyType::P256, vec![endpoint], Arc::clone(&clock));
+        let dir = tempfile::tempdir().unwrap();
+        let config = TlsConfig { validity_days: 30, ..TlsConfig::default() };
+
+        let first = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
+        let original = current_serial(&first.resolver);
+
+        manual.advance(Duration::days(10));
+        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
+        assert_eq!(current_serial(&restarted.resolver), original, "reused before two thirds of its life");
+
+        let resolver = Arc::clone(&restarted.resolver);
+        let (stop, stopped) = watch::channel(false);
+        let renewing = tokio::spawn(restarted.renew_loop(stopped, StdDuration::from_millis(20)));
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        assert_eq!(current_serial(&resolver), original, "not renewed early");
+        manual.advance(Duration::days(11));
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+        while current_serial(&resolver) == original {
+            assert!(std::time::Instant::now() < deadline, "renewed without a restart");
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        let _ = stop.send(true);
+        renewing.await.unwrap();
+        let renewed = current_serial(&resolver);
+        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
+        assert_eq!(current_serial(&restarted.resolver), renewed, "the renewed certificate was written");
+    }
 }

@@ -67,7 +67,10 @@ pub fn load_issuers(config: &CheckedConfig, data_dir: &Path, clock: &dyn Clock) 
         let passphrase = issuer_passphrase(issuer)?;
         if !files.exists() {
             if !issuer.create_if_missing {
-                bail!("issuer {name}: no CA in {} (run `certgate ca init` or `certgate ca import`)", files.dir.display());
+                bail!(
+                    "issuer {name}: no CA in {} (run `certgate ca init` or `certgate ca import`)",
+                    files.dir.display()
+                );
             }
             let options = CaInitOptions {
                 key_type: issuer.key_type,
@@ -95,7 +98,10 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
     SledStore::open(&path).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") || text.contains("WouldBlock") || text.contains("Resource temporarily unavailable") {
-            anyhow::anyhow!("the store {} is in use by another process (is certgate already running?)", path.display())
+            anyhow::anyhow!(
+                "the store {} is in use by another process (is certgate already running?)",
+                path.display()
+            )
         } else {
             anyhow::anyhow!("opening the store {}: {text}", path.display())
         }
@@ -133,5 +139,11 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         Arc::new(store.clone()),
         Arc::clone(&clock),
     )?;
-    Ok(Parts { data_dir, config, store, authority: Arc::new(authority), clock })
+    Ok(Parts {
+        data_dir,
+        config,
+        store,
+        authority: Arc::new(authority),
+        clock,
+    })
 }

@@ -14,8 +14,19 @@ fn certgate() -> &'static Path {
 }
 
 fn curl(args: &[&str]) -> (bool, String) {
-    let output = Command::new("curl").args(["-sS", "--max-time", "10"]).args(args).output().expect("curl is installed");
-    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
 }
 
 /// A daemon on ephemeral ports in a temporary data directory.
@@ -50,7 +61,13 @@ impl Daemon {
                 break;
             }
         }
-        Self { process, dir, https, http, root }
+        Self {
+            process,
+            dir,
+            https,
+            http,
+            root,
+        }
     }
 
     fn cli(&self, args: &[&str]) -> (bool, String, String) {
@@ -80,7 +97,9 @@ fn readme_defaults_serve_healthz_over_verified_https() {
     let root_line = process.wait_for_line(Duration::from_secs(60), |l| l.starts_with("root certificate: "));
     let root = dir.path().join(root_line.trim_start_matches("root certificate: "));
     assert_eq!(root, dir.path().join("certgate-data/ca/default/root.pem"));
-    process.wait_for_line(Duration::from_secs(60), |l| l.starts_with("https: https://127.0.0.1:8443/"));
+    process.wait_for_line(Duration::from_secs(60), |l| {
+        l.starts_with("https: https://127.0.0.1:8443/")
+    });
     process.wait_for_line(Duration::from_secs(60), |l| l == "ready");
 
     let root_arg = root.to_str().unwrap();
@@ -94,7 +113,11 @@ fn readme_defaults_serve_healthz_over_verified_https() {
     let (ok, _) = curl(&["https://127.0.0.1:8443/healthz"]);
     assert!(!ok, "curl must not trust the daemon without the root");
 
-    for key in ["certgate-data/ca/default/issuer.key", "certgate-data/ca/default/root.key", "certgate-data/tls/server.key"] {
+    for key in [
+        "certgate-data/ca/default/issuer.key",
+        "certgate-data/ca/default/root.key",
+        "certgate-data/tls/server.key",
+    ] {
         let mode = std::fs::metadata(dir.path().join(key)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{key}");
     }
@@ -116,13 +139,25 @@ fn https_certificate_chains_to_root_and_ca_endpoint_serves_issuer() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(text.contains("Verification: OK"), "openssl s_client: {text}");
 
     let issuer_der = work.join("issuer.der");
-    let (ok, body) = curl(&["-o", issuer_der.to_str().unwrap(), &format!("{}/ca/default.crt", daemon.http)]);
+    let (ok, body) = curl(&[
+        "-o",
+        issuer_der.to_str().unwrap(),
+        &format!("{}/ca/default.crt", daemon.http),
+    ]);
     assert!(ok, "{body}");
-    let (ok, _, err) = run(Path::new("openssl"), &["x509", "-inform", "DER", "-in", "issuer.der", "-noout", "-subject"], work);
+    let (ok, _, err) = run(
+        Path::new("openssl"),
+        &["x509", "-inform", "DER", "-in", "issuer.der", "-noout", "-subject"],
+        work,
+    );
     assert!(ok, "the CA endpoint serves a DER certificate: {err}");
     let (ok, body) = curl(&["-f", &format!("{}/ca/nope.crt", daemon.http)]);
     assert!(!ok && body.contains("404"), "{body}");
@@ -138,16 +173,27 @@ fn cert_commands_work_with_the_daemon_running_and_stopped() {
     let mut daemon = Daemon::start("");
     let (ok, out, err) = daemon.cli(&["cert", "list"]);
     assert!(ok, "{err}");
-    let serial = out.lines().nth(1).and_then(|l| l.split('\t').next()).expect("the daemon's own certificate is listed").to_owned();
+    let serial = out
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split('\t').next())
+        .expect("the daemon's own certificate is listed")
+        .to_owned();
 
     let server_pem = daemon.dir.path().join("data/tls/server.pem");
-    let (ok, openssl_serial, _) =
-        run(Path::new("openssl"), &["x509", "-in", server_pem.to_str().unwrap(), "-noout", "-serial"], daemon.dir.path());
+    let (ok, openssl_serial, _) = run(
+        Path::new("openssl"),
+        &["x509", "-in", server_pem.to_str().unwrap(), "-noout", "-serial"],
+        daemon.dir.path(),
+    );
     assert!(ok);
     assert_eq!(openssl_serial.trim(), format!("serial={serial}"), "same hex as openssl");
 
     let (ok, out, err) = daemon.cli(&["cert", "show", &serial.to_lowercase()]);
-    assert!(ok && out.contains("\"status\": \"valid\"") && out.contains("daemon-tls"), "{out}{err}");
+    assert!(
+        ok && out.contains("\"status\": \"valid\"") && out.contains("daemon-tls"),
+        "{out}{err}"
+    );
     let (ok, out, _) = daemon.cli(&["cert", "show", &serial, "--pem"]);
     assert!(ok && out.starts_with("-----BEGIN CERTIFICATE-----"));
     let (ok, out, err) = daemon.cli(&["cert", "revoke", &serial, "--reason", "superseded"]);
@@ -157,7 +203,10 @@ fn cert_commands_work_with_the_daemon_running_and_stopped() {
     let (ok, out, _) = daemon.cli(&["cert", "list", "--name", "localhost", "--format", "json"]);
     assert!(ok && out.contains("superseded"), "{out}");
     daemon.stop();
-    assert!(!daemon.dir.path().join("data/admin.sock").exists(), "socket removed at shutdown");
+    assert!(
+        !daemon.dir.path().join("data/admin.sock").exists(),
+        "socket removed at shutdown"
+    );
 
     let (ok, out, err) = daemon.cli(&["cert", "show", &serial]);
     assert!(ok && out.contains("\"status\": \"revoked\""), "{out}{err}");
@@ -171,10 +220,21 @@ fn cert_commands_work_with_the_daemon_running_and_stopped() {
     assert!(ok && out.contains(&serial) && out.contains("revoked"), "{out}{err}");
 
     // A revoked listener certificate is replaced at the next start.
-    let mut again = Daemon { process: Spawned::start(certgate(), &["serve", "--config", "certgate.toml"], &[], daemon.dir.path()), ..daemon };
+    let mut again = Daemon {
+        process: Spawned::start(
+            certgate(),
+            &["serve", "--config", "certgate.toml"],
+            &[],
+            daemon.dir.path(),
+        ),
+        ..daemon
+    };
     again.process.wait_for_line(Duration::from_secs(60), |l| l == "ready");
     let (ok, out, _) = again.cli(&["cert", "list"]);
-    assert!(ok && out.lines().count() == 3, "a new listener certificate was issued: {out}");
+    assert!(
+        ok && out.lines().count() == 3,
+        "a new listener certificate was issued: {out}"
+    );
     again.stop();
 }
 
@@ -197,7 +257,11 @@ fn config_check_accepts_the_examples_and_names_problems() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         ("unknown_field", "colour = 1\n", "unknown field"),
-        ("unknown_issuer", "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nissuer = \"x\"\n", "unknown issuer"),
+        (
+            "unknown_issuer",
+            "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nissuer = \"x\"\n",
+            "unknown issuer",
+        ),
     ];
     for (case, text, want) in cases {
         std::fs::write(dir.path().join("bad.toml"), text).unwrap();
@@ -215,7 +279,18 @@ fn ca_commands() {
     std::fs::write(work.join("pass"), "s3cret\n").unwrap();
     let (ok, out, err) = run(
         certgate(),
-        &["ca", "init", "--data-dir", "data", "--name", "rsa", "--key-type", "rsa2048", "--passphrase-file", "pass"],
+        &[
+            "ca",
+            "init",
+            "--data-dir",
+            "data",
+            "--name",
+            "rsa",
+            "--key-type",
+            "rsa2048",
+            "--passphrase-file",
+            "pass",
+        ],
         work,
     );
     assert!(ok, "{out}{err}");
@@ -230,24 +305,72 @@ fn ca_commands() {
     let (ok, _, err) = run(
         Path::new("openssl"),
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout", "ext.key",
-            "-out", "ext.pem", "-days", "365", "-subj", "/CN=External Root", "-addext",
-            "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-384",
+            "-nodes",
+            "-keyout",
+            "ext.key",
+            "-out",
+            "ext.pem",
+            "-days",
+            "365",
+            "-subj",
+            "/CN=External Root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
         work,
     );
     assert!(ok, "{err}");
-    let (ok, out, err) =
-        run(certgate(), &["ca", "import", "--data-dir", "data", "--name", "ext", "--cert", "ext.pem", "--key", "ext.key"], work);
+    let (ok, out, err) = run(
+        certgate(),
+        &[
+            "ca",
+            "import",
+            "--data-dir",
+            "data",
+            "--name",
+            "ext",
+            "--cert",
+            "ext.pem",
+            "--key",
+            "ext.key",
+        ],
+        work,
+    );
     assert!(ok, "{out}{err}");
-    let mode = std::fs::metadata(work.join("data/ca/ext/issuer.key")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(work.join("data/ca/ext/issuer.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     let (ok, _, err) = run(
         certgate(),
-        &["ca", "import", "--data-dir", "data", "--name", "mismatch", "--cert", "ext.pem", "--key", "data/ca/rsa/root.key"],
+        &[
+            "ca",
+            "import",
+            "--data-dir",
+            "data",
+            "--name",
+            "mismatch",
+            "--cert",
+            "ext.pem",
+            "--key",
+            "data/ca/rsa/root.key",
+        ],
         work,
     );
     assert!(!ok, "a key that is not the certificate's is refused: {err}");
     let (ok, out, _) = run(certgate(), &["ca", "list", "--data-dir", "data"], work);
-    assert!(ok && out.contains("ext\tCN=External Root") && out.contains("rsa\t"), "{out}");
+    assert!(
+        ok && out.contains("ext\tCN=External Root") && out.contains("rsa\t"),
+        "{out}"
+    );
 }

@@ -8,7 +8,9 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::keys::parse_private_key_pem;
-use crate::{KeyType, Passphrase, SignerError, certificates_from_pem, certificates_to_pem, generate_key, write_private_key};
+use crate::{
+    KeyType, Passphrase, SignerError, certificates_from_pem, certificates_to_pem, generate_key, write_private_key,
+};
 
 /// Where one issuer's files live: `<dir>/issuer.pem`, `issuer.key`, `chain.pem`, `root.pem`
 /// (and `root.key` for a CA that certgate created).
@@ -80,7 +82,9 @@ impl Default for CaInitOptions {
 fn random_serial() -> Result<SerialNumber, SignerError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignerError::Build("random number generator failed".into()))?;
-    Ok(SerialNumber::from_slice(certgate_core::Serial::from_random(bytes).as_bytes()))
+    Ok(SerialNumber::from_slice(
+        certgate_core::Serial::from_random(bytes).as_bytes(),
+    ))
 }
 
 fn ca_name(options: &CaInitOptions, role: &str) -> DistinguishedName {
@@ -93,7 +97,11 @@ fn ca_name(options: &CaInitOptions, role: &str) -> DistinguishedName {
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), SignerError> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(SignerError::io(dir))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(SignerError::io(dir))?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(SignerError::io(dir))
 }
 
@@ -134,8 +142,11 @@ pub fn init_ca(dir: &Path, options: &CaInitOptions, now: OffsetDateTime) -> Resu
     issuing.not_before = not_before;
     issuing.not_after = (now + options.intermediate_validity).min(root_not_after);
     issuing.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    issuing.key_usages =
-        vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    issuing.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     issuing.use_authority_key_identifier_extension = true;
     let root_issuer = rcgen::Issuer::new(root, &root_key);
     let issuing_cert = issuing.signed_by(&issuing_key, &root_issuer)?;
@@ -191,12 +202,22 @@ pub fn import_ca(
     };
     // Validate before writing anything.
     let name = certgate_core::Name::new("import").map_err(|e| SignerError::Build(e.to_string()))?;
-    let key_copy = KeyPair::try_from(key.serialize_der().as_slice()).map_err(|e| SignerError::KeyParse(e.to_string()))?;
-    crate::Issuer::from_parts(name, cert_der.clone(), intermediates.clone(), root_der.clone(), key_copy)?;
+    let key_copy =
+        KeyPair::try_from(key.serialize_der().as_slice()).map_err(|e| SignerError::KeyParse(e.to_string()))?;
+    crate::Issuer::from_parts(
+        name,
+        cert_der.clone(),
+        intermediates.clone(),
+        root_der.clone(),
+        key_copy,
+    )?;
 
     create_private_dir(dir)?;
     write_private_key(&files.key, &key, store_passphrase)?;
-    write_public(&files.chain, &certificates_to_pem(intermediates.iter().map(Vec::as_slice)))?;
+    write_public(
+        &files.chain,
+        &certificates_to_pem(intermediates.iter().map(Vec::as_slice)),
+    )?;
     write_public(&files.root, &certificates_to_pem([root_der.as_slice()]))?;
     write_public(&files.cert, &certificates_to_pem([cert_der.as_slice()]))?;
     Ok(files)

@@ -75,7 +75,11 @@ impl Issuer {
     pub fn load(name: Name, files: &IssuerFiles, passphrase: Option<&Passphrase>) -> Result<Self, SignerError> {
         let read = |path: &std::path::Path| std::fs::read(path).map_err(SignerError::io(path));
         let cert_der = single_certificate(&read(&files.cert)?)?;
-        let chain_der = if files.chain.exists() { crate::certificates_from_pem(&read(&files.chain)?)? } else { Vec::new() };
+        let chain_der = if files.chain.exists() {
+            crate::certificates_from_pem(&read(&files.chain)?)?
+        } else {
+            Vec::new()
+        };
         let root_der = single_certificate(&read(&files.root)?)?;
         let key = read_private_key(&files.key, passphrase)?;
         Self::from_parts(name, cert_der, chain_der, root_der, key)
@@ -94,7 +98,11 @@ impl Issuer {
             return Err(SignerError::KeyCertMismatch);
         }
         let is_ca = cert.basic_constraints().ok().flatten().is_some_and(|bc| bc.value.ca);
-        let can_sign = cert.key_usage().ok().flatten().is_none_or(|ku| ku.value.key_cert_sign());
+        let can_sign = cert
+            .key_usage()
+            .ok()
+            .flatten()
+            .is_none_or(|ku| ku.value.key_cert_sign());
         if !is_ca || !can_sign {
             return Err(SignerError::NotACa);
         }
@@ -103,7 +111,17 @@ impl Issuer {
         let subject = cert.subject().to_string();
         let uses_rsa = key.algorithm() == &rcgen::PKCS_RSA_SHA256;
         let rcgen = rcgen::Issuer::from_ca_cert_der(&cert_der.as_slice().into(), CaKey::File(key))?;
-        Ok(Self { name, cert_der, chain_der, root_der, not_before, not_after, subject, rcgen, uses_rsa })
+        Ok(Self {
+            name,
+            cert_der,
+            chain_der,
+            root_der,
+            not_before,
+            not_after,
+            subject,
+            rcgen,
+            uses_rsa,
+        })
     }
 
     /// The issuer's configured name.
@@ -133,7 +151,12 @@ impl Issuer {
         if self.cert_der != self.root_der {
             chain.push(self.cert_der.as_slice());
         }
-        chain.extend(self.chain_der.iter().map(Vec::as_slice).filter(|c| *c != self.root_der.as_slice()));
+        chain.extend(
+            self.chain_der
+                .iter()
+                .map(Vec::as_slice)
+                .filter(|c| *c != self.root_der.as_slice()),
+        );
         chain
     }
 

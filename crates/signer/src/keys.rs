@@ -32,7 +32,14 @@ pub enum KeyType {
 
 impl KeyType {
     /// Every key type, for tests and help texts.
-    pub const ALL: [Self; 6] = [Self::P256, Self::P384, Self::Rsa2048, Self::Rsa3072, Self::Rsa4096, Self::Ed25519];
+    pub const ALL: [Self; 6] = [
+        Self::P256,
+        Self::P384,
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::Rsa4096,
+        Self::Ed25519,
+    ];
 
     /// The name used on the command line and in config.
     pub fn as_str(self) -> &'static str {
@@ -68,7 +75,9 @@ impl std::str::FromStr for KeyType {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown key type {s:?}; expected one of p256, p384, rsa2048, rsa3072, rsa4096, ed25519"))
+            .ok_or_else(|| {
+                format!("unknown key type {s:?}; expected one of p256, p384, rsa2048, rsa3072, rsa4096, ed25519")
+            })
     }
 }
 
@@ -131,10 +140,10 @@ pub fn write_private_key(path: &Path, key: &KeyPair, passphrase: Option<&Passphr
     let pem = match passphrase {
         None => der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der),
         Some(passphrase) => {
-            let info = PrivateKeyInfoRef::try_from(der.as_slice())
-                .map_err(|e| SignerError::KeyParse(e.to_string()))?;
-            let encrypted =
-                info.encrypt(passphrase.bytes()).map_err(|e| SignerError::KeyParse(format!("encrypting: {e}")))?;
+            let info = PrivateKeyInfoRef::try_from(der.as_slice()).map_err(|e| SignerError::KeyParse(e.to_string()))?;
+            let encrypted = info
+                .encrypt(passphrase.bytes())
+                .map_err(|e| SignerError::KeyParse(format!("encrypting: {e}")))?;
             der::pem::encode_string("ENCRYPTED PRIVATE KEY", LineEnding::LF, encrypted.as_bytes())
         }
     }
@@ -147,10 +156,14 @@ pub fn write_private_key(path: &Path, key: &KeyPair, passphrase: Option<&Passphr
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::AlreadyExists => SignerError::AlreadyExists(path.to_owned()),
-            _ => SignerError::Io { path: path.to_owned(), source: e },
+            _ => SignerError::Io {
+                path: path.to_owned(),
+                source: e,
+            },
         })?;
     // The umask cannot widen 0600, but set it explicitly in case the file system ignores mode.
-    file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(SignerError::io(path))?;
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(SignerError::io(path))?;
     file.write_all(pem.as_bytes()).map_err(SignerError::io(path))?;
     file.sync_all().map_err(SignerError::io(path))?;
     Ok(())
@@ -161,7 +174,10 @@ pub fn write_private_key(path: &Path, key: &KeyPair, passphrase: Option<&Passphr
 pub fn read_private_key(path: &Path, passphrase: Option<&Passphrase>) -> Result<KeyPair, SignerError> {
     let mode = fs::metadata(path).map_err(SignerError::io(path))?.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(SignerError::KeyFilePermissions { path: path.to_owned(), mode });
+        return Err(SignerError::KeyFilePermissions {
+            path: path.to_owned(),
+            mode,
+        });
     }
     let pem = Zeroizing::new(fs::read(path).map_err(SignerError::io(path))?);
     parse_private_key_pem(&pem, passphrase).map_err(|e| match e {
@@ -179,7 +195,9 @@ pub(crate) fn parse_private_key_pem(pem: &[u8], passphrase: Option<&Passphrase>)
             let passphrase = passphrase.ok_or_else(|| SignerError::PassphraseRequired(Default::default()))?;
             let info = EncryptedPrivateKeyInfoRef::try_from(der.as_slice())
                 .map_err(|e| SignerError::KeyParse(e.to_string()))?;
-            let doc = info.decrypt(passphrase.bytes()).map_err(|_| SignerError::KeyDecrypt(Default::default()))?;
+            let doc = info
+                .decrypt(passphrase.bytes())
+                .map_err(|_| SignerError::KeyDecrypt(Default::default()))?;
             Zeroizing::new(doc.as_bytes().to_vec())
         }
         "PRIVATE KEY" | "EC PRIVATE KEY" | "RSA PRIVATE KEY" => der,
@@ -206,13 +224,21 @@ mod tests {
             let path = dir.path().join(case);
             let key = generate_key(key_type).unwrap();
             write_private_key(&path, &key, pass).unwrap();
-            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "case {case}");
+            assert_eq!(
+                fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600,
+                "case {case}"
+            );
             let back = read_private_key(&path, pass).unwrap();
-            assert_eq!(back.subject_public_key_info(), key.subject_public_key_info(), "case {case}");
-            assert!(matches!(
-                write_private_key(&path, &key, pass),
-                Err(SignerError::AlreadyExists(_))
-            ), "case {case}");
+            assert_eq!(
+                back.subject_public_key_info(),
+                key.subject_public_key_info(),
+                "case {case}"
+            );
+            assert!(
+                matches!(write_private_key(&path, &key, pass), Err(SignerError::AlreadyExists(_))),
+                "case {case}"
+            );
         }
     }
 
@@ -223,8 +249,14 @@ mod tests {
         let wrong = Passphrase::new(b"wrong".to_vec()).unwrap();
         let path = dir.path().join("k");
         write_private_key(&path, &generate_key(KeyType::P256).unwrap(), Some(&passphrase)).unwrap();
-        assert!(matches!(read_private_key(&path, None), Err(SignerError::PassphraseRequired(_))));
-        assert!(matches!(read_private_key(&path, Some(&wrong)), Err(SignerError::KeyDecrypt(_))));
+        assert!(matches!(
+            read_private_key(&path, None),
+            Err(SignerError::PassphraseRequired(_))
+        ));
+        assert!(matches!(
+            read_private_key(&path, Some(&wrong)),
+            Err(SignerError::KeyDecrypt(_))
+        ));
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert!(matches!(
             read_private_key(&path, Some(&passphrase)),
@@ -233,7 +265,10 @@ mod tests {
         let garbage = dir.path().join("garbage");
         fs::write(&garbage, "not a key").unwrap();
         fs::set_permissions(&garbage, fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(matches!(read_private_key(&garbage, None), Err(SignerError::KeyParse(_))));
+        assert!(matches!(
+            read_private_key(&garbage, None),
+            Err(SignerError::KeyParse(_))
+        ));
         assert!(Passphrase::new(Vec::new()).is_err());
     }
 }

@@ -1,8 +1,8 @@
 use certgate_core::{Identifier, KeyKind, Serial, SubjectAttribute};
 use const_oid::db::rfc5280;
 use der::Encode;
-use der::asn1::Ia5String;
 use der::Tag;
+use der::asn1::Ia5String;
 use rcgen::{
     CertificateParams, CrlDistributionPoint, CustomExtension, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType, SerialNumber,
@@ -89,7 +89,9 @@ impl Issuer {
             Usage::TlsClient | Usage::Device => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
         if let Some(crl) = &spec.urls.crl {
-            params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![crl.clone()] }];
+            params.crl_distribution_points = vec![CrlDistributionPoint {
+                uris: vec![crl.clone()],
+            }];
         }
         if let Some(aia) = authority_info_access(spec.urls)? {
             params.custom_extensions.push(aia);
@@ -101,9 +103,8 @@ impl Issuer {
 }
 
 fn san(identifier: &Identifier) -> Result<SanType, SignerError> {
-    let ia5 = |s: &str| {
-        rcgen::string::Ia5String::try_from(s.to_owned()).map_err(|_| SignerError::Encoding(s.to_owned()))
-    };
+    let ia5 =
+        |s: &str| rcgen::string::Ia5String::try_from(s.to_owned()).map_err(|_| SignerError::Encoding(s.to_owned()));
     Ok(match identifier {
         Identifier::Dns(name) => SanType::DnsName(ia5(name.as_str())?),
         Identifier::Ip(ip) => SanType::IpAddress(*ip),
@@ -122,16 +123,12 @@ pub(crate) fn distinguished_name(subject: &[SubjectAttribute]) -> Result<Disting
             "2.5.4.8" => DnType::StateOrProvinceName,
             "2.5.4.10" => DnType::OrganizationName,
             "2.5.4.11" => DnType::OrganizationalUnitName,
-            other => DnType::CustomDnType(
-                other.split('.').map(|arc| arc.parse::<u64>().unwrap_or(0)).collect(),
-            ),
+            other => DnType::CustomDnType(other.split('.').map(|arc| arc.parse::<u64>().unwrap_or(0)).collect()),
         };
         let encoding_error = || SignerError::Encoding(format!("subject attribute {}", attribute.oid));
         let value = attribute.value.clone();
         let dn_value = match attribute.tag {
-            Tag::PrintableString => {
-                DnValue::PrintableString(value.try_into().map_err(|_| encoding_error())?)
-            }
+            Tag::PrintableString => DnValue::PrintableString(value.try_into().map_err(|_| encoding_error())?),
             Tag::Ia5String => DnValue::Ia5String(value.try_into().map_err(|_| encoding_error())?),
             Tag::TeletexString => DnValue::TeletexString(value.try_into().map_err(|_| encoding_error())?),
             Tag::BmpString => DnValue::BmpString(value.as_str().try_into().map_err(|_| encoding_error())?),
@@ -145,7 +142,10 @@ pub(crate) fn distinguished_name(subject: &[SubjectAttribute]) -> Result<Disting
 
 fn authority_info_access(urls: &IssuerUrls) -> Result<Option<CustomExtension>, SignerError> {
     let mut descriptions = Vec::new();
-    for (method, url) in [(rfc5280::ID_AD_OCSP, &urls.ocsp), (rfc5280::ID_AD_CA_ISSUERS, &urls.ca_issuers)] {
+    for (method, url) in [
+        (rfc5280::ID_AD_OCSP, &urls.ocsp),
+        (rfc5280::ID_AD_CA_ISSUERS, &urls.ca_issuers),
+    ] {
         if let Some(url) = url {
             let uri = Ia5String::new(url).map_err(|_| SignerError::Encoding(url.clone()))?;
             descriptions.push(AccessDescription {
@@ -157,6 +157,11 @@ fn authority_info_access(urls: &IssuerUrls) -> Result<Option<CustomExtension>, S
     if descriptions.is_empty() {
         return Ok(None);
     }
-    let der = AuthorityInfoAccessSyntax(descriptions).to_der().map_err(|e| SignerError::Build(e.to_string()))?;
-    Ok(Some(CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], der)))
+    let der = AuthorityInfoAccessSyntax(descriptions)
+        .to_der()
+        .map_err(|e| SignerError::Build(e.to_string()))?;
+    Ok(Some(CustomExtension::from_oid_content(
+        &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+        der,
+    )))
 }

@@ -34,9 +34,9 @@ pub fn certificates_from_pem(pem: &[u8]) -> Result<Vec<Vec<u8>>, SignerError> {
         let block = &rest[start..];
         let end_marker = block
             .find("-----END ")
-            .and_then(|e| block[e..].find("\n").map(|n| e + n + 1).or(Some(block.len())))
+            .and_then(|e| block[e..].find('\n').map(|n| e + n + 1).or(Some(block.len())))
             .ok_or_else(|| SignerError::CertParse("unterminated PEM block".into()))?;
-        let (label, der) = der::pem::decode_vec(block[..end_marker].as_bytes())
+        let (label, der) = der::pem::decode_vec(&block.as_bytes()[..end_marker])
             .map_err(|e| SignerError::CertParse(format!("PEM: {e}")))?;
         if label == "CERTIFICATE" {
             out.push(der);

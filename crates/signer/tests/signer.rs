@@ -1,11 +1,11 @@
 use std::os::unix::fs::PermissionsExt;
 
-use rcgen::PublicKeyData;
 use certgate_core::{DnsName, Identifier, KeyKind, Name, Serial, SubjectAttribute};
 use certgate_signer::{
     CaInitOptions, Issuer, IssuerFiles, IssuerUrls, KeyType, LeafSpec, Passphrase, SignerError, Usage, generate_key,
     import_ca, init_ca,
 };
+use rcgen::PublicKeyData;
 use time::{Duration, OffsetDateTime};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -25,7 +25,10 @@ fn urls() -> IssuerUrls {
 fn sign(issuer: &Issuer, key: KeyKind, spki: &[u8], usage: Usage, subject: &[SubjectAttribute]) -> Vec<u8> {
     let now = OffsetDateTime::now_utc();
     let serial = Serial::from_random([7; 16]);
-    let sans = [Identifier::Dns(DnsName::new("a.example.com").unwrap()), Identifier::Ip("192.0.2.1".parse().unwrap())];
+    let sans = [
+        Identifier::Dns(DnsName::new("a.example.com").unwrap()),
+        Identifier::Ip("192.0.2.1".parse().unwrap()),
+    ];
     let urls = urls();
     issuer
         .sign_leaf(&LeafSpec {
@@ -46,7 +49,10 @@ fn sign(issuer: &Issuer, key: KeyKind, spki: &[u8], usage: Usage, subject: &[Sub
 fn good_ca_for_every_key_type_signs_a_well_formed_leaf() {
     for key_type in KeyType::ALL {
         let dir = tempfile::tempdir().unwrap();
-        let options = CaInitOptions { key_type, ..CaInitOptions::default() };
+        let options = CaInitOptions {
+            key_type,
+            ..CaInitOptions::default()
+        };
         let files = init_ca(dir.path(), &options, OffsetDateTime::now_utc()).unwrap();
         for key_file in [&files.key, &files.root_key] {
             let mode = std::fs::metadata(key_file).unwrap().permissions().mode() & 0o777;
@@ -54,10 +60,20 @@ fn good_ca_for_every_key_type_signs_a_well_formed_leaf() {
         }
         let issuer = Issuer::load(name("default"), &files, None).unwrap();
         assert_ne!(issuer.certificate_der(), issuer.root_der(), "{key_type}");
-        assert_eq!(issuer.chain_after_leaf().len(), 1, "{key_type}: intermediate only, no root");
+        assert_eq!(
+            issuer.chain_after_leaf().len(),
+            1,
+            "{key_type}: intermediate only, no root"
+        );
 
         let leaf_key = generate_key(KeyType::P256).unwrap();
-        let der = sign(&issuer, KeyKind::EcP256, &leaf_key.subject_public_key_info(), Usage::TlsServer, &[]);
+        let der = sign(
+            &issuer,
+            KeyKind::EcP256,
+            &leaf_key.subject_public_key_info(),
+            Usage::TlsServer,
+            &[],
+        );
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
         assert_eq!(cert.raw_serial(), Serial::from_random([7; 16]).as_bytes(), "{key_type}");
         let mut seen = Vec::new();
@@ -65,7 +81,10 @@ fn good_ca_for_every_key_type_signs_a_well_formed_leaf() {
             match ext.parsed_extension() {
                 ParsedExtension::KeyUsage(ku) => {
                     assert!(ext.critical);
-                    assert!(ku.digital_signature() && !ku.key_encipherment(), "{key_type}: no keyEncipherment on EC");
+                    assert!(
+                        ku.digital_signature() && !ku.key_encipherment(),
+                        "{key_type}: no keyEncipherment on EC"
+                    );
                     seen.push("ku");
                 }
                 ParsedExtension::ExtendedKeyUsage(eku) => {
@@ -92,7 +111,11 @@ fn good_ca_for_every_key_type_signs_a_well_formed_leaf() {
             }
         }
         seen.sort_unstable();
-        assert_eq!(seen, ["aia", "aki", "bc", "crldp", "eku", "ku", "san", "ski"], "{key_type}");
+        assert_eq!(
+            seen,
+            ["aia", "aki", "bc", "crldp", "eku", "ku", "san", "ski"],
+            "{key_type}"
+        );
     }
 }
 
@@ -103,10 +126,24 @@ fn rsa_leaves_get_key_encipherment_and_device_keeps_subject() {
     let issuer = Issuer::load(name("default"), &files, None).unwrap();
     let leaf_key = generate_key(KeyType::Rsa2048).unwrap();
     let subject = [
-        SubjectAttribute { oid: "2.5.4.10".parse().unwrap(), tag: der::Tag::Utf8String, value: "test".into() },
-        SubjectAttribute { oid: "2.5.4.3".parse().unwrap(), tag: der::Tag::PrintableString, value: "dev1".into() },
+        SubjectAttribute {
+            oid: "2.5.4.10".parse().unwrap(),
+            tag: der::Tag::Utf8String,
+            value: "test".into(),
+        },
+        SubjectAttribute {
+            oid: "2.5.4.3".parse().unwrap(),
+            tag: der::Tag::PrintableString,
+            value: "dev1".into(),
+        },
     ];
-    let der = sign(&issuer, KeyKind::Rsa(2048), &leaf_key.subject_public_key_info(), Usage::Device, &subject);
+    let der = sign(
+        &issuer,
+        KeyKind::Rsa(2048),
+        &leaf_key.subject_public_key_info(),
+        Usage::Device,
+        &subject,
+    );
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(cert.subject().to_string(), "O=test, CN=dev1");
     let ku = cert.key_usage().unwrap().unwrap().value;
@@ -118,7 +155,10 @@ fn rsa_leaves_get_key_encipherment_and_device_keeps_subject() {
 #[test]
 fn bad_validity_beyond_issuer_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let options = CaInitOptions { intermediate_validity: Duration::days(30), ..CaInitOptions::default() };
+    let options = CaInitOptions {
+        intermediate_validity: Duration::days(30),
+        ..CaInitOptions::default()
+    };
     let files = init_ca(dir.path(), &options, OffsetDateTime::now_utc()).unwrap();
     let issuer = Issuer::load(name("default"), &files, None).unwrap();
     let leaf_key = generate_key(KeyType::P256).unwrap();
@@ -144,13 +184,22 @@ fn bad_validity_beyond_issuer_is_refused() {
 fn ca_init_refuses_to_overwrite_and_encrypts_with_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let passphrase = Passphrase::new(b"pw".to_vec()).unwrap();
-    let options = CaInitOptions { passphrase: Some(passphrase.clone()), ..CaInitOptions::default() };
+    let options = CaInitOptions {
+        passphrase: Some(passphrase.clone()),
+        ..CaInitOptions::default()
+    };
     let files = init_ca(dir.path(), &options, OffsetDateTime::now_utc()).unwrap();
     let key_pem = std::fs::read_to_string(&files.key).unwrap();
     assert!(key_pem.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
-    assert!(matches!(Issuer::load(name("x"), &files, None), Err(SignerError::PassphraseRequired(_))));
+    assert!(matches!(
+        Issuer::load(name("x"), &files, None),
+        Err(SignerError::PassphraseRequired(_))
+    ));
     Issuer::load(name("x"), &files, Some(&passphrase)).unwrap();
-    assert!(matches!(init_ca(dir.path(), &options, OffsetDateTime::now_utc()), Err(SignerError::AlreadyExists(_))));
+    assert!(matches!(
+        init_ca(dir.path(), &options, OffsetDateTime::now_utc()),
+        Err(SignerError::AlreadyExists(_))
+    ));
 }
 
 #[test]
@@ -165,9 +214,13 @@ fn import_takes_an_existing_ca_and_rejects_mismatches() {
     let target = tempfile::tempdir().unwrap();
     let files = import_ca(&target.path().join("imported"), &cert, &key, Some(&root), None, None).unwrap();
     let issuer = Issuer::load(name("imported"), &files, None).unwrap();
-    assert_eq!(issuer.root_der(), certgate_signer::certificates_from_pem(&root).unwrap()[0]);
+    assert_eq!(
+        issuer.root_der(),
+        certgate_signer::certificates_from_pem(&root).unwrap()[0]
+    );
 
-    let cases: [(&str, &[u8], &[u8], Option<&[u8]>); 3] = [
+    type Case<'a> = (&'a str, &'a [u8], &'a [u8], Option<&'a [u8]>);
+    let cases: [Case; 3] = [
         ("key_of_another_certificate", &cert, &root_key, Some(&root)),
         ("no_root_in_chain", &cert, &key, None),
         ("garbage_certificate", b"nope", &key, Some(&root)),

@@ -208,11 +208,14 @@ impl CertificateStore for SledStore {
                 let Some(reservation) = pending.remove(key)? else {
                     return Err(ConflictableTransactionError::Abort(StoreError::NotFound));
                 };
-                let reservation: SerialReservation = serde_json::from_slice(&reservation)
-                    .map_err(|e| ConflictableTransactionError::Abort(e.into()))?;
-                let record = AbandonedSerial { reservation, why: why.to_owned(), at: OffsetDateTime::now_utc() };
-                let record =
-                    serde_json::to_vec(&record).map_err(|e| ConflictableTransactionError::Abort(e.into()))?;
+                let reservation: SerialReservation =
+                    serde_json::from_slice(&reservation).map_err(|e| ConflictableTransactionError::Abort(e.into()))?;
+                let record = AbandonedSerial {
+                    reservation,
+                    why: why.to_owned(),
+                    at: OffsetDateTime::now_utc(),
+                };
+                let record = serde_json::to_vec(&record).map_err(|e| ConflictableTransactionError::Abort(e.into()))?;
                 serials.insert(key, SERIAL_ABANDONED)?;
                 abandoned.insert(key, record)?;
                 Ok(())
@@ -272,9 +275,11 @@ impl CertificateStore for SledStore {
         let inner = &self.inner;
         let (tree, prefix, end): (&sled::Tree, Vec<u8>, Option<Vec<u8>>) = match &query.filter {
             CertificateFilter::All => (&inner.by_expiry, Vec::new(), None),
-            CertificateFilter::ExpiringBetween { from, to } => {
-                (&inner.by_expiry, expiry_prefix(*from).to_vec(), Some(expiry_prefix(*to).to_vec()))
-            }
+            CertificateFilter::ExpiringBetween { from, to } => (
+                &inner.by_expiry,
+                expiry_prefix(*from).to_vec(),
+                Some(expiry_prefix(*to).to_vec()),
+            ),
             CertificateFilter::Requester(requester) => (&inner.by_requester, requester_prefix(requester), None),
             CertificateFilter::Identifier(identifier) => (&inner.by_identifier, identifier_prefix(identifier), None),
         };
@@ -305,14 +310,22 @@ impl CertificateStore for SledStore {
             if items.len() == limit {
                 break;
             }
-            let serial_bytes = if ranged_by_time || prefix.is_empty() { &key[8..] } else { &key[prefix.len()..] };
+            let serial_bytes = if ranged_by_time || prefix.is_empty() {
+                &key[8..]
+            } else {
+                &key[prefix.len()..]
+            };
             let record = inner.certs.get(serial_bytes)?.ok_or_else(|| {
                 StoreError::Backend(format!("index entry without certificate: {}", hex_key(serial_bytes)))
             })?;
             items.push(serde_json::from_slice(&record)?);
             last_key = Some(key.to_vec());
         }
-        let next = if items.len() == limit { last_key.map(|k| hex_key(&k)) } else { None };
+        let next = if items.len() == limit {
+            last_key.map(|k| hex_key(&k))
+        } else {
+            None
+        };
         Ok(CertificatePage { items, next })
     }
 
@@ -351,7 +364,8 @@ impl CertificateStore for SledStore {
 }
 
 fn decode_cursor(cursor: &str) -> Result<Vec<u8>, StoreError> {
-    if cursor.len() % 2 != 0 || cursor.len() > 4096 {
+    // Slicing below is by byte: only ASCII input may reach it.
+    if !cursor.is_ascii() || !cursor.len().is_multiple_of(2) || cursor.len() > 4096 {
         return Err(StoreError::Conflict("malformed cursor"));
     }
     (0..cursor.len())

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use certgate_core::{DnsName, Identifier, KeyKind, Name, Protocol, RequesterId, RevocationReason, Serial};
 use certgate_store::{
-    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation,
-    SledStore, StoreError,
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation, SledStore,
+    StoreError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -96,7 +96,11 @@ async fn bad_serial_reuse_is_refused<B: Backend>() {
     store.reserve_serial(&reservation(&abandoned)).await.unwrap();
     store.abandon_reservation(&abandoned, "signing failed").await.unwrap();
 
-    for (case, s) in [("issued", &issued.serial), ("reserved", &reserved), ("abandoned", &abandoned)] {
+    for (case, s) in [
+        ("issued", &issued.serial),
+        ("reserved", &reserved),
+        ("abandoned", &abandoned),
+    ] {
         let err = store.reserve_serial(&reservation(s)).await.expect_err(case);
         assert!(matches!(err, StoreError::Conflict(_)), "case {case}: {err:?}");
     }
@@ -105,7 +109,10 @@ async fn bad_serial_reuse_is_refused<B: Backend>() {
     let unreserved = record(&serial(4), "r", "b.example.com", 90);
     let err = store.record_issued(&unreserved).await.expect_err("no reservation");
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
-    let err = store.abandon_reservation(&serial(5), "x").await.expect_err("nothing to abandon");
+    let err = store
+        .abandon_reservation(&serial(5), "x")
+        .await
+        .expect_err("nothing to abandon");
     assert!(matches!(err, StoreError::NotFound), "{err:?}");
     let status = store.journal_status().await.unwrap();
     assert_eq!((status.certificates, status.reserved, status.abandoned), (1, 1, 1));
@@ -130,7 +137,10 @@ async fn revocation_is_compare_and_swap<B: Backend>() {
         assert!(matches!(err, StoreError::NotFound), "{err:?}");
     }
     let store = B::open(dir.path());
-    assert_eq!(store.certificate(&rec.serial).await.unwrap().revocation, Some(revocation));
+    assert_eq!(
+        store.certificate(&rec.serial).await.unwrap().revocation,
+        Some(revocation)
+    );
 }
 
 async fn concurrent_revocations_only_one_wins<B: Backend>() {
@@ -143,8 +153,11 @@ async fn concurrent_revocations_only_one_wins<B: Backend>() {
         let store = Arc::clone(&store);
         let s = rec.serial.clone();
         tasks.push(tokio::spawn(async move {
-            let revocation =
-                Revocation { reason: RevocationReason::Superseded, revoked_at: OffsetDateTime::now_utc(), by: format!("t{i}") };
+            let revocation = Revocation {
+                reason: RevocationReason::Superseded,
+                revoked_at: OffsetDateTime::now_utc(),
+                by: format!("t{i}"),
+            };
             store.revoke(&s, &revocation).await.is_ok()
         }));
     }
@@ -160,14 +173,22 @@ async fn listing_pages_and_filters<B: Backend>() {
     let store = B::open(dir.path());
     for i in 0..25u64 {
         let requester = if i % 5 == 0 { "est-user:alice" } else { "est-user:bob" };
-        let host = if i == 7 { "shared.example.com".to_owned() } else { format!("h{i}.example.com") };
+        let host = if i == 7 {
+            "shared.example.com".to_owned()
+        } else {
+            format!("h{i}.example.com")
+        };
         issue(&store, &record(&serial(i + 1), requester, &host, 10 + i as i64)).await;
     }
     let mut seen = Vec::new();
     let mut after = None;
     loop {
         let page = store
-            .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 10, after })
+            .list_certificates(&CertificateQuery {
+                filter: CertificateFilter::All,
+                limit: 10,
+                after,
+            })
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|r| r.not_after));
@@ -182,25 +203,53 @@ async fn listing_pages_and_filters<B: Backend>() {
     let count = |filter| {
         let store = &store;
         async move {
-            store.list_certificates(&CertificateQuery { filter, limit: 1000, after: None }).await.unwrap().items.len()
+            store
+                .list_certificates(&CertificateQuery {
+                    filter,
+                    limit: 1000,
+                    after: None,
+                })
+                .await
+                .unwrap()
+                .items
+                .len()
         }
     };
     let now = OffsetDateTime::now_utc();
     let cases = [
-        ("requester_alice", CertificateFilter::Requester(RequesterId::new("est-user:alice").unwrap()), 5),
-        ("requester_unknown", CertificateFilter::Requester(RequesterId::new("est-user:carol").unwrap()), 0),
+        (
+            "requester_alice",
+            CertificateFilter::Requester(RequesterId::new("est-user:alice").unwrap()),
+            5,
+        ),
+        (
+            "requester_unknown",
+            CertificateFilter::Requester(RequesterId::new("est-user:carol").unwrap()),
+            0,
+        ),
         (
             "identifier",
             CertificateFilter::Identifier(Identifier::Dns(DnsName::new("SHARED.example.com").unwrap())),
             1,
         ),
-        ("expiring_window", CertificateFilter::ExpiringBetween { from: now, to: now + Duration::days(15) }, 5),
+        (
+            "expiring_window",
+            CertificateFilter::ExpiringBetween {
+                from: now,
+                to: now + Duration::days(15),
+            },
+            5,
+        ),
     ];
     for (case, filter, want) in cases {
         assert_eq!(count(filter).await, want, "case {case}");
     }
     let err = store
-        .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 10, after: Some("zz".into()) })
+        .list_certificates(&CertificateQuery {
+            filter: CertificateFilter::All,
+            limit: 10,
+            after: Some("zz".into()),
+        })
         .await
         .expect_err("bad cursor");
     assert!(matches!(err, StoreError::Conflict(_)));
@@ -218,7 +267,10 @@ async fn reservation_in_flight_at_crash_is_abandoned_on_open<B: Backend>() {
     let store = B::open(dir.path());
     let status = store.journal_status().await.unwrap();
     assert_eq!((status.reserved, status.abandoned, status.recovered_at_open), (0, 1, 1));
-    assert!(matches!(store.reserve_serial(&reservation(&in_flight)).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.reserve_serial(&reservation(&in_flight)).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert!(matches!(store.certificate(&in_flight).await, Err(StoreError::NotFound)));
 }
 

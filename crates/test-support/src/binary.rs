@@ -20,11 +20,18 @@ impl Spawned {
     /// Starts `program` with `args`, extra environment, and `dir` as working directory.
     pub fn start(program: &Path, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Self {
         let mut command = Command::new(program);
-        command.args(args).current_dir(dir).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let (tx, lines) = channel();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -43,7 +50,11 @@ impl Spawned {
                 }
             }
         });
-        Self { child, lines, seen: Vec::new() }
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits until a line satisfies `want` and returns it; panics with everything seen on timeout.
@@ -86,7 +97,11 @@ impl Spawned {
     /// Sends a signal (e.g. `libc::SIGTERM`).
     pub fn signal(&self, signal: i32) {
         let pid = i32::try_from(self.child.id()).unwrap();
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }

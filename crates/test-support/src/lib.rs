@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy, Profile};
-use certgate_core::{Name, Protocol, SystemClock};
+use certgate_core::{Clock, Name, Protocol, SystemClock};
 use certgate_signer::{CaInitOptions, Issuer, KeyType, init_ca};
 use certgate_store::SledStore;
 use tempfile::TempDir;
@@ -42,10 +42,18 @@ impl TestCa {
     /// Creates a root and intermediate of `key_type`.
     pub fn new(key_type: KeyType) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let options = CaInitOptions { key_type, ..CaInitOptions::default() };
+        let options = CaInitOptions {
+            key_type,
+            ..CaInitOptions::default()
+        };
         let files = init_ca(&dir.path().join("ca"), &options, OffsetDateTime::now_utc()).unwrap();
         let issuer = Arc::new(Issuer::load(name("default"), &files, None).unwrap());
-        Self { root_pem: files.root.clone(), issuer_pem: files.cert.clone(), dir, issuer }
+        Self {
+            root_pem: files.root.clone(),
+            issuer_pem: files.cert.clone(),
+            dir,
+            issuer,
+        }
     }
 }
 
@@ -77,22 +85,37 @@ pub fn test_endpoint() -> EndpointPolicy {
 impl TestAuthority {
     /// An authority with a CA of `key_type` and the given endpoints.
     pub fn new(key_type: KeyType, endpoints: Vec<EndpointPolicy>) -> Self {
+        Self::with_clock(key_type, endpoints, Arc::new(SystemClock))
+    }
+
+    /// The same with an injected clock.
+    pub fn with_clock(key_type: KeyType, endpoints: Vec<EndpointPolicy>, clock: Arc<dyn Clock>) -> Self {
         let ca = TestCa::new(key_type);
         let store_dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(store_dir.path()).unwrap();
-        let authority = Self::authority_over(&ca, store.clone(), endpoints);
+        let authority = Self::authority_over_with_clock(&ca, store.clone(), endpoints, clock);
         Self { ca, store_dir, store, authority }
     }
 
     /// Another authority over an existing CA and store (e.g. after reopening the store).
     pub fn authority_over(ca: &TestCa, store: SledStore, endpoints: Vec<EndpointPolicy>) -> Arc<Authority> {
+        Self::authority_over_with_clock(ca, store, endpoints, Arc::new(SystemClock))
+    }
+
+    /// The same with an injected clock.
+    pub fn authority_over_with_clock(
+        ca: &TestCa,
+        store: SledStore,
+        endpoints: Vec<EndpointPolicy>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Authority> {
         let config = AuthorityConfig {
             issuers: vec![Arc::clone(&ca.issuer)],
             profiles: Profile::builtin(),
             endpoints,
             public_base_url: Some("http://127.0.0.1:8080".into()),
         };
-        Arc::new(Authority::new(config, Arc::new(store), Arc::new(SystemClock)).unwrap())
+        Arc::new(Authority::new(config, Arc::new(store), clock).unwrap())
     }
 }
 
@@ -115,7 +138,14 @@ pub enum CsrKey {
 
 impl CsrKey {
     /// Every CSR key type.
-    pub const ALL: [Self; 6] = [Self::P256, Self::P384, Self::Rsa2048, Self::Rsa3072, Self::Rsa4096, Self::Ed25519];
+    pub const ALL: [Self; 6] = [
+        Self::P256,
+        Self::P384,
+        Self::Rsa2048,
+        Self::Rsa3072,
+        Self::Rsa4096,
+        Self::Ed25519,
+    ];
 
     /// Generates a key pair of this type.
     pub fn generate(self) -> rcgen::KeyPair {
@@ -148,36 +178,88 @@ pub fn write_pem(path: &Path, ders: &[&[u8]]) {
 
 /// Runs `openssl verify -CAfile root -untrusted intermediates leaf` (optionally with
 /// `-purpose`), returning its output on failure.
-pub fn openssl_verify(root_pem: &Path, intermediates_pem: &Path, leaf_pem: &Path, purpose: Option<&str>) -> Result<(), String> {
+pub fn openssl_verify(
+    root_pem: &Path,
+    intermediates_pem: &Path,
+    leaf_pem: &Path,
+    purpose: Option<&str>,
+) -> Result<(), String> {
     let mut command = Command::new("openssl");
-    command.arg("verify").arg("-CAfile").arg(root_pem).arg("-untrusted").arg(intermediates_pem);
+    command
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root_pem)
+        .arg("-untrusted")
+        .arg(intermediates_pem);
     if let Some(purpose) = purpose {
         command.arg("-purpose").arg(purpose);
     }
-    let output = command.arg(leaf_pem).output().map_err(|e| format!("cannot run openssl: {e}"))?;
+    let output = command
+        .arg(leaf_pem)
+        .output()
+        .map_err(|e| format!("cannot run openssl: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_owned()
 }
 
-/// Finds a pkilint executable: `$CERTGATE_PKILINT_BIN`, then the workspace's `.venv/bin`,
-/// then `PATH`.
+/// The pkilint version the waivers below were written against.
+pub const PKILINT_VERSION: &str = "0.13.3";
+
+/// Finds a pkilint executable: `$CERTGATE_PKILINT_BIN`, then the workspace's `.venv/bin`
+/// (created with pip on first use if missing, so `cargo test` works on a fresh machine
+/// that has python3 and PyPI), then `PATH`.
 pub fn pkilint_executable(name: &str) -> PathBuf {
     if let Some(dir) = std::env::var_os("CERTGATE_PKILINT_BIN") {
         return PathBuf::from(dir).join(name);
     }
-    let venv = workspace_root().join(".venv/bin").join(name);
-    if venv.exists() {
-        return venv;
+    let venv = workspace_root().join(".venv");
+    let executable = venv.join("bin").join(name);
+    if !executable.exists() {
+        provision_pkilint(&venv);
     }
-    PathBuf::from(name)
+    if executable.exists() { executable } else { PathBuf::from(name) }
+}
+
+fn provision_pkilint(venv: &Path) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another test process may be installing too: take a lock directory, wait for it.
+        let lock = workspace_root().join("target").join("pkilint-install.lock");
+        let _ = std::fs::create_dir_all(lock.parent().unwrap());
+        let started = std::time::Instant::now();
+        while std::fs::create_dir(&lock).is_err() {
+            if started.elapsed() > std::time::Duration::from_secs(300) {
+                let _ = std::fs::remove_dir(&lock);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        if !venv.join("bin/lint_pkix_cert").exists() {
+            let pip = venv.join("bin/pip");
+            let created = pip.exists() || Command::new("python3").arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+            if created {
+                let _ = Command::new(&pip)
+                    .args(["install", "--quiet", &format!("pkilint=={PKILINT_VERSION}")])
+                    .status();
+            }
+        }
+        let _ = std::fs::remove_dir(&lock);
+    });
 }
 
 /// One pkilint finding.
@@ -216,7 +298,10 @@ pub fn pkilint(der: &[u8], server_auth: bool) -> Vec<LintFinding> {
         .unwrap_or_else(|e| panic!("pkilint is required (install it in .venv: see .ci/run): {e}"));
     let text = String::from_utf8_lossy(&output.stdout);
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
-        panic!("pkilint printed no JSON ({e}): {text}{}", String::from_utf8_lossy(&output.stderr))
+        panic!(
+            "pkilint printed no JSON ({e}): {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
     });
     let mut findings = Vec::new();
     for result in json["results"].as_array().into_iter().flatten() {
@@ -239,7 +324,10 @@ pub const PKILINT_WAIVERS: &[(&str, &str)] = &[
         "cabf.internal_domain_name",
         "a private CA serves CRL/OCSP/CA URLs on internal hosts and issues for internal names",
     ),
-    ("cabf.internal_ip_address", "a private CA issues for private and loopback IP addresses"),
+    (
+        "cabf.internal_ip_address",
+        "a private CA issues for private and loopback IP addresses",
+    ),
     (
         "cabf.serverauth.subscriber.certificate_policies_extension_absent",
         "a private CA must not assert the CA/B Forum's reserved policy OIDs",

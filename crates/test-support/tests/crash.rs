@@ -15,6 +15,7 @@ use certgate_test_support::binary::Spawned;
 const ROUNDS: u64 = 25;
 
 #[tokio::test]
+#[allow(clippy::print_stderr)] // the figures are the test's report
 async fn sigkill_during_issuance_loses_nothing() {
     let ca = TestCa::new(KeyType::P256);
     let store_dir = tempfile::tempdir().unwrap();
@@ -28,16 +29,28 @@ async fn sigkill_during_issuance_loses_nothing() {
     for round in 0..ROUNDS {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut process = Spawned::start(worker, &[&issuer_dir, &store_path], &[], store_dir.path());
-        let opened = process.wait_for_line(Duration::from_secs(60), |l| l.starts_with("OPENED") || l.contains("panicked"));
-        assert!(opened.starts_with("OPENED"), "round {round}: the store did not open cleanly: {:?}", process.seen);
+        let opened = process.wait_for_line(Duration::from_secs(60), |l| {
+            l.starts_with("OPENED") || l.contains("panicked")
+        });
+        assert!(
+            opened.starts_with("OPENED"),
+            "round {round}: the store did not open cleanly: {:?}",
+            process.seen
+        );
         recovered_total += opened.rsplit('=').next().unwrap().parse::<u64>().unwrap();
         // Kill at varied points: right after opening, or after 1..400 issuances, plus a
         // few hundred microseconds so the kill lands inside the next issuances.
         let target = if round % 5 == 0 { 0 } else { 1 + (seed >> 33) % 400 };
         let mut issued_this_round = 0;
         while issued_this_round < target {
-            let line = process.wait_for_line(Duration::from_secs(60), |l| l.starts_with("ISSUED") || l.contains("panicked"));
-            assert!(line.starts_with("ISSUED"), "round {round}: worker failed: {:?}", process.seen);
+            let line = process.wait_for_line(Duration::from_secs(60), |l| {
+                l.starts_with("ISSUED") || l.contains("panicked")
+            });
+            assert!(
+                line.starts_with("ISSUED"),
+                "round {round}: worker failed: {:?}",
+                process.seen
+            );
             received.push(line["ISSUED ".len()..].to_owned());
             issued_this_round += 1;
         }
@@ -58,18 +71,29 @@ async fn sigkill_during_issuance_loses_nothing() {
     assert_eq!(unique.len(), received.len(), "a serial was handed out twice");
     for serial in &received {
         let serial = certgate_core::Serial::parse_hex(serial).unwrap();
-        store.certificate(&serial).await.unwrap_or_else(|e| panic!("received certificate {serial} is missing: {e}"));
+        store
+            .certificate(&serial)
+            .await
+            .unwrap_or_else(|e| panic!("received certificate {serial} is missing: {e}"));
     }
     // Every stored certificate appears once in the index; abandoned serials never became certificates.
     let mut listed = HashSet::new();
     let mut after = None;
     loop {
         let page = store
-            .list_certificates(&CertificateQuery { filter: CertificateFilter::All, limit: 1000, after })
+            .list_certificates(&CertificateQuery {
+                filter: CertificateFilter::All,
+                limit: 1000,
+                after,
+            })
             .await
             .unwrap();
         for record in page.items {
-            assert!(listed.insert(record.serial.clone()), "serial {} listed twice", record.serial);
+            assert!(
+                listed.insert(record.serial.clone()),
+                "serial {} listed twice",
+                record.serial
+            );
         }
         match page.next {
             Some(next) => after = Some(next),
@@ -78,7 +102,11 @@ async fn sigkill_during_issuance_loses_nothing() {
     }
     assert_eq!(listed.len() as u64, status.certificates);
     assert!(listed.len() >= received.len());
-    assert_eq!(status.abandoned, recovered_total + status.recovered_at_open, "every abandoned serial is accounted for");
+    assert_eq!(
+        status.abandoned,
+        recovered_total + status.recovered_at_open,
+        "every abandoned serial is accounted for"
+    );
     eprintln!(
         "crash test: {ROUNDS} SIGKILLs, {} certificates received, {} stored, {} serials abandoned in flight",
         received.len(),

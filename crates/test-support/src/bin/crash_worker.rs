@@ -15,19 +15,46 @@ use certgate_signer::{Issuer, IssuerFiles};
 use certgate_store::{CertificateStore, SledStore};
 use certgate_test_support::{CsrKey, TestAuthority, TestCa, csr, name, test_endpoint};
 
+async fn futures_select_all(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+) -> (Result<(), tokio::task::JoinError>, usize, usize) {
+    let count = tasks.len();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(count);
+    for (index, task) in tasks.into_iter().enumerate() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send((task.await, index)).await;
+        });
+    }
+    let (result, index) = rx.recv().await.expect("a task ends");
+    (result, index, count)
+}
+
 fn main() {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [issuer_dir, store_dir] = args.as_slice() else {
         panic!("usage: certgate-crash-worker <issuer-dir> <store-dir>");
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let files = IssuerFiles::in_dir(issuer_dir);
         let issuer = Arc::new(Issuer::load(name("default"), &files, None).expect("issuer loads"));
         let store = SledStore::open(store_dir).expect("the store opens cleanly");
         let status = store.journal_status().await.expect("journal readable");
-        println!("OPENED certificates={} recovered={}", status.certificates, status.recovered_at_open);
-        let ca = TestCa { dir: tempfile::tempdir().unwrap(), issuer, root_pem: files.root.clone(), issuer_pem: files.cert.clone() };
+        println!(
+            "OPENED certificates={} recovered={}",
+            status.certificates, status.recovered_at_open
+        );
+        let ca = TestCa {
+            dir: tempfile::tempdir().unwrap(),
+            issuer,
+            root_pem: files.root.clone(),
+            issuer_pem: files.cert.clone(),
+        };
         let authority = TestAuthority::authority_over(&ca, store, vec![test_endpoint()]);
         let der = csr(&CsrKey::P256.generate(), None, &["crash.example.com"]);
         let csr = ParsedCsr::from_der(&der).unwrap();
@@ -50,8 +77,8 @@ fn main() {
                 }
             }));
         }
-        for task in tasks {
-            task.await.unwrap();
-        }
+        // The tasks loop until the process is killed; the first one to end is a failure.
+        let (ended, _, _) = futures_select_all(tasks).await;
+        panic!("an issuing task ended: {ended:?}");
     });
 }

@@ -86,7 +86,9 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             shutdown_rx.clone(),
             grace,
         )));
-        tasks.push(tokio::spawn(cert.renew_loop(shutdown_rx.clone(), Duration::from_secs(60))));
+        tasks.push(tokio::spawn(
+            cert.renew_loop(shutdown_rx.clone(), Duration::from_secs(60)),
+        ));
     }
     if let Some(address) = listeners.http {
         let listener = TcpListener::bind(address)

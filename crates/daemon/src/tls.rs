@@ -204,7 +204,9 @@ impl ServerCert {
         let Some(mut issued) = self.renew else { return };
         loop {
             let due_in = issued.renew_at - issued.clock.now();
-            let wait = StdDuration::try_from(due_in.max(Duration::ZERO)).unwrap_or(recheck).min(recheck);
+            let wait = StdDuration::try_from(due_in.max(Duration::ZERO))
+                .unwrap_or(recheck)
+                .min(recheck);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
@@ -306,14 +308,25 @@ mod tests {
         let endpoint = daemon_tls_endpoint("default").unwrap();
         let t = TestAuthority::with_clock(KeyType::P256, vec![endpoint], Arc::clone(&clock));
         let dir = tempfile::tempdir().unwrap();
-        let config = TlsConfig { validity_days: 30, ..TlsConfig::default() };
+        let config = TlsConfig {
+            validity_days: 30,
+            ..TlsConfig::default()
+        };
 
-        let first = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
+        let first = ServerCert::prepare(&config, dir.path(), &t.authority, &clock)
+            .await
+            .unwrap();
         let original = current_serial(&first.resolver);
 
         manual.advance(Duration::days(10));
-        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
-        assert_eq!(current_serial(&restarted.resolver), original, "reused before two thirds of its life");
+        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            current_serial(&restarted.resolver),
+            original,
+            "reused before two thirds of its life"
+        );
 
         let resolver = Arc::clone(&restarted.resolver);
         let (stop, stopped) = watch::channel(false);
@@ -329,7 +342,13 @@ mod tests {
         let _ = stop.send(true);
         renewing.await.unwrap();
         let renewed = current_serial(&resolver);
-        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock).await.unwrap();
-        assert_eq!(current_serial(&restarted.resolver), renewed, "the renewed certificate was written");
+        let restarted = ServerCert::prepare(&config, dir.path(), &t.authority, &clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            current_serial(&restarted.resolver),
+            renewed,
+            "the renewed certificate was written"
+        );
     }
 }

@@ -94,7 +94,12 @@ impl TestAuthority {
         let store_dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(store_dir.path()).unwrap();
         let authority = Self::authority_over_with_clock(&ca, store.clone(), endpoints, clock);
-        Self { ca, store_dir, store, authority }
+        Self {
+            ca,
+            store_dir,
+            store,
+            authority,
+        }
     }
 
     /// Another authority over an existing CA and store (e.g. after reopening the store).
@@ -233,7 +238,11 @@ pub fn pkilint_executable(name: &str) -> PathBuf {
     if !executable.exists() {
         provision_pkilint(&venv);
     }
-    if executable.exists() { executable } else { PathBuf::from(name) }
+    if executable.exists() {
+        executable
+    } else {
+        PathBuf::from(name)
+    }
 }
 
 fn provision_pkilint(venv: &Path) {
@@ -251,7 +260,13 @@ fn provision_pkilint(venv: &Path) {
         }
         if !venv.join("bin/lint_pkix_cert").exists() {
             let pip = venv.join("bin/pip");
-            let created = pip.exists() || Command::new("python3").arg("-m").arg("venv").arg(venv).status().is_ok_and(|s| s.success());
+            let created = pip.exists()
+                || Command::new("python3")
+                    .arg("-m")
+                    .arg("venv")
+                    .arg(venv)
+                    .status()
+                    .is_ok_and(|s| s.success());
             if created {
                 let _ = Command::new(&pip)
                     .args(["install", "--quiet", &format!("pkilint=={PKILINT_VERSION}")])

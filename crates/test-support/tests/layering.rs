@@ -9,14 +9,23 @@ use certgate_test_support::workspace_root;
 
 fn allowed_table() -> BTreeMap<String, BTreeSet<String>> {
     let text = std::fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
-    let start = text.find("<!-- layering-table -->").expect("ARCHITECTURE.md has a layering table");
-    let end = text.find("<!-- /layering-table -->").expect("the layering table is closed");
+    let start = text
+        .find("<!-- layering-table -->")
+        .expect("ARCHITECTURE.md has a layering table");
+    let end = text
+        .find("<!-- /layering-table -->")
+        .expect("the layering table is closed");
     text[start..end]
         .lines()
         .filter(|l| l.starts_with("| certgate"))
         .map(|line| {
             let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
-            let allowed = cells[1].split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            let allowed = cells[1]
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
             (cells[0].to_owned(), allowed)
         })
         .collect()
@@ -32,8 +41,12 @@ fn workspace_dependencies_follow_the_layering_table() {
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let members: BTreeSet<String> =
-        metadata["packages"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    let members: BTreeSet<String> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
     let table = allowed_table();
 
     let mut violations = Vec::new();
@@ -49,12 +62,20 @@ fn workspace_dependencies_follow_the_layering_table() {
                 continue;
             }
             let dev = dependency["kind"].as_str() == Some("dev");
-            let ok = if dep == "certgate-test-support" { dev } else { dev || allowed.contains(dep) };
+            let ok = if dep == "certgate-test-support" {
+                dev
+            } else {
+                dev || allowed.contains(dep)
+            };
             if !ok {
                 violations.push(format!("{name} depends on {dep}{}", if dev { " (dev)" } else { "" }));
             }
         }
     }
-    assert!(violations.is_empty(), "dependencies ARCHITECTURE.md does not allow:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "dependencies ARCHITECTURE.md does not allow:\n{}",
+        violations.join("\n")
+    );
     assert!(table.len() >= 6, "the table was read");
 }

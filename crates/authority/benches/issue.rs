@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use certgate_authority::IssueRequest;
 use certgate_core::{ParsedCsr, Protocol, RequesterId};
-use certgate_signer::KeyType;
-use certgate_test_support::{CsrKey, TestAuthority, csr, name, test_endpoint};
+use certgate_signer::{KeyType, generate_key};
+use certgate_test_support::{TestAuthority, csr, name, test_endpoint};
 
 fn cpu_seconds() -> f64 {
     // utime + stime of this process, from /proc (clock ticks of 1/100 s on Linux).
@@ -25,7 +25,13 @@ async fn run(concurrency: usize, duration: Duration, ca: KeyType) -> (f64, f64, 
     let t = TestAuthority::new(ca, vec![test_endpoint()]);
     // Distinct CSRs per caller, as distinct clients would send.
     let csrs: Vec<Vec<u8>> = (0..concurrency)
-        .map(|i| csr(&CsrKey::P256.generate(), None, &[&format!("host{i}.example.com")]))
+        .map(|i| {
+            csr(
+                &generate_key(KeyType::P256).unwrap(),
+                None,
+                &[&format!("host{i}.example.com")],
+            )
+        })
         .collect();
     // Warm up (page in sled, first flush).
     for der in &csrs {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use certgate_authority::{AuthorityError, EndpointPolicy, IssueRequest, NamePolicy};
 use certgate_core::{CsrError, DnsName, Identifier, KeyKind, ParsedCsr, Protocol, RequesterId, RevocationReason};
-use certgate_signer::KeyType;
-use certgate_store::{CertificateFilter, CertificateQuery, CertificateStore, SledStore};
+use certgate_signer::{KeyType, generate_key};
+use certgate_store::{CertificateFilter, CertificateStore, SledStore};
 use certgate_test_support::{
-    CsrKey, TestAuthority, csr, name, openssl_verify, pkilint, test_endpoint, unwaived, workspace_root, write_pem,
+    TestAuthority, csr, name, openssl_verify, pkilint, test_endpoint, unwaived, workspace_root, write_pem,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -30,8 +30,8 @@ fn golden(file: &str) -> Vec<u8> {
 /// PKIX linter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
-    let leaf_keys: Vec<(CsrKey, certgate_test_support::rcgen::KeyPair)> =
-        CsrKey::ALL.iter().map(|k| (*k, k.generate())).collect();
+    let leaf_keys: Vec<(KeyType, certgate_test_support::rcgen::KeyPair)> =
+        KeyType::ALL.iter().map(|k| (*k, generate_key(*k).unwrap())).collect();
     let mut lint_jobs = Vec::new();
     for ca_type in KeyType::ALL {
         let t = TestAuthority::new(ca_type, vec![test_endpoint()]);
@@ -41,10 +41,10 @@ async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
         for (csr_key, key) in &leaf_keys {
             for profile in ["tls-server", "tls-client", "device"] {
                 // Every pair under tls-server; the other profiles once per CA with two key types.
-                if profile != "tls-server" && !matches!(csr_key, CsrKey::P256 | CsrKey::Rsa2048) {
+                if profile != "tls-server" && !matches!(csr_key, KeyType::P256 | KeyType::Rsa2048) {
                     continue;
                 }
-                let case = format!("ca={ca_type} csr={csr_key:?} profile={profile}");
+                let case = format!("ca={ca_type} csr={csr_key} profile={profile}");
                 let der = csr(
                     key,
                     Some("dev1.example.com"),
@@ -54,7 +54,7 @@ async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
                 req.profile = Some(name(profile));
                 let issued = t.authority.issue(req).await.unwrap_or_else(|e| panic!("{case}: {e}"));
                 assert_eq!(issued.chain.len(), 2, "{case}: leaf and intermediate");
-                let leaf = work.path().join(format!("{ca_type}-{csr_key:?}-{profile}.pem"));
+                let leaf = work.path().join(format!("{ca_type}-{csr_key}-{profile}.pem"));
                 write_pem(&leaf, &[&issued.chain[0]]);
                 let purpose = if profile == "tls-server" {
                     "sslserver"
@@ -63,7 +63,7 @@ async fn every_ca_key_type_and_csr_key_type_verifies_and_lints() {
                 };
                 openssl_verify(&t.ca.root_pem, &intermediates, &leaf, Some(purpose))
                     .unwrap_or_else(|e| panic!("{case}: openssl verify: {e}"));
-                let ed25519 = ca_type == KeyType::Ed25519 || *csr_key == CsrKey::Ed25519;
+                let ed25519 = ca_type == KeyType::Ed25519 || *csr_key == KeyType::Ed25519;
                 lint_jobs.push((case, issued.record.der.clone(), profile == "tls-server", ed25519));
             }
         }
@@ -154,7 +154,7 @@ async fn bad_csrs_are_refused_and_nothing_is_stored() {
         }),
         (
             "no_names",
-            csr(&CsrKey::P256.generate(), Some("not a hostname"), &[]),
+            csr(&generate_key(KeyType::P256).unwrap(), Some("not a hostname"), &[]),
             |e| matches!(e, AuthorityError::NoNames(_)),
         ),
     ];
@@ -205,7 +205,7 @@ async fn good_golden_csrs_are_issued() {
 #[tokio::test]
 async fn issuance_records_provenance_and_policy_validity() {
     let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
-    let key = CsrKey::P256.generate();
+    let key = generate_key(KeyType::P256).unwrap();
     let der = csr(&key, Some("Dev One"), &["a.example.com"]);
     let before = OffsetDateTime::now_utc();
     let mut req = request(&der);
@@ -285,7 +285,7 @@ async fn issuance_records_provenance_and_policy_validity() {
 #[tokio::test]
 async fn device_profile_keeps_subject_and_caps_at_issuer_expiry() {
     let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
-    let der = csr(&CsrKey::Rsa2048.generate(), Some("router-7"), &[]);
+    let der = csr(&generate_key(KeyType::Rsa2048).unwrap(), Some("router-7"), &[]);
     let mut req = request(&der);
     req.profile = Some(name("device"));
     let issued = t.authority.issue(req).await.unwrap();
@@ -299,7 +299,11 @@ async fn revocation_is_recorded_once() {
     let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
     let issued = t
         .authority
-        .issue(request(&csr(&CsrKey::P256.generate(), None, &["a.example.com"])))
+        .issue(request(&csr(
+            &generate_key(KeyType::P256).unwrap(),
+            None,
+            &["a.example.com"],
+        )))
         .await
         .unwrap();
     let serial = issued.record.serial.clone();
@@ -343,7 +347,7 @@ async fn ten_thousand_concurrent_issuances_survive_reopen() {
         store,
         authority,
     } = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
-    let der = csr(&CsrKey::P256.generate(), None, &["load.example.com"]);
+    let der = csr(&generate_key(KeyType::P256).unwrap(), None, &["load.example.com"]);
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
         let authority = Arc::clone(&authority);
@@ -372,22 +376,9 @@ async fn ten_thousand_concurrent_issuances_survive_reopen() {
     for serial in &serials {
         reopened.certificate(serial).await.unwrap();
     }
-    let mut listed = 0;
-    let mut after = None;
-    loop {
-        let page = reopened
-            .list_certificates(&CertificateQuery {
-                filter: CertificateFilter::All,
-                limit: 1000,
-                after,
-            })
-            .await
-            .unwrap();
-        listed += page.items.len();
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
-    }
+    let listed = certgate_store::list_all(&reopened, CertificateFilter::All)
+        .await
+        .unwrap()
+        .len();
     assert_eq!(listed, TASKS * PER_TASK, "the expiry index lists each exactly once");
 }

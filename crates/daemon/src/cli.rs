@@ -293,6 +293,15 @@ fn issuer_dir(checked: &CheckedConfig, data_dir: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| data_dir.join("ca").join(name))
 }
 
+/// Where a new issuer goes: the configured directory for that name, else `ca/<name>`.
+fn new_issuer_dir(common: &Common, name: String) -> anyhow::Result<(Name, PathBuf)> {
+    let (checked, data_dir) = common.load()?;
+    let name = Name::new(name)?;
+    crate::wiring::prepare_data_dir(&data_dir)?;
+    let dir = issuer_dir(&checked, &data_dir, name.as_str());
+    Ok((name, dir))
+}
+
 fn ca(command: CaCommand) -> anyhow::Result<()> {
     match command {
         CaCommand::Init {
@@ -305,10 +314,7 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
             intermediate_days,
             passphrase,
         } => {
-            let (checked, data_dir) = common.load()?;
-            let name = Name::new(name)?;
-            crate::wiring::prepare_data_dir(&data_dir)?;
-            let dir = issuer_dir(&checked, &data_dir, name.as_str());
+            let (name, dir) = new_issuer_dir(&common, name)?;
             let options = CaInitOptions {
                 key_type,
                 common_name,
@@ -333,10 +339,7 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
             key_passphrase_env,
             passphrase,
         } => {
-            let (checked, data_dir) = common.load()?;
-            let name = Name::new(name)?;
-            crate::wiring::prepare_data_dir(&data_dir)?;
-            let dir = issuer_dir(&checked, &data_dir, name.as_str());
+            let (name, dir) = new_issuer_dir(&common, name)?;
             let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
             let chain = chain.as_deref().map(read).transpose()?;
             let key_passphrase = PassphraseArgs {

@@ -74,20 +74,20 @@ fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKe
     Ok(CertifiedKey::new(chain, signing_key))
 }
 
-fn validity_of(chain_pem: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+/// The first certificate of a PEM chain (the leaf), parsed.
+fn leaf_of(chain_pem: &[u8]) -> Option<x509_cert::Certificate> {
+    use der::Decode;
     let first = CertificateDer::pem_slice_iter(chain_pem).next()?.ok()?;
-    let (_, cert) = x509_parser_lite(&first)?;
-    Some(cert)
+    x509_cert::Certificate::from_der(&first).ok()
 }
 
-// The validity of a certificate, read with x509-cert (already in the graph through core).
-fn x509_parser_lite(der: &[u8]) -> Option<((), (OffsetDateTime, OffsetDateTime))> {
-    use der::Decode;
-    let cert = x509_cert::Certificate::from_der(der).ok()?;
-    let validity = &cert.tbs_certificate().validity();
-    let to_time =
-        |t: &x509_cert::time::Time| OffsetDateTime::from_unix_timestamp(t.to_unix_duration().as_secs() as i64).ok();
-    Some(((), (to_time(&validity.not_before)?, to_time(&validity.not_after)?)))
+fn validity_of(chain_pem: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
+    let leaf = leaf_of(chain_pem)?;
+    let validity = leaf.tbs_certificate().validity();
+    let to_time = |t: &x509_cert::time::Time| {
+        OffsetDateTime::from_unix_timestamp(i64::try_from(t.to_unix_duration().as_secs()).ok()?).ok()
+    };
+    Some((to_time(&validity.not_before)?, to_time(&validity.not_after)?))
 }
 
 fn renew_point(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
@@ -233,14 +233,8 @@ impl ServerCert {
 }
 
 async fn is_revoked(authority: &Authority, chain_pem: &[u8]) -> bool {
-    use der::Decode;
-    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else {
-        return false;
-    };
-    let Ok(cert) = x509_cert::Certificate::from_der(&first) else {
-        return false;
-    };
-    let Ok(serial) = certgate_core::Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
+    let Some(leaf) = leaf_of(chain_pem) else { return false };
+    let Ok(serial) = certgate_core::Serial::from_der_integer(leaf.tbs_certificate().serial_number().as_bytes()) else {
         return false;
     };
     authority
@@ -251,13 +245,7 @@ async fn is_revoked(authority: &Authority, chain_pem: &[u8]) -> bool {
 }
 
 fn names_match(chain_pem: &[u8], names: &[String]) -> bool {
-    use der::Decode;
-    let Some(Ok(first)) = CertificateDer::pem_slice_iter(chain_pem).next() else {
-        return false;
-    };
-    let Ok(cert) = x509_cert::Certificate::from_der(&first) else {
-        return false;
-    };
+    let Some(cert) = leaf_of(chain_pem) else { return false };
     let Ok(Some(san)) = cert
         .tbs_certificate()
         .get_extension::<x509_cert::ext::pkix::SubjectAltName>()

@@ -23,6 +23,30 @@ pub use model::{
 };
 pub use sled_backend::SledStore;
 
+/// Every certificate matching `filter`, walking all pages (for exports and tests; the
+/// protocol paths page explicitly).
+pub async fn list_all(
+    store: &(impl CertificateStore + ?Sized),
+    filter: CertificateFilter,
+) -> Result<Vec<CertificateRecord>, StoreError> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_certificates(&CertificateQuery {
+                filter: filter.clone(),
+                limit: 1000,
+                after,
+            })
+            .await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
 /// Certificates, their serials and revocations.
 #[async_trait]
 pub trait CertificateStore: Send + Sync + std::fmt::Debug {

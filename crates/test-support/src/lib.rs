@@ -124,48 +124,6 @@ impl TestAuthority {
     }
 }
 
-/// Key types for CSRs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CsrKey {
-    /// P-256.
-    P256,
-    /// P-384.
-    P384,
-    /// RSA 2048.
-    Rsa2048,
-    /// RSA 3072.
-    Rsa3072,
-    /// RSA 4096.
-    Rsa4096,
-    /// Ed25519.
-    Ed25519,
-}
-
-impl CsrKey {
-    /// Every CSR key type.
-    pub const ALL: [Self; 6] = [
-        Self::P256,
-        Self::P384,
-        Self::Rsa2048,
-        Self::Rsa3072,
-        Self::Rsa4096,
-        Self::Ed25519,
-    ];
-
-    /// Generates a key pair of this type.
-    pub fn generate(self) -> rcgen::KeyPair {
-        let key_type = match self {
-            Self::P256 => KeyType::P256,
-            Self::P384 => KeyType::P384,
-            Self::Rsa2048 => KeyType::Rsa2048,
-            Self::Rsa3072 => KeyType::Rsa3072,
-            Self::Rsa4096 => KeyType::Rsa4096,
-            Self::Ed25519 => KeyType::Ed25519,
-        };
-        certgate_signer::generate_key(key_type).unwrap()
-    }
-}
-
 /// A DER CSR for `sans` (DNS names or IP addresses) with subject CN=`cn` if given.
 pub fn csr(key: &rcgen::KeyPair, cn: Option<&str>, sans: &[&str]) -> Vec<u8> {
     let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();

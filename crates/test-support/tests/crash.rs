@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use certgate_signer::KeyType;
-use certgate_store::{CertificateFilter, CertificateQuery, CertificateStore, SledStore};
+use certgate_store::{CertificateFilter, CertificateStore, SledStore};
 use certgate_test_support::TestCa;
 use certgate_test_support::binary::Spawned;
 
@@ -78,27 +78,12 @@ async fn sigkill_during_issuance_loses_nothing() {
     }
     // Every stored certificate appears once in the index; abandoned serials never became certificates.
     let mut listed = HashSet::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .list_certificates(&CertificateQuery {
-                filter: CertificateFilter::All,
-                limit: 1000,
-                after,
-            })
-            .await
-            .unwrap();
-        for record in page.items {
-            assert!(
-                listed.insert(record.serial.clone()),
-                "serial {} listed twice",
-                record.serial
-            );
-        }
-        match page.next {
-            Some(next) => after = Some(next),
-            None => break,
-        }
+    for record in certgate_store::list_all(&store, CertificateFilter::All).await.unwrap() {
+        assert!(
+            listed.insert(record.serial.clone()),
+            "serial {} listed twice",
+            record.serial
+        );
     }
     assert_eq!(listed.len() as u64, status.certificates);
     assert!(listed.len() >= received.len());

@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use certgate_authority::IssueRequest;
 use certgate_core::{ParsedCsr, Protocol, RequesterId};
-use certgate_signer::{Issuer, IssuerFiles};
+use certgate_signer::{Issuer, IssuerFiles, KeyType, generate_key};
 use certgate_store::{CertificateStore, SledStore};
-use certgate_test_support::{CsrKey, TestAuthority, TestCa, csr, name, test_endpoint};
+use certgate_test_support::{TestAuthority, TestCa, csr, name, test_endpoint};
 
 async fn futures_select_all(
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -56,7 +56,7 @@ fn main() {
             issuer_pem: files.cert.clone(),
         };
         let authority = TestAuthority::authority_over(&ca, store, vec![test_endpoint()]);
-        let der = csr(&CsrKey::P256.generate(), None, &["crash.example.com"]);
+        let der = csr(&generate_key(KeyType::P256).unwrap(), None, &["crash.example.com"]);
         let csr = ParsedCsr::from_der(&der).unwrap();
         let out = Arc::new(Mutex::new(std::io::stdout()));
         let mut tasks = Vec::new();

@@ -277,7 +277,14 @@ impl Authority {
             revocation: None,
             der,
         };
-        self.store.record_issued(&record).await?;
+        if let Err(e) = self.store.record_issued(&record).await {
+            // The certificate was signed but never handed out: give the serial up so it is
+            // not left reserved, and refuse.
+            if let Err(abandon) = self.store.abandon_reservation(&record.serial, &e.to_string()).await {
+                tracing::error!(serial = %record.serial, error = %abandon, "could not abandon a serial after a recording failure");
+            }
+            return Err(e.into());
+        }
         tracing::info!(
             target: "certgate::audit",
             event = "issuance",

@@ -71,6 +71,47 @@ impl IssueRequest {
     }
 }
 
+/// Abandons a reserved serial unless disarmed; on drop (a cancelled issuance) it does so in a
+/// spawned task.
+struct ReservationGuard {
+    store: Arc<dyn CertificateStore>,
+    serial: Option<Serial>,
+}
+
+impl ReservationGuard {
+    async fn abandon(&mut self, why: &str) {
+        if let Some(serial) = self.serial.take()
+            && let Err(e) = self.store.abandon_reservation(&serial, why).await
+        {
+            tracing::warn!(%serial, error = %e, "could not abandon a reserved serial");
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.serial = None;
+    }
+}
+
+impl Drop for ReservationGuard {
+    fn drop(&mut self) {
+        let Some(serial) = self.serial.take() else { return };
+        let store = Arc::clone(&self.store);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(e) = store.abandon_reservation(&serial, "issuance cancelled").await {
+                        tracing::warn!(%serial, error = %e, "could not abandon the serial of a cancelled issuance");
+                    }
+                });
+            }
+            // No runtime: the journal repair at the next open resolves it.
+            Err(_) => {
+                tracing::warn!(%serial, "issuance cancelled outside a runtime; the serial is resolved at next open")
+            }
+        }
+    }
+}
+
 /// An issued certificate, already durable in the store.
 #[derive(Debug, Clone)]
 pub struct Issued {
@@ -235,6 +276,12 @@ impl Authority {
         let (not_before, not_after) = validity(&request, profile, &entry.issuer, now)?;
 
         let serial = self.reserve_serial(&entry.issuer, &request.endpoint, now).await?;
+        // If this future is dropped from here on (client gone, shutdown), the guard gives the
+        // serial up, so no reservation is left waiting for the next restart.
+        let mut guard = ReservationGuard {
+            store: Arc::clone(&self.store),
+            serial: Some(serial.clone()),
+        };
         let der = match self
             .sign(
                 entry,
@@ -250,9 +297,7 @@ impl Authority {
         {
             Ok(der) => der,
             Err(e) => {
-                if let Err(abandon) = self.store.abandon_reservation(&serial, &e.to_string()).await {
-                    tracing::error!(%serial, error = %abandon, "could not abandon a serial after a signing failure");
-                }
+                guard.abandon(&e.to_string()).await;
                 return Err(e);
             }
         };
@@ -278,13 +323,12 @@ impl Authority {
             der,
         };
         if let Err(e) = self.store.record_issued(&record).await {
-            // The certificate was signed but never handed out: give the serial up so it is
-            // not left reserved, and refuse.
-            if let Err(abandon) = self.store.abandon_reservation(&record.serial, &e.to_string()).await {
-                tracing::error!(serial = %record.serial, error = %abandon, "could not abandon a serial after a recording failure");
-            }
+            // Signed but never handed out: give the serial up (the store finishes the record
+            // instead if the certificate was already written) and refuse.
+            guard.abandon(&e.to_string()).await;
             return Err(e.into());
         }
+        guard.disarm();
         tracing::info!(
             target: "certgate::audit",
             event = "issuance",
@@ -481,38 +525,35 @@ fn validity(
     issuer: &Issuer,
     now: OffsetDateTime,
 ) -> Result<(OffsetDateTime, OffsetDateTime), AuthorityError> {
+    let bad = |why: &str| Err(AuthorityError::BadValidity(why.to_owned()));
     let start = match request.not_before {
-        Some(nb) if nb < now - MAX_NOT_BEFORE_PAST => {
-            return Err(AuthorityError::BadValidity("notBefore lies in the past".into()));
-        }
-        Some(nb) if nb > now + profile.max_validity => {
-            return Err(AuthorityError::BadValidity(
-                "notBefore lies too far in the future".into(),
-            ));
-        }
+        Some(nb) if nb < now - MAX_NOT_BEFORE_PAST => return bad("notBefore lies in the past"),
+        Some(nb) if nb > now + profile.max_validity => return bad("notBefore lies too far in the future"),
         Some(nb) => nb,
         None => now,
     };
-    let end = match request.not_after {
-        Some(na) if na <= start => return Err(AuthorityError::BadValidity("notAfter is not after notBefore".into())),
-        Some(na) if na - start > profile.max_validity => {
+    if start >= issuer.not_after() {
+        return bad("notBefore is after the issuing CA's expiry");
+    }
+    // The certificate starts at the backdated time: measure every length from there, so the
+    // profile maximum holds for the certificate as issued.
+    let not_before = start - BACKDATE;
+    let not_after = match request.not_after {
+        Some(na) if na <= start => return bad("notAfter is not after notBefore"),
+        Some(na) if na - not_before > profile.max_validity => {
             return Err(AuthorityError::BadValidity(format!(
                 "the validity exceeds profile {}'s maximum of {} days",
                 profile.name,
                 profile.max_validity.whole_days()
             )));
         }
-        Some(na) if na > issuer.not_after() => {
-            return Err(AuthorityError::BadValidity(
-                "notAfter is after the issuing CA's expiry".into(),
-            ));
-        }
+        Some(na) if na > issuer.not_after() => return bad("notAfter is after the issuing CA's expiry"),
         Some(na) => na,
         // Never outlive the issuer: cap the default at its expiry.
-        None => (start + profile.default_validity).min(issuer.not_after()),
+        None => (not_before + profile.default_validity).min(issuer.not_after()),
     };
-    if end <= now {
-        return Err(AuthorityError::BadValidity("the issuing CA has expired".into()));
+    if not_after <= now || not_after <= start {
+        return bad("the issuing CA expires before this certificate could start");
     }
-    Ok((start - BACKDATE, end))
+    Ok((not_before, not_after))
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use certgate_core::{Identifier, IpNet, KeyKind, Name, ParsedCsr, Protocol};
+use certgate_core::{DnsName, Identifier, IpNet, KeyKind, Name, ParsedCsr, Protocol};
 use certgate_signer::Usage;
 use serde::{Deserialize, Serialize};
 use time::Duration;
@@ -146,7 +146,15 @@ impl NamePolicy {
                 if name.is_wildcard() && !self.allow_wildcards {
                     return Err(AuthorityError::WildcardNotAllowed(identifier.clone()));
                 }
-                if let Some(denied) = self.denied_dns_suffixes.iter().find(|s| name.is_within(s)) {
+                // A wildcard also covers denied names one label below its base: `*.example.com`
+                // is valid for `secret.example.com`. Refuse it when its base lies above any
+                // denied entry.
+                let covers_denied = |denied: &String| {
+                    name.is_within(denied)
+                        || (name.is_wildcard()
+                            && DnsName::new(denied).is_ok_and(|d| d.is_within(name.base()) && d.base() != name.base()))
+                };
+                if let Some(denied) = self.denied_dns_suffixes.iter().find(|d| covers_denied(d)) {
                     return refuse(format!("names under {denied} are denied"));
                 }
                 if !self.allowed_dns_suffixes.is_empty() && !self.allowed_dns_suffixes.iter().any(|s| name.is_within(s))
@@ -248,6 +256,7 @@ mod tests {
             ("bad_outside_suffixes", vec![dns("evil.example.net")], false),
             ("bad_lookalike_suffix", vec![dns("badexample.com")], false),
             ("bad_denied_wins", vec![dns("x.secret.example.com")], false),
+            ("bad_denied_exact", vec![dns("secret.example.com")], false),
             ("bad_wildcard", vec![dns("*.example.com")], false),
             (
                 "bad_ip_outside",
@@ -273,6 +282,25 @@ mod tests {
         ];
         for (case, ids, ok) in cases {
             assert_eq!(policy.check(&ids).is_ok(), ok, "case {case}");
+        }
+    }
+
+    #[test]
+    fn wildcards_cannot_cover_denied_names() {
+        let policy = NamePolicy {
+            denied_dns_suffixes: vec!["secret.example.com".into()],
+            ..NamePolicy::default()
+        };
+        let cases = [
+            ("bad_parent_wildcard_covers_denied", "*.example.com", false),
+            ("bad_wildcard_below_denied", "*.secret.example.com", false),
+            ("bad_tld_wildcard", "*.com", false),
+            ("good_sibling_wildcard", "*.public.example.com", true),
+            ("good_unrelated_wildcard", "*.example.org", true),
+            ("good_sibling_name", "www.example.com", true),
+        ];
+        for (case, name, ok) in cases {
+            assert_eq!(policy.check(&[dns(name)]).is_ok(), ok, "case {case}");
         }
     }
 }

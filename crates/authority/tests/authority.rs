@@ -382,3 +382,88 @@ async fn ten_thousand_concurrent_issuances_survive_reopen() {
         .len();
     assert_eq!(listed, TASKS * PER_TASK, "the expiry index lists each exactly once");
 }
+
+/// Dropping `issue()` while it signs (a client that went away) leaves no serial reserved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_issuance_releases_its_serial() {
+    // An RSA-4096 issuer signs in spawn_blocking for several milliseconds: room to cancel.
+    let t = TestAuthority::new(KeyType::Rsa4096, vec![test_endpoint()]);
+    let der = csr(&generate_key(KeyType::P256).unwrap(), None, &["a.example.com"]);
+    for micros in (0..20_000).step_by(250) {
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_micros(micros),
+            t.authority.issue(request(&der)),
+        );
+        let _ = attempt.await;
+        if t.store.journal_status().await.unwrap().abandoned >= 3 {
+            break;
+        }
+    }
+    // The guard abandons in a spawned task: give it a moment.
+    let mut status = t.store.journal_status().await.unwrap();
+    for _ in 0..100 {
+        if status.reserved == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        status = t.store.journal_status().await.unwrap();
+    }
+    assert_eq!(status.reserved, 0, "no reservation left behind: {status:?}");
+    assert!(
+        status.abandoned >= 1,
+        "some attempts were cancelled mid-signing: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn validity_edges() {
+    let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
+    let der = csr(&generate_key(KeyType::P256).unwrap(), None, &["a.example.com"]);
+    let now = OffsetDateTime::now_utc();
+
+    // The profile maximum holds for the certificate as issued, backdate included.
+    let mut req = request(&der);
+    req.not_after = Some(now + Duration::days(398));
+    assert!(
+        matches!(t.authority.issue(req).await, Err(AuthorityError::BadValidity(_))),
+        "398 days + backdate"
+    );
+    let mut req = request(&der);
+    req.not_after = Some(now + Duration::days(398) - Duration::minutes(2));
+    let issued = t.authority.issue(req).await.unwrap().record;
+    assert!(issued.not_after - issued.not_before <= Duration::days(398));
+
+    // A start after the issuer's expiry is refused, never issued backwards.
+    let dir = tempfile::tempdir().unwrap();
+    let options = certgate_signer::CaInitOptions {
+        intermediate_validity: Duration::days(10),
+        ..Default::default()
+    };
+    let files = certgate_signer::init_ca(dir.path(), &options, now).unwrap();
+    let issuer = std::sync::Arc::new(certgate_signer::Issuer::load(name("default"), &files, None).unwrap());
+    let ca = certgate_test_support::TestCa {
+        dir,
+        issuer,
+        root_pem: files.root.clone(),
+        issuer_pem: files.cert.clone(),
+    };
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(store_dir.path()).unwrap();
+    let authority = TestAuthority::authority_over(&ca, store.clone(), vec![test_endpoint()]);
+    let mut req = request(&der);
+    req.not_before = Some(now + Duration::days(30));
+    assert!(
+        matches!(authority.issue(req).await, Err(AuthorityError::BadValidity(_))),
+        "starts after the issuer ends"
+    );
+    let issued = authority.issue(request(&der)).await.unwrap().record;
+    assert!(
+        issued.not_before < issued.not_after && issued.not_after <= ca.issuer.not_after(),
+        "capped at the issuer"
+    );
+    assert_eq!(
+        store.journal_status().await.unwrap().certificates,
+        1,
+        "refusals wrote nothing"
+    );
+}

@@ -45,6 +45,15 @@ impl DnsName {
                 return Err(err());
             }
         }
+        // A last label of digits only is an IP address written as a name (RFC 1123 2.1: TLDs
+        // are alphabetic); as a dNSName it would slip past the IP address rules.
+        if rest
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(err());
+        }
         Ok(Self(lower))
     }
 
@@ -177,6 +186,9 @@ mod tests {
             ("empty_label", "a..b", None),
             ("leading_hyphen", "-a.example", None),
             ("underscore", "a_b.example", None),
+            ("ip_literal_as_name", "10.9.1.1", None),
+            ("numeric_tld", "host.123", None),
+            ("digits_inside_are_fine", "123.example.com", Some("123.example.com")),
             ("space", "a b.example", None),
             ("long_label", &format!("{}.example", "a".repeat(64)), None),
             ("empty", "", None),

@@ -24,10 +24,20 @@ impl IpNet {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (text, None),
         };
-        let network: IpAddr = address.trim().parse().map_err(|_| err())?;
+        let parsed: IpAddr = address.trim().parse().map_err(|_| err())?;
+        // A mapped prefix (::ffff:10.0.0.0/104) is the IPv4 network it maps.
+        let (network, mapped_bits) = match (parsed, parsed.to_canonical()) {
+            (IpAddr::V6(_), canonical @ IpAddr::V4(_)) => (canonical, 96u8),
+            _ => (parsed, 0),
+        };
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| err())?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| err())?
+                .checked_sub(mapped_bits)
+                .ok_or_else(err)?,
             None => max,
         };
         if prefix > max {
@@ -55,8 +65,10 @@ impl IpNet {
         }
     }
 
-    /// Whether `address` lies in this network.
+    /// Whether `address` lies in this network. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`)
+    /// count as the IPv4 address they carry, since clients treat them as the same.
     pub fn contains(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
         address.is_ipv4() == self.network.is_ipv4() && self.mask(address) == self.network
     }
 }
@@ -93,6 +105,9 @@ mod tests {
             ("v4_all", "0.0.0.0/0", "8.8.8.8", true),
             ("v6_inside", "fd00::/8", "fd12::1", true),
             ("family_mismatch", "0.0.0.0/0", "::1", false),
+            ("mapped_v6_in_v4_range", "10.9.0.0/16", "::ffff:10.9.1.1", true),
+            ("mapped_v6_outside", "10.9.0.0/16", "::ffff:10.8.1.1", false),
+            ("mapped_prefix_is_v4", "::ffff:10.9.0.0/112", "10.9.3.4", true),
         ];
         for (case, net, ip, want) in cases {
             let net = IpNet::parse(net).unwrap();

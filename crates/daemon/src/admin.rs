@@ -82,10 +82,10 @@ impl ListRequest {
         let filter = match (&self.expiring_within_days, &self.requester, &self.name) {
             (Some(days), None, None) => {
                 let now = clock.now();
-                CertificateFilter::ExpiringBetween {
-                    from: now,
-                    to: now + time::Duration::days((*days).into()),
-                }
+                let to = now
+                    .checked_add(time::Duration::days((*days).into()))
+                    .ok_or_else(|| anyhow::anyhow!("expiring_within_days is too large"))?;
+                CertificateFilter::ExpiringBetween { from: now, to }
             }
             (None, Some(requester), None) => CertificateFilter::Requester(RequesterId::new(requester.as_str())?),
             (None, None, Some(name)) => CertificateFilter::Identifier(match name.parse() {

@@ -303,9 +303,9 @@ impl Config {
             if !issuer_names.contains(&name("tls.issuer", &self.tls.issuer)?) {
                 return Err(invalid(format!("tls: unknown issuer {}", self.tls.issuer)));
             }
-            if self.tls.names.is_empty() || self.tls.validity_days == 0 {
+            if self.tls.names.is_empty() || !(1..=398).contains(&self.tls.validity_days) {
                 return Err(invalid(
-                    "tls: the self-issued certificate needs names and a validity".into(),
+                    "tls: the self-issued certificate needs names and a validity of 1 to 398 days".into(),
                 ));
             }
         }
@@ -325,6 +325,12 @@ impl Config {
                 default_validity: time::Duration::days(configured.default_validity_days.into()),
                 max_validity: time::Duration::days(configured.max_validity_days.into()),
             };
+            if configured.max_validity_days > 36_500 {
+                return Err(invalid(format!(
+                    "profile {}: max_validity_days is at most 36500",
+                    profile.name
+                )));
+            }
             if profile.default_validity.is_zero() || profile.default_validity > profile.max_validity {
                 return Err(invalid(format!(
                     "profile {}: default_validity_days must be between 1 and max_validity_days",
@@ -420,6 +426,7 @@ mod tests {
             ("no_issuers", "issuers = []"),
             ("tls_cert_without_key", "[tls]\ncert_file = \"x.pem\""),
             ("tls_unknown_issuer", "[tls]\nissuer = \"other\""),
+            ("tls_validity_too_long", "[tls]\nvalidity_days = 4000"),
             (
                 "endpoint_unknown_issuer",
                 "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\nissuer = \"other\"",
@@ -457,6 +464,10 @@ mod tests {
                 "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 10",
             ),
             ("bad_base_url", "public_base_url = \"ftp://x\""),
+            (
+                "absurd_validity",
+                "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 4000000000",
+            ),
         ];
         for (case, text) in cases {
             assert!(check(text).is_err(), "case {case} should be refused");

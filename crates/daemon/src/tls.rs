@@ -71,7 +71,11 @@ fn certified_key(chain_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<CertifiedKe
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).context("reading private key")?;
     let signing_key = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).context("unsupported private key")?;
-    Ok(CertifiedKey::new(chain, signing_key))
+    let certified = CertifiedKey::new(chain, signing_key);
+    certified
+        .keys_match()
+        .context("the private key does not belong to the certificate")?;
+    Ok(certified)
 }
 
 /// The first certificate of a PEM chain (the leaf), parsed.
@@ -88,6 +92,15 @@ fn validity_of(chain_pem: &[u8]) -> Option<(OffsetDateTime, OffsetDateTime)> {
         OffsetDateTime::from_unix_timestamp(i64::try_from(t.to_unix_duration().as_secs()).ok()?).ok()
     };
     Some((to_time(&validity.not_before)?, to_time(&validity.not_after)?))
+}
+
+fn write_public(path: &Path, content: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(content)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    Ok(())
 }
 
 fn renew_point(not_before: OffsetDateTime, not_after: OffsetDateTime) -> OffsetDateTime {
@@ -134,8 +147,10 @@ impl SelfIssued {
         let key_pem = key.serialize_pem().into_bytes();
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         let (chain_path, key_path) = self.paths();
+        // Both files are written whole before either is replaced; a crash between the two
+        // renames is caught at load by the key/certificate match check.
         write_private(&key_path, &key_pem)?;
-        fs::write(&chain_path, &chain_pem)?;
+        write_public(&chain_path, &chain_pem)?;
         tracing::info!(serial = %issued.record.serial, not_after = %issued.record.not_after, "issued the HTTPS listener's certificate");
         Ok((chain_pem, key_pem, issued.record.not_before, issued.record.not_after))
     }
@@ -184,12 +199,24 @@ impl ServerCert {
             Some(found) if is_revoked(authority, &found.0).await => None,
             other => other,
         };
-        let (chain, key, not_before, not_after) = match existing {
+        // A pair that does not load or does not match (a crash between writing the two files)
+        // is replaced too.
+        let existing = existing.and_then(|(chain, key, nb, na)| match certified_key(&chain, &key) {
+            Ok(certified) => Some((certified, nb, na)),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the stored HTTPS certificate is unusable; issuing a new one");
+                None
+            }
+        });
+        let (certified, not_before, not_after) = match existing {
             Some(found) => found,
-            None => issued.issue().await?,
+            None => {
+                let (chain, key, nb, na) = issued.issue().await?;
+                (certified_key(&chain, &key)?, nb, na)
+            }
         };
         issued.renew_at = renew_point(not_before, not_after);
-        let resolver = Arc::new(CertResolver::new(certified_key(&chain, &key)?));
+        let resolver = Arc::new(CertResolver::new(certified));
         Ok(Self {
             resolver,
             chain_path,
@@ -337,6 +364,18 @@ mod tests {
             current_serial(&restarted.resolver),
             renewed,
             "the renewed certificate was written"
+        );
+
+        // A key that does not belong to the chain (a crash between the two writes) is replaced.
+        let stray = certgate_signer::generate_key(KeyType::P256).unwrap();
+        write_private(&dir.path().join("tls/server.key"), stray.serialize_pem().as_bytes()).unwrap();
+        let repaired = ServerCert::prepare(&config, dir.path(), &t.authority, &clock)
+            .await
+            .unwrap();
+        assert_ne!(
+            current_serial(&repaired.resolver),
+            renewed,
+            "a mismatched pair is reissued"
         );
     }
 }

@@ -374,3 +374,14 @@ fn ca_commands() {
         "{out}"
     );
 }
+
+/// The admin socket answers an absurd day count with 400, not a panic.
+#[test]
+fn admin_socket_refuses_absurd_queries() {
+    let mut daemon = Daemon::start("");
+    let (ok, _, err) = daemon.cli(&["cert", "list", "--expiring-within", "4000000000"]);
+    assert!(!ok && err.contains("too large"), "{err}");
+    let (ok, out, _) = daemon.cli(&["cert", "list"]);
+    assert!(ok && out.lines().count() >= 2, "the daemon still answers: {out}");
+    daemon.stop();
+}

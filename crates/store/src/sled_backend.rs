@@ -91,6 +91,14 @@ impl SledStore {
             .flush_every_ms(None)
             .open()?;
         let tree = |name: &str| db.open_tree(name);
+        let (serials, pending, abandoned, certs) =
+            (tree("serials")?, tree("pending")?, tree("abandoned")?, tree("certs")?);
+        let (by_expiry, by_requester, by_identifier) = (
+            tree("certs_by_expiry")?,
+            tree("certs_by_requester")?,
+            tree("certs_by_identifier")?,
+        );
+        // The flusher starts last: an error above must not leave a thread holding the database.
         let durability = Arc::new(GroupCommit::new(db.clone()));
         let flusher = {
             let durability = Arc::clone(&durability);
@@ -100,13 +108,13 @@ impl SledStore {
                 .map_err(|e| StoreError::Backend(format!("cannot start flusher thread: {e}")))?
         };
         let mut inner = Inner {
-            serials: tree("serials")?,
-            pending: tree("pending")?,
-            abandoned: tree("abandoned")?,
-            certs: tree("certs")?,
-            by_expiry: tree("certs_by_expiry")?,
-            by_requester: tree("certs_by_requester")?,
-            by_identifier: tree("certs_by_identifier")?,
+            serials,
+            pending,
+            abandoned,
+            certs,
+            by_expiry,
+            by_requester,
+            by_identifier,
             db,
             durability,
             flusher: Mutex::new(Some(flusher)),
@@ -245,6 +253,15 @@ impl CertificateStore for SledStore {
             return Err(StoreError::NotFound);
         }
         let reservation = inner.pending.get(key)?.ok_or(StoreError::NotFound)?;
+        // A certificate already written for this serial is never abandoned: finish recording it.
+        if let Some(record) = inner.certs.get(key)? {
+            let completed = inner.complete(&serde_json::from_slice(&record)?);
+            inner.durability.settled();
+            completed?;
+            return Err(StoreError::Conflict(
+                "a certificate was already recorded for this serial",
+            ));
+        }
         inner.abandon(key, serde_json::from_slice(&reservation)?, why)?;
         inner.durability.settled();
         Ok(())
@@ -268,8 +285,9 @@ impl CertificateStore for SledStore {
         {
             return Err(StoreError::Conflict("serial already has a certificate"));
         }
-        inner.complete(record)?;
+        let completed = inner.complete(record);
         inner.durability.settled();
+        completed?;
         self.durable().await
     }
 
@@ -495,9 +513,13 @@ impl GroupCommit {
 
     fn settled(&self) {
         // Saturating: recovery-time records and foreign callers must not underflow it.
-        let _ = self
+        let previous = self
             .in_flight
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        // The last in-flight issuance settled: a flusher holding a flush back for it may go.
+        if previous == Ok(1) && self.requests.lock().unwrap_or_else(|p| p.into_inner()).delaying {
+            self.wake.notify_one();
+        }
     }
 
     fn flushes(&self) -> u64 {

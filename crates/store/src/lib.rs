@@ -15,6 +15,7 @@ mod sled_backend;
 
 use async_trait::async_trait;
 use certgate_core::Serial;
+use time::OffsetDateTime;
 
 pub use error::StoreError;
 pub use model::{
@@ -45,6 +46,21 @@ pub async fn list_all(
             None => return Ok(all),
         }
     }
+}
+
+/// ACME nonces (RFC 8555 6.5): single use and short-lived. Not flushed per request: a nonce
+/// lost in a crash only costs the client one `badNonce` retry.
+#[async_trait]
+pub trait NonceStore: Send + Sync + std::fmt::Debug {
+    /// Remembers a freshly issued nonce until `expires_at`.
+    async fn issue_nonce(&self, nonce: &[u8], expires_at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Redeems a nonce: true exactly once for a nonce that was issued and has not expired;
+    /// false for an unknown, used or expired one.
+    async fn redeem_nonce(&self, nonce: &[u8], now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Forgets nonces that expired before `now`; returns how many.
+    async fn sweep_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 
 /// Certificates, their serials and revocations.

@@ -7,7 +7,7 @@
 //! issuance writes its journal entry first and removes it last, with compare-and-swap where two
 //! callers could race, and [`SledStore::open`] completes or abandons whatever a crash left in
 //! the journal. sled recovers a prefix of its log, which is what this ordering relies on; the
-//! SIGKILL crash test (`crates/test-support/tests/crash.rs`) checks it.
+//! SIGKILL crash test (`crates/test-support/tests/support/crash.rs`) checks it.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -65,6 +65,10 @@ struct Inner {
     by_expiry: sled::Tree,
     by_requester: sled::Tree,
     by_identifier: sled::Tree,
+    /// ACME nonce -> expiry (unix seconds, big-endian).
+    nonces: sled::Tree,
+    /// Expiry || nonce, for sweeping.
+    nonces_by_expiry: sled::Tree,
     durability: Arc<GroupCommit>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovered_at_open: u64,
@@ -98,6 +102,7 @@ impl SledStore {
             tree("certs_by_requester")?,
             tree("certs_by_identifier")?,
         );
+        let (nonces, nonces_by_expiry) = (tree("nonces")?, tree("nonces_by_expiry")?);
         // The flusher starts last: an error above must not leave a thread holding the database.
         let durability = Arc::new(GroupCommit::new(db.clone()));
         let flusher = {
@@ -115,6 +120,8 @@ impl SledStore {
             by_expiry,
             by_requester,
             by_identifier,
+            nonces,
+            nonces_by_expiry,
             db,
             durability,
             flusher: Mutex::new(Some(flusher)),
@@ -385,6 +392,39 @@ impl CertificateStore for SledStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         self.durable().await
+    }
+}
+
+#[async_trait]
+impl crate::NonceStore for SledStore {
+    async fn issue_nonce(&self, nonce: &[u8], expires_at: OffsetDateTime) -> Result<(), StoreError> {
+        let expiry = expiry_prefix(expires_at);
+        let mut index = expiry.to_vec();
+        index.extend_from_slice(nonce);
+        self.inner.nonces_by_expiry.insert(index, &[])?;
+        self.inner.nonces.insert(nonce, &expiry)?;
+        Ok(())
+    }
+
+    async fn redeem_nonce(&self, nonce: &[u8], now: OffsetDateTime) -> Result<bool, StoreError> {
+        // remove() is atomic: of two requests racing with one nonce, only one gets it back.
+        let Some(expiry) = self.inner.nonces.remove(nonce)? else {
+            return Ok(false);
+        };
+        Ok(expiry.as_ref() > expiry_prefix(now).as_slice())
+    }
+
+    async fn sweep_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let mut swept = 0;
+        for entry in self.inner.nonces_by_expiry.range(..expiry_prefix(now).to_vec()) {
+            let (key, _) = entry?;
+            if let Some(nonce) = key.get(8..) {
+                self.inner.nonces.remove(nonce)?;
+            }
+            self.inner.nonces_by_expiry.remove(&key)?;
+            swept += 1;
+        }
+        Ok(swept)
     }
 }
 

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use certgate_core::{DnsName, Identifier, KeyKind, Name, Protocol, RequesterId, RevocationReason, Serial};
 use certgate_store::{
-    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation, SledStore,
-    StoreError,
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, NonceStore, Revocation,
+    SerialReservation, SledStore, StoreError,
 };
 use time::{Duration, OffsetDateTime};
 
 trait Backend {
-    type Store: CertificateStore + 'static;
+    type Store: CertificateStore + NonceStore + 'static;
     fn open(dir: &Path) -> Self::Store;
 }
 
@@ -301,6 +301,50 @@ async fn concurrent_durable_writes_all_land<B: Backend>() {
     assert_eq!(found.len(), serials.len());
 }
 
+async fn nonces_are_single_use_expire_and_are_swept<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = B::open(dir.path());
+    let now = OffsetDateTime::now_utc();
+    store.issue_nonce(b"fresh", now + Duration::minutes(10)).await.unwrap();
+    store.issue_nonce(b"stale", now - Duration::seconds(1)).await.unwrap();
+    store.issue_nonce(b"old", now - Duration::minutes(5)).await.unwrap();
+    let cases: [(&str, &[u8], bool); 4] = [
+        ("good_fresh", b"fresh", true),
+        ("bad_replayed", b"fresh", false),
+        ("bad_expired", b"stale", false),
+        ("bad_unknown", b"never-issued", false),
+    ];
+    for (case, nonce, want) in cases {
+        assert_eq!(store.redeem_nonce(nonce, now).await.unwrap(), want, "case {case}");
+    }
+    // "old" was never redeemed: the sweep forgets it (and the index entry of "stale").
+    assert_eq!(store.sweep_nonces(now).await.unwrap(), 2);
+    assert!(
+        !store.redeem_nonce(b"old", now - Duration::minutes(10)).await.unwrap(),
+        "swept"
+    );
+    assert_eq!(store.sweep_nonces(now).await.unwrap(), 0);
+
+    // One nonce, many concurrent redeemers: exactly one wins.
+    let store = Arc::new(store);
+    store
+        .issue_nonce(b"contested", now + Duration::minutes(10))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.redeem_nonce(b"contested", now).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+}
+
 macro_rules! battery {
     ($backend:ident, $module:ident) => {
         mod $module {
@@ -328,6 +372,10 @@ macro_rules! battery {
             #[tokio::test]
             async fn reservation_in_flight_at_crash_is_abandoned_on_open() {
                 super::reservation_in_flight_at_crash_is_abandoned_on_open::<$backend>().await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn nonces_are_single_use_expire_and_are_swept() {
+                super::nonces_are_single_use_expire_and_are_swept::<$backend>().await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_durable_writes_all_land() {

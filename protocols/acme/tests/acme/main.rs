@@ -1,0 +1,4 @@
+//! certgate-acme integration tests (one binary).
+
+mod jws;
+mod nonce;

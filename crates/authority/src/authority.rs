@@ -485,15 +485,9 @@ fn identifier_from_common_name(cn: &str) -> Option<Identifier> {
 fn subject_to_certify(csr: &ParsedCsr, usage: Usage, identifiers: &[Identifier]) -> Vec<SubjectAttribute> {
     match usage {
         Usage::TlsServer => csr
-            .common_name()
-            .filter(|cn| identifier_from_common_name(cn).is_some_and(|id| identifiers.contains(&id)))
-            .and_then(|_| {
-                csr.subject()
-                    .iter()
-                    .rev()
-                    .find(|a| a.oid.to_string() == "2.5.4.3")
-                    .cloned()
-            })
+            .common_name_attribute()
+            .filter(|cn| identifier_from_common_name(&cn.value).is_some_and(|id| identifiers.contains(&id)))
+            .cloned()
             .into_iter()
             .collect(),
         Usage::TlsClient | Usage::Device => csr.subject().to_vec(),

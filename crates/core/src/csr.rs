@@ -286,11 +286,12 @@ impl ParsedCsr {
 
     /// The subject's (last) commonName, if any.
     pub fn common_name(&self) -> Option<&str> {
-        self.subject
-            .iter()
-            .rev()
-            .find(|a| a.oid == rfc4519::COMMON_NAME)
-            .map(|a| a.value.as_str())
+        self.common_name_attribute().map(|a| a.value.as_str())
+    }
+
+    /// The subject's (last) commonName attribute, with its encoding.
+    pub fn common_name_attribute(&self) -> Option<&SubjectAttribute> {
+        self.subject.iter().rev().find(|a| a.oid == rfc4519::COMMON_NAME)
     }
 
     /// The names requested in subjectAltName, in order, duplicates kept.

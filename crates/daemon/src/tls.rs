@@ -130,7 +130,7 @@ impl SelfIssued {
     /// Issues a fresh certificate through the authority and writes it.
     async fn issue(&self) -> anyhow::Result<(Vec<u8>, Vec<u8>, OffsetDateTime, OffsetDateTime)> {
         let key = certgate_signer::generate_key(certgate_signer::KeyType::P256)?;
-        let mut params = rcgen_params(&self.config.names)?;
+        let mut params = rcgen::CertificateParams::new(self.config.names.clone())?;
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr_der = params.serialize_request(&key)?.der().to_vec();
         let csr = ParsedCsr::from_der(&csr_der)?;
@@ -154,10 +154,6 @@ impl SelfIssued {
         tracing::info!(serial = %issued.record.serial, not_after = %issued.record.not_after, "issued the HTTPS listener's certificate");
         Ok((chain_pem, key_pem, issued.record.not_before, issued.record.not_after))
     }
-}
-
-fn rcgen_params(names: &[String]) -> anyhow::Result<rcgen::CertificateParams> {
-    Ok(rcgen::CertificateParams::new(names.to_vec())?)
 }
 
 impl ServerCert {

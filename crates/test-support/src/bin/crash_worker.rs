@@ -15,21 +15,6 @@ use certgate_signer::{Issuer, IssuerFiles, KeyType, generate_key};
 use certgate_store::{CertificateStore, SledStore};
 use certgate_test_support::{TestAuthority, TestCa, csr, name, test_endpoint};
 
-async fn futures_select_all(
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-) -> (Result<(), tokio::task::JoinError>, usize, usize) {
-    let count = tasks.len();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(count);
-    for (index, task) in tasks.into_iter().enumerate() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _ = tx.send((task.await, index)).await;
-        });
-    }
-    let (result, index) = rx.recv().await.expect("a task ends");
-    (result, index, count)
-}
-
 fn main() {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [issuer_dir, store_dir] = args.as_slice() else {
@@ -59,10 +44,10 @@ fn main() {
         let der = csr(&generate_key(KeyType::P256).unwrap(), None, &["crash.example.com"]);
         let csr = ParsedCsr::from_der(&der).unwrap();
         let out = Arc::new(Mutex::new(std::io::stdout()));
-        let mut tasks = Vec::new();
+        let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..4 {
             let (authority, csr, out) = (Arc::clone(&authority), csr.clone(), Arc::clone(&out));
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 loop {
                     let request = IssueRequest::new(
                         Protocol::Acme,
@@ -75,10 +60,10 @@ fn main() {
                     writeln!(out, "ISSUED {}", issued.record.serial).unwrap();
                     out.flush().unwrap();
                 }
-            }));
+            });
         }
         // The tasks loop until the process is killed; the first one to end is a failure.
-        let (ended, _, _) = futures_select_all(tasks).await;
+        let ended = tasks.join_next().await;
         panic!("an issuing task ended: {ended:?}");
     });
 }

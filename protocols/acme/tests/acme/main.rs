@@ -2,3 +2,4 @@
 
 mod jws;
 mod nonce;
+mod problem;

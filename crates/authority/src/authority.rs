@@ -128,6 +128,17 @@ impl Issued {
     }
 }
 
+/// What `decide` settled for one request.
+struct Decision<'a> {
+    endpoint: &'a EndpointPolicy,
+    profile: &'a Profile,
+    entry: &'a IssuerEntry,
+    identifiers: Vec<Identifier>,
+    subject: Vec<SubjectAttribute>,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+}
+
 struct IssuerEntry {
     issuer: Arc<Issuer>,
     urls: IssuerUrls,
@@ -236,15 +247,57 @@ impl Authority {
         self.issuers.values().map(|e| &e.issuer)
     }
 
-    /// Decides, signs and durably records one certificate. A refusal writes nothing.
-    pub async fn issue(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
-        let endpoint =
-            self.endpoint(request.protocol, &request.endpoint)
-                .ok_or_else(|| AuthorityError::UnknownEndpoint {
-                    protocol: request.protocol,
-                    name: request.endpoint.clone(),
-                })?;
-        let profile_name = request.profile.as_ref().unwrap_or(&endpoint.profiles[0]);
+    /// A stored certificate's chain as PEM, leaf first, up to (not including) the root:
+    /// `None` when its issuer is no longer configured.
+    pub fn chain_pem(&self, record: &CertificateRecord) -> Option<String> {
+        let entry = self.issuers.get(&record.issuer)?;
+        let mut chain: Vec<&[u8]> = vec![&record.der];
+        chain.extend(entry.issuer.chain_after_leaf());
+        Some(certgate_signer::certificates_to_pem(chain.into_iter()))
+    }
+
+    /// Everything `issue` would refuse, checked without signing or writing anything: lets a
+    /// protocol refuse a request (an ACME finalize, say) while its own state stays untouched.
+    pub fn check(&self, request: &IssueRequest) -> Result<(), AuthorityError> {
+        self.decide(request, self.clock.now()).map(|_| ())
+    }
+
+    /// Checks what an order asks for before any CSR exists: the identifiers against the
+    /// endpoint's name policy, the profile, and the requested validity.
+    pub fn check_order(
+        &self,
+        protocol: Protocol,
+        endpoint: &Name,
+        identifiers: &[Identifier],
+        profile: Option<&Name>,
+        not_before: Option<OffsetDateTime>,
+        not_after: Option<OffsetDateTime>,
+    ) -> Result<(), AuthorityError> {
+        let (endpoint, profile, entry) = self.resolve(protocol, endpoint, profile)?;
+        endpoint.names.check(identifiers)?;
+        validity(not_before, not_after, profile, &entry.issuer, self.clock.now()).map(|_| ())
+    }
+
+    /// The profile names an endpoint offers, its default first.
+    pub fn endpoint_profiles(&self, protocol: Protocol, endpoint: &Name) -> Vec<Name> {
+        self.endpoint(protocol, endpoint)
+            .map(|e| e.profiles.clone())
+            .unwrap_or_default()
+    }
+
+    fn resolve(
+        &self,
+        protocol: Protocol,
+        endpoint_name: &Name,
+        profile: Option<&Name>,
+    ) -> Result<(&EndpointPolicy, &Profile, &IssuerEntry), AuthorityError> {
+        let endpoint = self
+            .endpoint(protocol, endpoint_name)
+            .ok_or_else(|| AuthorityError::UnknownEndpoint {
+                protocol,
+                name: endpoint_name.clone(),
+            })?;
+        let profile_name = profile.unwrap_or(&endpoint.profiles[0]);
         if !endpoint.profiles.contains(profile_name) {
             return Err(AuthorityError::UnknownProfile(profile_name.clone()));
         }
@@ -256,8 +309,12 @@ impl Authority {
             .issuers
             .get(&endpoint.issuer)
             .ok_or_else(|| AuthorityError::Config(format!("unknown issuer {}", endpoint.issuer)))?;
-        let csr = &request.csr;
+        Ok((endpoint, profile, entry))
+    }
 
+    fn decide<'a>(&'a self, request: &IssueRequest, now: OffsetDateTime) -> Result<Decision<'a>, AuthorityError> {
+        let (endpoint, profile, entry) = self.resolve(request.protocol, &request.endpoint, request.profile.as_ref())?;
+        let csr = &request.csr;
         endpoint.keys.check(csr)?;
         if let Some(kind) = csr.unsupported_sans().first() {
             return Err(AuthorityError::UnsupportedSan(kind));
@@ -272,8 +329,31 @@ impl Authority {
             }));
         }
         endpoint.names.check(&identifiers)?;
+        let (not_before, not_after) = validity(request.not_before, request.not_after, profile, &entry.issuer, now)?;
+        Ok(Decision {
+            endpoint,
+            profile,
+            entry,
+            identifiers,
+            subject,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Decides, signs and durably records one certificate. A refusal writes nothing.
+    pub async fn issue(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
         let now = self.clock.now();
-        let (not_before, not_after) = validity(&request, profile, &entry.issuer, now)?;
+        let Decision {
+            endpoint,
+            profile,
+            entry,
+            identifiers,
+            subject,
+            not_before,
+            not_after,
+        } = self.decide(&request, now)?;
+        let csr = &request.csr;
 
         let serial = self.reserve_serial(&entry.issuer, &request.endpoint, now).await?;
         // If this future is dropped from here on (client gone, shutdown), the guard gives the
@@ -514,13 +594,14 @@ fn subject_text(subject: &[SubjectAttribute]) -> String {
 }
 
 fn validity(
-    request: &IssueRequest,
+    requested_not_before: Option<OffsetDateTime>,
+    requested_not_after: Option<OffsetDateTime>,
     profile: &Profile,
     issuer: &Issuer,
     now: OffsetDateTime,
 ) -> Result<(OffsetDateTime, OffsetDateTime), AuthorityError> {
     let bad = |why: &str| Err(AuthorityError::BadValidity(why.to_owned()));
-    let start = match request.not_before {
+    let start = match requested_not_before {
         Some(nb) if nb < now - MAX_NOT_BEFORE_PAST => return bad("notBefore lies in the past"),
         Some(nb) if nb > now + profile.max_validity => return bad("notBefore lies too far in the future"),
         Some(nb) => nb,
@@ -532,7 +613,7 @@ fn validity(
     // The certificate starts at the backdated time: measure every length from there, so the
     // profile maximum holds for the certificate as issued.
     let not_before = start - BACKDATE;
-    let not_after = match request.not_after {
+    let not_after = match requested_not_after {
         Some(na) if na <= start => return bad("notAfter is not after notBefore"),
         Some(na) if na - not_before > profile.max_validity => {
             return Err(AuthorityError::BadValidity(format!(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use certgate_authority::{Authority, AuthorityConfig, AuthorityError, Profile};
-use certgate_core::{Clock, DnsName, Identifier, RequesterId, RevocationReason, Serial, SystemClock};
+use certgate_core::{Clock, DnsName, Identifier, Name, RequesterId, RevocationReason, Serial, SystemClock};
 use certgate_store::{
     CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, SledStore,
 };
@@ -139,6 +139,56 @@ pub struct AdminService {
     pub store: SledStore,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The ACME server, for EAB keys.
+    pub acme: Option<Arc<certgate_acme::AcmeServer>>,
+}
+
+/// A new EAB key request.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EabCreateBody {
+    /// The ACME endpoint.
+    pub endpoint: String,
+}
+
+/// A new EAB key, shown once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EabKeyBody {
+    /// The key id (`kid` of the binding).
+    pub key_id: String,
+    /// The MAC key, base64url.
+    pub hmac_key: String,
+}
+
+/// An EAB key as listed (never the MAC key).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EabListItem {
+    /// Key id.
+    pub key_id: String,
+    /// Endpoint.
+    pub endpoint: String,
+    /// Created.
+    pub created_at: String,
+    /// The account it bound, once used.
+    pub account: Option<String>,
+}
+
+/// Lists EAB keys without their secrets.
+pub async fn eab_list(store: &SledStore) -> anyhow::Result<Vec<EabListItem>> {
+    use certgate_store::AcmeStore;
+    Ok(store
+        .eab_keys(None)
+        .await?
+        .into_iter()
+        .map(|k| EabListItem {
+            key_id: k.key_id,
+            endpoint: k.endpoint.to_string(),
+            created_at: k
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            account: k.account_id,
+        })
+        .collect())
 }
 
 impl AdminService {
@@ -212,6 +262,27 @@ impl AdminService {
                     Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
+            (&Method::POST, ["v1", "acme", "eab"]) => {
+                let request: EabCreateBody = match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"endpoint\": …}}: {e}")),
+                };
+                let endpoint = match Name::new(request.endpoint.as_str()) {
+                    Ok(name) if self.acme.as_ref().is_some_and(|a| a.has_endpoint(&name)) => name,
+                    _ => return text(StatusCode::NOT_FOUND, format!("no ACME endpoint named {:?}", request.endpoint)),
+                };
+                match certgate_acme::AcmeServer::create_eab_key(&self.store, &endpoint, self.clock.now()).await {
+                    Ok((key_id, hmac_key)) => {
+                        tracing::info!(target: "certgate::audit", event = "acme-eab-key-created", endpoint = %endpoint, key_id = %key_id, "EAB key created");
+                        json(StatusCode::CREATED, &EabKeyBody { key_id, hmac_key })
+                    }
+                    Err(problem) => text(StatusCode::INTERNAL_SERVER_ERROR, problem.detail),
+                }
+            }
+            (&Method::GET, ["v1", "acme", "eab"]) => match eab_list(&self.store).await {
+                Ok(list) => json(StatusCode::OK, &list),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
             _ => text(StatusCode::NOT_FOUND, format!("no admin resource {method} {path}")),
         }
     }
@@ -397,6 +468,37 @@ impl Inventory {
                     .await
             }
             Self::Store { authority, .. } => Ok(authority.revoke(serial, reason, "operator:cli").await?),
+        }
+    }
+
+    /// Creates an EAB key for ACME endpoint `endpoint` (checked against `acme_endpoints`
+    /// when no daemon runs).
+    pub async fn create_eab_key(&self, endpoint: &str, acme_endpoints: &[Name]) -> anyhow::Result<EabKeyBody> {
+        match self {
+            Self::Daemon(client) => {
+                let body = serde_json::to_vec(&EabCreateBody {
+                    endpoint: endpoint.to_owned(),
+                })?;
+                client.call_json(Method::POST, "/v1/acme/eab", Some(body)).await
+            }
+            Self::Store { store, .. } => {
+                let name = Name::new(endpoint)?;
+                if !acme_endpoints.contains(&name) {
+                    bail!("no ACME endpoint named {endpoint:?} in the configuration");
+                }
+                let (key_id, hmac_key) = certgate_acme::AcmeServer::create_eab_key(store, &name, SystemClock.now())
+                    .await
+                    .map_err(|p| anyhow!("{}", p.detail))?;
+                Ok(EabKeyBody { key_id, hmac_key })
+            }
+        }
+    }
+
+    /// Lists EAB keys.
+    pub async fn list_eab_keys(&self) -> anyhow::Result<Vec<EabListItem>> {
+        match self {
+            Self::Daemon(client) => client.call_json(Method::GET, "/v1/acme/eab", None).await,
+            Self::Store { store, .. } => eab_list(store).await,
         }
     }
 

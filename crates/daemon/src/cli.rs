@@ -34,6 +34,36 @@ enum Command {
     /// Configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// ACME administration.
+    #[command(subcommand)]
+    Acme(AcmeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AcmeCommand {
+    /// External account binding keys (RFC 8555 7.3.4).
+    #[command(subcommand)]
+    Eab(EabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EabCommand {
+    /// Create a single-use EAB key for an ACME endpoint and print its id and MAC key once.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// The ACME endpoint the key is for.
+        #[arg(long)]
+        endpoint: String,
+        /// Print JSON ({"key_id": ..., "hmac_key": ...}) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List EAB keys (ids, endpoints, and the account each bound; never the MAC keys).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
 }
 
 /// Where to find the configuration and data.
@@ -263,6 +293,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(command) => {
             init_logging(LogFormat::Text, "warn");
             cert(command).await
+        }
+        Command::Acme(AcmeCommand::Eab(command)) => {
+            init_logging(LogFormat::Text, "warn");
+            eab(command).await
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let checked = Config::load(&file)?.check()?;
@@ -496,6 +530,47 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
             let record = inventory.revoke(&serial, reason).await?;
             inventory.close().await?;
             say(&format!("revoked {} ({reason}) {via}", record.serial));
+            Ok(())
+        }
+    }
+}
+
+async fn eab(command: EabCommand) -> anyhow::Result<()> {
+    match command {
+        EabCommand::Create { common, endpoint, json } => {
+            let (checked, data_dir) = common.load()?;
+            let acme_endpoints: Vec<Name> = checked
+                .endpoints
+                .iter()
+                .filter(|e| e.protocol == certgate_core::Protocol::Acme)
+                .map(|e| e.name.clone())
+                .collect();
+            let inventory = Inventory::open(&data_dir).await?;
+            let key = inventory.create_eab_key(&endpoint, &acme_endpoints).await?;
+            inventory.close().await?;
+            if json {
+                say(&serde_json::to_string(&key)?);
+            } else {
+                say(&format!("key id:   {}", key.key_id));
+                say(&format!("MAC key:  {}", key.hmac_key));
+                say("(shown once; the key binds one account, e.g. certbot --eab-kid ID --eab-hmac-key KEY)");
+            }
+            Ok(())
+        }
+        EabCommand::List { common } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let keys = inventory.list_eab_keys().await?;
+            inventory.close().await?;
+            for key in keys {
+                say(&format!(
+                    "{}  endpoint={}  created={}  {}",
+                    key.key_id,
+                    key.endpoint,
+                    key.created_at,
+                    key.account.map_or("unused".to_owned(), |a| format!("bound to account {a}"))
+                ));
+            }
             Ok(())
         }
     }

@@ -43,7 +43,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             issuers: vec![IssuerConfig::default()],
             profiles: Vec::new(),
-            endpoints: Vec::new(),
+            endpoints: vec![default_acme_endpoint()],
         }
     }
 }
@@ -211,6 +211,156 @@ pub struct EndpointConfig {
     /// Name policy.
     #[serde(default)]
     pub names: NamePolicy,
+    /// ACME settings (only for `protocol = "acme"`).
+    #[serde(default)]
+    pub acme: Option<AcmeSettings>,
+}
+
+/// An ACME endpoint's protocol settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcmeSettings {
+    /// `meta.termsOfService`; when set, accounts must agree to it.
+    pub terms_of_service: Option<String>,
+    /// `meta.website`.
+    pub website: Option<String>,
+    /// `meta.caaIdentities`: the issuer domain names CAA records name this CA by.
+    pub caa_identities: Vec<String>,
+    /// Check CAA before validating (off by default: private zones rarely publish CAA).
+    pub caa: bool,
+    /// Require external account binding (keys from `certgate acme eab create`).
+    pub external_account_required: bool,
+    /// Hours an order may stay unfinalized.
+    pub order_lifetime_hours: u32,
+    /// Hours a pending authorization waits.
+    pub pending_authorization_hours: u32,
+    /// Days a valid authorization is reused.
+    pub valid_authorization_days: u32,
+    /// Reuse an account's valid authorizations.
+    pub reuse_authorizations: bool,
+    /// Port http-01 validation connects to.
+    pub http01_port: u16,
+    /// Port tls-alpn-01 validation connects to.
+    pub tls_alpn01_port: u16,
+    /// DNS servers for dns-01 and CAA (`ip:port`); the system's when empty.
+    pub dns_nameservers: Vec<SocketAddr>,
+    /// Seconds one validation may take.
+    pub validation_timeout_seconds: u64,
+    /// Validations run at once.
+    pub validation_workers: usize,
+    /// Milliseconds finalize waits for issuance before answering `processing`.
+    pub finalize_wait_ms: u64,
+    /// Benchmarks only: every challenge passes without validation.
+    pub danger_always_valid: bool,
+    /// Rate limits (all off unless set).
+    pub rate_limits: RateLimitSettings,
+}
+
+impl Default for AcmeSettings {
+    fn default() -> Self {
+        Self {
+            terms_of_service: None,
+            website: None,
+            caa_identities: Vec::new(),
+            caa: false,
+            external_account_required: false,
+            order_lifetime_hours: 24,
+            pending_authorization_hours: 24,
+            valid_authorization_days: 7,
+            reuse_authorizations: true,
+            http01_port: 80,
+            tls_alpn01_port: 443,
+            dns_nameservers: Vec::new(),
+            validation_timeout_seconds: 10,
+            validation_workers: 32,
+            finalize_wait_ms: 5000,
+            danger_always_valid: false,
+            rate_limits: RateLimitSettings::default(),
+        }
+    }
+}
+
+/// ACME rate limits over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    /// The window, seconds.
+    pub window_seconds: u64,
+    /// New orders per account per window.
+    pub new_orders_per_account: Option<u32>,
+    /// New orders per client address per window.
+    pub new_orders_per_ip: Option<u32>,
+    /// New (pending) authorizations per account per window.
+    pub pending_authorizations_per_account: Option<u32>,
+    /// New (pending) authorizations per client address per window.
+    pub pending_authorizations_per_ip: Option<u32>,
+    /// Failed validations per account per window.
+    pub failed_validations_per_account: Option<u32>,
+    /// Failed validations per client address per window.
+    pub failed_validations_per_ip: Option<u32>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            window_seconds: 3600,
+            new_orders_per_account: None,
+            new_orders_per_ip: None,
+            pending_authorizations_per_account: None,
+            pending_authorizations_per_ip: None,
+            failed_validations_per_account: None,
+            failed_validations_per_ip: None,
+        }
+    }
+}
+
+impl AcmeSettings {
+    /// The ACME crate's configuration for endpoint `name`.
+    pub fn to_endpoint_config(&self, name: Name) -> certgate_acme::AcmeEndpointConfig {
+        let mut config = certgate_acme::AcmeEndpointConfig::new(name);
+        config.terms_of_service = self.terms_of_service.clone();
+        config.website = self.website.clone();
+        config.caa_identities = self.caa_identities.clone();
+        config.caa_enabled = self.caa;
+        config.external_account_required = self.external_account_required;
+        config.order_lifetime = time::Duration::hours(self.order_lifetime_hours.into());
+        config.pending_authz_lifetime = time::Duration::hours(self.pending_authorization_hours.into());
+        config.valid_authz_lifetime = time::Duration::days(self.valid_authorization_days.into());
+        config.reuse_authorizations = self.reuse_authorizations;
+        config.validation.http_port = self.http01_port;
+        config.validation.tls_alpn_port = self.tls_alpn01_port;
+        config.validation.dns_nameservers = self.dns_nameservers.clone();
+        config.validation.timeout = std::time::Duration::from_secs(self.validation_timeout_seconds);
+        config.validation_workers = self.validation_workers;
+        config.finalize_wait = std::time::Duration::from_millis(self.finalize_wait_ms);
+        config.danger_always_valid = self.danger_always_valid;
+        let limits = &self.rate_limits;
+        config.rate_limits = certgate_acme::RateLimits {
+            window: time::Duration::seconds(limits.window_seconds.try_into().unwrap_or(i64::MAX)),
+            new_orders_per_account: limits.new_orders_per_account,
+            new_orders_per_ip: limits.new_orders_per_ip,
+            pending_authorizations_per_account: limits.pending_authorizations_per_account,
+            pending_authorizations_per_ip: limits.pending_authorizations_per_ip,
+            failed_validations_per_account: limits.failed_validations_per_account,
+            failed_validations_per_ip: limits.failed_validations_per_ip,
+        };
+        config
+    }
+}
+
+/// The embedded default ACME endpoint: `/acme/default/directory`, TLS server certificates
+/// from the default issuer, any name.
+pub fn default_acme_endpoint() -> EndpointConfig {
+    EndpointConfig {
+        protocol: Protocol::Acme,
+        name: "default".into(),
+        issuer: default_name(),
+        profiles: default_profiles(),
+        owner_labels: BTreeMap::new(),
+        keys: KeyPolicy::default(),
+        names: NamePolicy::default(),
+        acme: None,
+    }
 }
 
 fn default_name() -> String {
@@ -378,6 +528,20 @@ impl Config {
                 .any(|e| e.protocol == endpoint.protocol && e.name == endpoint.name)
             {
                 return Err(invalid(format!("{id} is defined twice")));
+            }
+            if configured.acme.is_some() && endpoint.protocol != Protocol::Acme {
+                return Err(invalid(format!("{id}: [acme] settings belong to ACME endpoints only")));
+            }
+            if let Some(acme) = &configured.acme
+                && (acme.order_lifetime_hours == 0
+                    || acme.pending_authorization_hours == 0
+                    || acme.validation_workers == 0
+                    || acme.validation_timeout_seconds == 0
+                    || acme.rate_limits.window_seconds == 0)
+            {
+                return Err(invalid(format!(
+                    "{id}: acme lifetimes, timeouts, workers and the rate-limit window must be positive"
+                )));
             }
             if endpoint.keys.min_rsa_bits < 2048 {
                 return Err(invalid(format!("{id}: keys.min_rsa_bits must be at least 2048")));

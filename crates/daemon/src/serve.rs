@@ -27,6 +27,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     let router = Arc::new(Router {
         authority: Arc::clone(&parts.authority),
         store: parts.store.clone(),
+        acme: parts.acme.clone(),
     });
     let mut tasks = Vec::new();
 
@@ -50,7 +51,12 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         );
     }
     println!("root certificate: {}", tls_issuer_root.display());
-    for endpoint in &parts.config.endpoints {
+    for endpoint in parts
+        .config
+        .endpoints
+        .iter()
+        .filter(|e| e.protocol != certgate_core::Protocol::Acme)
+    {
         // Policies are validated now; each protocol's front end arrives in its own release.
         tracing::warn!(
             protocol = %endpoint.protocol,
@@ -78,6 +84,14 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         let bound = listener.local_addr()?;
         println!("server certificate: {}", cert.chain_path.display());
         println!("https: https://{bound}/ (health: https://{bound}/healthz)");
+        for endpoint in parts
+            .config
+            .endpoints
+            .iter()
+            .filter(|e| e.protocol == certgate_core::Protocol::Acme)
+        {
+            println!("acme: https://{bound}/acme/{}/directory", endpoint.name);
+        }
         tasks.push(tokio::spawn(serve_tcp(
             listener,
             Some(acceptor),
@@ -113,6 +127,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         authority: Arc::clone(&parts.authority),
         store: parts.store.clone(),
         clock: Arc::clone(&parts.clock),
+        acme: parts.acme.clone(),
     });
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
@@ -120,6 +135,9 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         shutdown_rx.clone(),
         grace,
     )));
+    if let Some(acme) = parts.acme.clone() {
+        tasks.push(tokio::spawn(sweep_nonces(acme, shutdown_rx.clone())));
+    }
     println!("ready");
     tracing::info!("certgate ready");
 
@@ -138,4 +156,20 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     tracing::info!("certgate stopped");
     println!("stopped");
     Ok(())
+}
+
+/// Forgets expired ACME nonces every minute, so the nonce trees stay bounded.
+async fn sweep_nonces(acme: Arc<certgate_acme::AcmeServer>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let swept = acme.sweep_nonces().await;
+                if swept > 0 {
+                    tracing::debug!(swept, "expired ACME nonces swept");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
 }

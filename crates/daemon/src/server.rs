@@ -6,10 +6,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use certgate_acme::jws::MAX_JWS_LEN;
+use certgate_acme::{AcmeRequest, AcmeServer};
 use certgate_authority::Authority;
 use certgate_core::Name;
 use certgate_store::{CertificateStore, SledStore};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -29,6 +32,8 @@ pub struct Router {
     pub authority: Arc<Authority>,
     /// The store (reads only; writes go through the authority).
     pub store: SledStore,
+    /// The ACME endpoints, served under `/acme/`.
+    pub acme: Option<Arc<AcmeServer>>,
 }
 
 impl Router {
@@ -37,7 +42,10 @@ impl Router {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = self.route(&method, &path).await;
+        let response = match &self.acme {
+            Some(acme) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
+            _ => self.route(&method, &path).await,
+        };
         tracing::info!(
             target: "certgate::request",
             listener,
@@ -83,6 +91,65 @@ impl Router {
             None => text(StatusCode::NOT_FOUND, "no such issuer"),
         }
     }
+}
+
+/// Hands a request to the ACME server: the body is read up to the JWS size limit, and the
+/// origin (scheme, host, port) comes from the request so resource URLs match what the
+/// client called.
+async fn acme_request(
+    acme: &AcmeServer,
+    request: Request<Incoming>,
+    listener: &'static str,
+    peer: SocketAddr,
+) -> Response<Body> {
+    let scheme = if listener == "https" { "https" } else { "http" };
+    let (parts, body) = request.into_parts();
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(hyper::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let origin = format!("{scheme}://{host}");
+    let (body, body_too_large) = match Limited::new(body, MAX_JWS_LEN).collect().await {
+        Ok(collected) => (collected.to_bytes(), false),
+        Err(_) => (Bytes::new(), true),
+    };
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let answer = acme
+        .handle(&AcmeRequest {
+            method: parts.method.as_str(),
+            origin: &origin,
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            content_type,
+            body: &body,
+            body_too_large,
+            peer: peer.ip(),
+        })
+        .await;
+    let head_only = parts.method == Method::HEAD;
+    let mut response = Response::new(Full::new(if head_only {
+        Bytes::new()
+    } else {
+        Bytes::from(answer.body)
+    }));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in answer.headers {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
 }
 
 fn method_not_allowed() -> Response<Body> {

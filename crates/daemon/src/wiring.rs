@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use certgate_acme::AcmeServer;
 use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy};
 use certgate_core::{Clock, Name, Protocol, SystemClock};
 use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
@@ -30,6 +31,8 @@ pub struct Parts {
     pub authority: Arc<Authority>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The ACME endpoints, if any are configured.
+    pub acme: Option<Arc<AcmeServer>>,
 }
 
 /// Creates the data directory with mode 0700 if needed.
@@ -139,11 +142,36 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         Arc::new(store.clone()),
         Arc::clone(&clock),
     )?;
+    let authority = Arc::new(authority);
+    let acme_endpoints: Vec<_> = config
+        .config
+        .endpoints
+        .iter()
+        .filter(|e| e.protocol == Protocol::Acme)
+        .map(|e| {
+            Ok(e.acme
+                .clone()
+                .unwrap_or_default()
+                .to_endpoint_config(Name::new(e.name.as_str())?))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let acme = if acme_endpoints.is_empty() {
+        None
+    } else {
+        Some(Arc::new(AcmeServer::new(
+            acme_endpoints,
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            Arc::clone(&authority),
+            Arc::clone(&clock),
+        )?))
+    };
     Ok(Parts {
         data_dir,
         config,
         store,
-        authority: Arc::new(authority),
+        authority,
         clock,
+        acme,
     })
 }

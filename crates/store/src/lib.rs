@@ -9,14 +9,17 @@
 //! only after the change is on disk. Concurrent callers share one flush (group commit).
 #![warn(missing_docs)]
 
+pub mod acme;
 mod error;
 mod model;
+mod sled_acme;
 mod sled_backend;
 
 use async_trait::async_trait;
 use certgate_core::Serial;
 use time::OffsetDateTime;
 
+pub use acme::AcmeStore;
 pub use error::StoreError;
 pub use model::{
     CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Revocation,

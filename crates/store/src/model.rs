@@ -122,7 +122,7 @@ pub struct JournalStatus {
     pub recovered_at_open: u64,
 }
 
-mod base64_bytes {
+pub(crate) mod base64_bytes {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use serde::{Deserialize, Deserializer, Serializer};

@@ -69,9 +69,29 @@ struct Inner {
     nonces: sled::Tree,
     /// Expiry || nonce, for sweeping.
     nonces_by_expiry: sled::Tree,
+    acme: AcmeTrees,
     durability: Arc<GroupCommit>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovered_at_open: u64,
+}
+
+/// The ACME trees (see `sled_acme`).
+#[derive(Debug)]
+pub(crate) struct AcmeTrees {
+    /// Account id -> account.
+    pub(crate) accounts: sled::Tree,
+    /// Endpoint NUL thumbprint -> account id: one account per key and endpoint.
+    pub(crate) account_keys: sled::Tree,
+    /// Order id -> order.
+    pub(crate) orders: sled::Tree,
+    /// Account NUL created-at order-id, for the orders list.
+    pub(crate) orders_by_account: sled::Tree,
+    /// Authorization id -> authorization.
+    pub(crate) authzs: sled::Tree,
+    /// Account NUL identifier NUL expiry id, for valid authorizations to reuse.
+    pub(crate) authzs_by_account: sled::Tree,
+    /// EAB key id -> key.
+    pub(crate) eab_keys: sled::Tree,
 }
 
 impl Drop for Inner {
@@ -103,6 +123,15 @@ impl SledStore {
             tree("certs_by_identifier")?,
         );
         let (nonces, nonces_by_expiry) = (tree("nonces")?, tree("nonces_by_expiry")?);
+        let acme = AcmeTrees {
+            accounts: tree("acme_accounts")?,
+            account_keys: tree("acme_account_keys")?,
+            orders: tree("acme_orders")?,
+            orders_by_account: tree("acme_orders_by_account")?,
+            authzs: tree("acme_authzs")?,
+            authzs_by_account: tree("acme_authzs_by_account")?,
+            eab_keys: tree("acme_eab_keys")?,
+        };
         // The flusher starts last: an error above must not leave a thread holding the database.
         let durability = Arc::new(GroupCommit::new(db.clone()));
         let flusher = {
@@ -122,6 +151,7 @@ impl SledStore {
             by_identifier,
             nonces,
             nonces_by_expiry,
+            acme,
             db,
             durability,
             flusher: Mutex::new(Some(flusher)),
@@ -137,7 +167,11 @@ impl SledStore {
         self.inner.durability.flushes()
     }
 
-    async fn durable(&self) -> Result<(), StoreError> {
+    pub(crate) fn acme(&self) -> &AcmeTrees {
+        &self.inner.acme
+    }
+
+    pub(crate) async fn durable(&self) -> Result<(), StoreError> {
         let seq = self.inner.durability.mark_written();
         self.inner.durability.wait_durable(seq).await
     }
@@ -204,7 +238,7 @@ fn expiry_key(record: &CertificateRecord) -> Vec<u8> {
     key
 }
 
-fn expiry_prefix(at: OffsetDateTime) -> [u8; 8] {
+pub(crate) fn expiry_prefix(at: OffsetDateTime) -> [u8; 8] {
     // Flip the sign bit so that byte order equals time order, before 1970 too.
     ((at.unix_timestamp() as u64) ^ (1 << 63)).to_be_bytes()
 }

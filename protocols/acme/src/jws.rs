@@ -227,6 +227,46 @@ impl AccountKey {
         }
     }
 
+    /// The key of a DER SubjectPublicKeyInfo (a CSR's or certificate's key), to compare with
+    /// account keys; `None` for key types ACME accounts cannot have.
+    pub fn from_spki_der(spki_der: &[u8]) -> Option<Self> {
+        use der::Decode;
+        let spki = spki::SubjectPublicKeyInfoRef::from_der(spki_der).ok()?;
+        let key = spki.subject_public_key.as_bytes()?;
+        match spki.algorithm.oid.to_string().as_str() {
+            "1.2.840.10045.2.1" => {
+                let curve_oid = spki
+                    .algorithm
+                    .parameters
+                    .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())?;
+                let curve = match curve_oid.to_string().as_str() {
+                    "1.2.840.10045.3.1.7" => Curve::P256,
+                    "1.3.132.0.34" => Curve::P384,
+                    "1.3.132.0.35" => Curve::P521,
+                    _ => return None,
+                };
+                let len = curve.coordinate_len();
+                if key.len() != 1 + 2 * len || key[0] != 4 {
+                    return None;
+                }
+                Some(Self::Ec {
+                    curve,
+                    x: key[1..=len].to_vec(),
+                    y: key[1 + len..].to_vec(),
+                })
+            }
+            "1.2.840.113549.1.1.1" => {
+                let rsa = RsaPublicKey::from_der(key).ok()?;
+                Some(Self::Rsa {
+                    n: rsa.modulus.as_bytes().to_vec(),
+                    e: rsa.public_exponent.as_bytes().to_vec(),
+                })
+            }
+            "1.3.101.112" if key.len() == 32 => Some(Self::Ed25519 { x: key.to_vec() }),
+            _ => None,
+        }
+    }
+
     /// The public JWK with only the required members, in RFC 7638's lexicographic order.
     pub fn canonical_jwk(&self) -> String {
         let b = |bytes: &[u8]| B64URL.encode(bytes);
@@ -309,6 +349,13 @@ impl AccountKey {
     }
 }
 
+/// PKCS#1 RSAPublicKey.
+#[derive(der::Sequence)]
+struct RsaPublicKey<'a> {
+    modulus: der::asn1::UintRef<'a>,
+    public_exponent: der::asn1::UintRef<'a>,
+}
+
 /// Who signed: a new key (newAccount, revokeCert by certificate key) or an account URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
@@ -348,6 +395,16 @@ impl ParsedJws {
     /// Parses a request body: a JSON object with exactly `protected`, `payload` and
     /// `signature` (all base64url strings), and a protected header ACME allows.
     pub fn parse(body: &[u8]) -> Result<Self, JwsError> {
+        Self::parse_with(body, NonceRule::Required)
+    }
+
+    /// Parses the inner JWS of a keyChange request (RFC 8555 7.3.5): signed by the new key
+    /// with `jwk`, and without a nonce.
+    pub fn parse_key_change_inner(body: &[u8]) -> Result<Self, JwsError> {
+        Self::parse_with(body, NonceRule::Forbidden)
+    }
+
+    fn parse_with(body: &[u8], nonce_rule: NonceRule) -> Result<Self, JwsError> {
         if body.len() > MAX_JWS_LEN {
             return Err(malformed(format!("JWS larger than {MAX_JWS_LEN} bytes")));
         }
@@ -386,7 +443,7 @@ impl ParsedJws {
         if signature.is_empty() {
             return Err(malformed("JWS signature is empty"));
         }
-        let header = parse_protected(&protected)?;
+        let header = parse_protected(&protected, nonce_rule)?;
         let mut signing_input = Vec::with_capacity(protected_b64.len() + 1 + payload_b64.len());
         signing_input.extend_from_slice(protected_b64.as_bytes());
         signing_input.push(b'.');
@@ -412,7 +469,13 @@ impl ParsedJws {
     }
 }
 
-fn parse_protected(bytes: &[u8]) -> Result<ProtectedHeader, JwsError> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NonceRule {
+    Required,
+    Forbidden,
+}
+
+fn parse_protected(bytes: &[u8], nonce_rule: NonceRule) -> Result<ProtectedHeader, JwsError> {
     let value: Value = serde_json::from_slice(bytes).map_err(|_| malformed("JWS protected header is not JSON"))?;
     let header = value
         .as_object()
@@ -435,7 +498,13 @@ fn parse_protected(bytes: &[u8]) -> Result<ProtectedHeader, JwsError> {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
         _ => Err(malformed(format!("JWS protected header has no {name:?}"))),
     };
-    let nonce = text("nonce")?;
+    let nonce = match nonce_rule {
+        NonceRule::Required => text("nonce")?,
+        NonceRule::Forbidden if header.contains_key("nonce") => {
+            return Err(malformed("the inner keyChange JWS must not carry a nonce"));
+        }
+        NonceRule::Forbidden => String::new(),
+    };
     let url = text("url")?;
     let signer = match (header.get("jwk"), header.get("kid")) {
         (Some(jwk), None) => Signer::Jwk(AccountKey::from_jwk(jwk)?),

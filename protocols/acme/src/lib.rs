@@ -1,10 +1,21 @@
-//! certgate-acme: RFC 8555 for certgate. Work in progress (issue 3): this crate has the JWS
-//! profile (strict flattened-JSON parsing, key and algorithm checks, signature verification on
-//! aws-lc-rs, RFC 7638 thumbprints), replay nonces over the store, and problem documents. The HTTP layer, the
-//! account/order/authorization state machine and the daemon wiring are not built yet; the daemon
-//! serves no ACME endpoint.
+//! certgate-acme: RFC 8555 (with RFC 8737 tls-alpn-01, RFC 8738 IP identifiers, RFC 8657/8659
+//! CAA, RFC 9773 renewal information and draft-aaron-acme-profiles) for certgate.
+//!
+//! [`http::AcmeServer`] routes requests under `/acme/{endpoint}/`, authenticates their JWS
+//! ([`jws`], [`nonce`]), and drives the account/order/authorization state machine ([`flow`])
+//! over an [`certgate_store::AcmeStore`]; validation runs in `certgate-validation`, issuance
+//! and revocation in the authority. Errors become problem documents ([`problem`]) only here.
 #![warn(missing_docs)]
 
+pub mod ari;
+pub mod config;
+pub mod eab;
+pub mod flow;
+pub mod http;
 pub mod jws;
 pub mod nonce;
 pub mod problem;
+pub mod ratelimit;
+
+pub use config::{AcmeEndpointConfig, RateLimits};
+pub use http::{AcmeError, AcmeRequest, AcmeResponse, AcmeServer};

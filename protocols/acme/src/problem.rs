@@ -57,6 +57,10 @@ pub enum ProblemType {
     UnsupportedIdentifier,
     /// The user must visit the terms of service.
     UserActionRequired,
+    /// The requested profile is not offered (draft-aaron-acme-profiles).
+    InvalidProfile,
+    /// The certificate named in `replaces` was already replaced (RFC 9773).
+    AlreadyReplaced,
 }
 
 impl ProblemType {
@@ -87,6 +91,8 @@ impl ProblemType {
             Self::UnsupportedContact => "unsupportedContact",
             Self::UnsupportedIdentifier => "unsupportedIdentifier",
             Self::UserActionRequired => "userActionRequired",
+            Self::InvalidProfile => "invalidProfile",
+            Self::AlreadyReplaced => "alreadyReplaced",
         }
     }
 
@@ -104,6 +110,7 @@ impl ProblemType {
             | Self::Caa
             | Self::IncorrectResponse => 403,
             Self::RateLimited => 429,
+            Self::AlreadyReplaced => 409,
             Self::ServerInternal => 500,
             _ => 400,
         }
@@ -174,6 +181,12 @@ impl Problem {
             detail: detail.into(),
             identifier,
         });
+        self
+    }
+
+    /// The same problem with another HTTP status (404 for unknown resources, 413, 415, 405).
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
         self
     }
 

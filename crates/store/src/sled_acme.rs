@@ -1,0 +1,301 @@
+//! [`AcmeStore`] on sled. Protocol state is not flushed per request (design: short-lived
+//! protocol state rides along with the next group commit), except accounts and EAB bindings,
+//! which a client cannot recreate by itself once it has been told they exist.
+
+use async_trait::async_trait;
+use certgate_core::{Identifier, Name};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+
+use crate::acme::{AccountRecord, AcmeStore, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord};
+use crate::sled_backend::{SledStore, expiry_prefix};
+use crate::StoreError;
+
+const MAX_ORDER_PAGE: usize = 1000;
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<T, StoreError> {
+    match tree.get(key)? {
+        Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+        None => Err(StoreError::NotFound),
+    }
+}
+
+/// Replaces the record at `key` if its stored `version` is `version - 1`.
+fn swap_versioned<T: Serialize>(tree: &sled::Tree, key: &[u8], record: &T, version: u64) -> Result<(), StoreError> {
+    let Some(old) = tree.get(key)? else {
+        return Err(StoreError::NotFound);
+    };
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    let stored: Versioned = serde_json::from_slice(&old)?;
+    if version == 0 || stored.version != version - 1 {
+        return Err(StoreError::Conflict("the record changed meanwhile"));
+    }
+    match tree.compare_and_swap(key, Some(old), Some(serde_json::to_vec(record)?))? {
+        Ok(()) => Ok(()),
+        Err(_) => Err(StoreError::Conflict("the record changed meanwhile")),
+    }
+}
+
+fn account_key_index(endpoint: &Name, thumbprint: &str) -> Vec<u8> {
+    let mut key = endpoint.as_str().as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(thumbprint.as_bytes());
+    key
+}
+
+fn order_index(order: &OrderRecord) -> Vec<u8> {
+    let mut key = order.account_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&expiry_prefix(order.created_at));
+    key.extend_from_slice(order.id.as_bytes());
+    key
+}
+
+fn authz_prefix(account_id: &str, identifier: &Identifier, wildcard: bool) -> Vec<u8> {
+    let mut key = account_id.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(
+        format!(
+            "{}:{}{}",
+            identifier.kind(),
+            identifier.to_string().to_ascii_lowercase(),
+            if wildcard { "*" } else { "" }
+        )
+        .as_bytes(),
+    );
+    key.push(0);
+    key
+}
+
+#[async_trait]
+impl AcmeStore for SledStore {
+    async fn insert_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        let trees = self.acme();
+        let index = account_key_index(&account.endpoint, &account.thumbprint);
+        // Claim the key first: of two newAccount requests racing with one key, one wins.
+        if trees
+            .account_keys
+            .compare_and_swap(&index, None::<&[u8]>, Some(account.id.as_bytes()))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("the key already has an account"));
+        }
+        trees.accounts.insert(account.id.as_bytes(), serde_json::to_vec(account)?)?;
+        self.durable().await
+    }
+
+    async fn account(&self, id: &str) -> Result<AccountRecord, StoreError> {
+        get(&self.acme().accounts, id.as_bytes())
+    }
+
+    async fn account_by_thumbprint(
+        &self,
+        endpoint: &Name,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let trees = self.acme();
+        let Some(id) = trees.account_keys.get(account_key_index(endpoint, thumbprint))? else {
+            return Ok(None);
+        };
+        match get(&trees.accounts, &id) {
+            Ok(account) => Ok(Some(account)),
+            // The key was claimed and the account not written yet (or a crash between).
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError> {
+        swap_versioned(&self.acme().accounts, account.id.as_bytes(), account, account.version)?;
+        self.durable().await
+    }
+
+    async fn change_account_key(&self, old_thumbprint: &str, account: &AccountRecord) -> Result<(), StoreError> {
+        let trees = self.acme();
+        let new_index = account_key_index(&account.endpoint, &account.thumbprint);
+        if trees
+            .account_keys
+            .compare_and_swap(&new_index, None::<&[u8]>, Some(account.id.as_bytes()))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("the new key already has an account"));
+        }
+        if let Err(e) = swap_versioned(&trees.accounts, account.id.as_bytes(), account, account.version) {
+            trees.account_keys.remove(&new_index)?;
+            return Err(e);
+        }
+        trees
+            .account_keys
+            .remove(account_key_index(&account.endpoint, old_thumbprint))?;
+        self.durable().await
+    }
+
+    async fn insert_order(&self, order: &OrderRecord, new_authorizations: &[AuthzRecord]) -> Result<(), StoreError> {
+        let trees = self.acme();
+        for authz in new_authorizations {
+            trees.authzs.insert(authz.id.as_bytes(), serde_json::to_vec(authz)?)?;
+        }
+        trees.orders.insert(order.id.as_bytes(), serde_json::to_vec(order)?)?;
+        trees.orders_by_account.insert(order_index(order), &[])?;
+        Ok(())
+    }
+
+    async fn order(&self, id: &str) -> Result<OrderRecord, StoreError> {
+        get(&self.acme().orders, id.as_bytes())
+    }
+
+    async fn update_order(&self, order: &OrderRecord) -> Result<(), StoreError> {
+        swap_versioned(&self.acme().orders, order.id.as_bytes(), order, order.version)
+    }
+
+    async fn orders_of_account(
+        &self,
+        account_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<OrderPage, StoreError> {
+        let limit = limit.clamp(1, MAX_ORDER_PAGE);
+        let mut prefix = account_id.as_bytes().to_vec();
+        prefix.push(0);
+        let start = match after {
+            Some(cursor) => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&hex::decode(cursor).map_err(|_| StoreError::Conflict("malformed cursor"))?);
+                std::ops::Bound::Excluded(key)
+            }
+            None => std::ops::Bound::Included(prefix.clone()),
+        };
+        let mut suffixes = Vec::with_capacity(limit + 1);
+        for entry in self.acme().orders_by_account.range((start, std::ops::Bound::Unbounded)) {
+            let (key, _) = entry?;
+            if !key.starts_with(&prefix) || suffixes.len() > limit {
+                break;
+            }
+            suffixes.push(key[prefix.len()..].to_vec());
+        }
+        let more = suffixes.len() > limit;
+        suffixes.truncate(limit);
+        let page = OrderPage {
+            next: more.then(|| hex::encode(suffixes.last().map(Vec::as_slice).unwrap_or_default())),
+            ids: suffixes
+                .iter()
+                .map(|suffix| String::from_utf8_lossy(suffix.get(8..).unwrap_or_default()).into_owned())
+                .collect(),
+        };
+        Ok(page)
+    }
+
+    async fn authorization(&self, id: &str) -> Result<AuthzRecord, StoreError> {
+        get(&self.acme().authzs, id.as_bytes())
+    }
+
+    async fn update_authorization(&self, authz: &AuthzRecord) -> Result<(), StoreError> {
+        let trees = self.acme();
+        swap_versioned(&trees.authzs, authz.id.as_bytes(), authz, authz.version)?;
+        if authz.status == AuthzStatus::Valid {
+            let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
+            index.extend_from_slice(&expiry_prefix(authz.expires));
+            index.extend_from_slice(authz.id.as_bytes());
+            trees.authzs_by_account.insert(index, &[])?;
+        }
+        Ok(())
+    }
+
+    async fn reusable_authorization(
+        &self,
+        account_id: &str,
+        identifier: &Identifier,
+        wildcard: bool,
+        valid_until: OffsetDateTime,
+    ) -> Result<Option<AuthzRecord>, StoreError> {
+        let trees = self.acme();
+        let prefix = authz_prefix(account_id, identifier, wildcard);
+        // Newest expiry last: walk backwards and take the first that is still valid.
+        for entry in trees.authzs_by_account.scan_prefix(&prefix).rev() {
+            let (key, _) = entry?;
+            let Some(id) = key.get(prefix.len() + 8..) else { continue };
+            let authz: AuthzRecord = match get(&trees.authzs, id) {
+                Ok(authz) => authz,
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            if authz.status == AuthzStatus::Valid && authz.expires > valid_until {
+                return Ok(Some(authz));
+            }
+            if authz.expires <= valid_until {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    async fn insert_eab_key(&self, key: &EabKeyRecord) -> Result<(), StoreError> {
+        let trees = self.acme();
+        if trees
+            .eab_keys
+            .compare_and_swap(key.key_id.as_bytes(), None::<&[u8]>, Some(serde_json::to_vec(key)?))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("an EAB key with this id exists"));
+        }
+        self.durable().await
+    }
+
+    async fn eab_key(&self, key_id: &str) -> Result<EabKeyRecord, StoreError> {
+        get(&self.acme().eab_keys, key_id.as_bytes())
+    }
+
+    async fn eab_keys(&self, endpoint: Option<&Name>) -> Result<Vec<EabKeyRecord>, StoreError> {
+        let mut keys = Vec::new();
+        for entry in self.acme().eab_keys.iter() {
+            let (_, bytes) = entry?;
+            let key: EabKeyRecord = serde_json::from_slice(&bytes)?;
+            if endpoint.is_none_or(|e| *e == key.endpoint) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    async fn bind_eab_key(&self, key_id: &str, account_id: &str) -> Result<(), StoreError> {
+        let tree = &self.acme().eab_keys;
+        let Some(old) = tree.get(key_id.as_bytes())? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut key: EabKeyRecord = serde_json::from_slice(&old)?;
+        if key.account_id.is_some() {
+            return Err(StoreError::Conflict("the EAB key was used already"));
+        }
+        key.account_id = Some(account_id.to_owned());
+        if tree
+            .compare_and_swap(key_id.as_bytes(), Some(old), Some(serde_json::to_vec(&key)?))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("the EAB key was used already"));
+        }
+        self.durable().await
+    }
+
+    async fn unbind_eab_key(&self, key_id: &str, account_id: &str) -> Result<(), StoreError> {
+        let tree = &self.acme().eab_keys;
+        let Some(old) = tree.get(key_id.as_bytes())? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut key: EabKeyRecord = serde_json::from_slice(&old)?;
+        if key.account_id.as_deref() != Some(account_id) {
+            return Err(StoreError::Conflict("the EAB key is bound to another account"));
+        }
+        key.account_id = None;
+        if tree
+            .compare_and_swap(key_id.as_bytes(), Some(old), Some(serde_json::to_vec(&key)?))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("the EAB key changed meanwhile"));
+        }
+        self.durable().await
+    }
+}

@@ -7,7 +7,8 @@
 # WORKDIR/pebble.log. Validation always succeeds (PEBBLE_VA_ALWAYS_VALID=1; clients must still POST the challenge), no random
 # badNonce, no authorization reuse. Ports: PEBBLE_LISTEN (127.0.0.1:14000),
 # PEBBLE_MGMT (127.0.0.1:15000), PEBBLE_HTTP_PORT (5002), PEBBLE_TLS_PORT (5001).
-# Directory: https://$PEBBLE_LISTEN/dir. Stop it with: kill PID
+# With PEBBLE_EAB_KID and PEBBLE_EAB_HMAC (base64url MAC key) set, external account binding is
+# required with that one key. Directory: https://$PEBBLE_LISTEN/dir. Stop it with: kill PID
 set -euo pipefail
 
 dir=${1:?usage: pebble.sh WORKDIR}
@@ -16,6 +17,8 @@ mgmt=${PEBBLE_MGMT:-127.0.0.1:15000}
 http_port=${PEBBLE_HTTP_PORT:-5002}
 tls_port=${PEBBLE_TLS_PORT:-5001}
 pebble_bin=${PEBBLE_BIN:-pebble}
+eab_kid=${PEBBLE_EAB_KID:-}
+eab_hmac=${PEBBLE_EAB_HMAC:-}
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -34,6 +37,13 @@ if [[ ! -s $dir/ca.pem || ! -s $dir/cert.pem || ! -s $dir/key.pem ]]; then
         -days 30 -extfile "$dir/api.ext" -out "$dir/cert.pem" >/dev/null 2>&1
 fi
 
+if [[ -n $eab_kid ]]; then
+    eab=$(printf '"externalAccountBindingRequired": true,\n    "externalAccountMACKeys": {"%s": "%s"}' \
+        "$eab_kid" "$eab_hmac")
+else
+    eab='"externalAccountBindingRequired": false'
+fi
+
 cat >"$dir/pebble.json" <<JSON
 {
   "pebble": {
@@ -44,7 +54,7 @@ cat >"$dir/pebble.json" <<JSON
     "httpPort": $http_port,
     "tlsPort": $tls_port,
     "ocspResponderURL": "",
-    "externalAccountBindingRequired": false
+    $eab
   }
 }
 JSON

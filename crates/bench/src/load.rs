@@ -12,9 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::Error;
-use crate::acme::{
-    AccountKey, Client, Connector, Http01Tokens, KeyAlg, Order, Status, csr_p256,
-};
+use crate::acme::{AccountKey, Client, Connector, Http01Tokens, KeyAlg, Order, Status, csr_p256};
 use crate::proc_stat;
 
 /// Which challenge the clients answer.
@@ -50,9 +48,7 @@ impl FromStr for ChallengeKind {
             "http-01" => Ok(ChallengeKind::Http01),
             "dns-01" => Ok(ChallengeKind::Dns01),
             "tls-alpn-01" => Ok(ChallengeKind::TlsAlpn01),
-            _ => Err(format!(
-                "unknown challenge {s:?} (http-01, dns-01, tls-alpn-01)"
-            )),
+            _ => Err(format!("unknown challenge {s:?} (http-01, dns-01, tls-alpn-01)")),
         }
     }
 }
@@ -175,9 +171,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<RunReport, Error> {
 
     let mut tasks = JoinSet::new();
     for (index, (client, baseline)) in clients.into_iter().enumerate() {
-        let names: Vec<String> = (0..cfg.names)
-            .map(|i| format!("c{index}-{i}.bench.test"))
-            .collect();
+        let names: Vec<String> = (0..cfg.names).map(|i| format!("c{index}-{i}.bench.test")).collect();
         let cfg = cfg.clone();
         tasks.spawn(client_loop(client, baseline, names, cfg, deadline));
     }
@@ -199,7 +193,12 @@ pub async fn run(cfg: &LoadConfig) -> Result<RunReport, Error> {
     }
     let end = total.finished_at.unwrap_or_else(Instant::now).min(deadline);
     let client_after = proc_stat::cpu_time(None)?;
-    let server_after = cfg.server_pid.map(|p| proc_stat::cpu_time(Some(p))).transpose()?;
+    // A server that died during the run leaves its figures unknown, not the whole run lost.
+    let server_after = cfg.server_pid.and_then(|p| {
+        proc_stat::cpu_time(Some(p))
+            .inspect_err(|e| tracing::warn!(error = %e, "server CPU after the run"))
+            .ok()
+    });
 
     let window_s = end.duration_since(start).as_secs_f64().max(1e-9);
     let certificates = total.latencies.len() as u64;
@@ -330,18 +329,14 @@ pub async fn full_order(
             if authz.status != Status::Pending {
                 continue;
             }
-            let chosen = authz
-                .challenge(challenge.as_str())
-                .ok_or_else(|| Error::NoChallenge {
-                    url: url.clone(),
-                    kind: challenge.as_str().to_owned(),
-                })?;
+            let chosen = authz.challenge(challenge.as_str()).ok_or_else(|| Error::NoChallenge {
+                url: url.clone(),
+                kind: challenge.as_str().to_owned(),
+            })?;
             if chosen.status != Status::Pending {
                 continue;
             }
-            if let (ChallengeKind::Http01, Some(tokens), Some(token)) =
-                (challenge, http01, chosen.token.as_deref())
-            {
+            if let (ChallengeKind::Http01, Some(tokens), Some(token)) = (challenge, http01, chosen.token.as_deref()) {
                 tokens.insert(token, &client.key().key_authorization(token));
                 served.served.push(token.to_owned());
             }

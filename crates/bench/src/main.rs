@@ -85,9 +85,7 @@ struct AcmeArgs {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
         .with_writer(std::io::stderr)
         .init();
     let Command::Acme(args) = Cli::parse().command;
@@ -132,9 +130,7 @@ async fn acme(args: AcmeArgs) -> anyhow::Result<()> {
             server_pid: args.server_pid,
             key_alg,
         };
-        let report = load::run(&cfg)
-            .await
-            .with_context(|| format!("run with C={clients}"))?;
+        let report = load::run(&cfg).await.with_context(|| format!("run with C={clients}"))?;
         tracing::info!(clients, certs_per_s = report.certs_per_s, "run done");
         reports.push(report);
     }

@@ -53,9 +53,7 @@ pub fn cpu_time(pid: Option<u32>) -> Result<Duration, Error> {
         reason: "unexpected format".into(),
     })?;
     let hz = clock_ticks_per_second();
-    Ok(Duration::from_nanos(
-        ticks.saturating_mul(1_000_000_000) / hz,
-    ))
+    Ok(Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / hz))
 }
 
 #[cfg(test)]

@@ -20,7 +20,12 @@ pub(crate) struct Property {
 impl fmt::Display for Property {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let flags = if self.critical { 128 } else { 0 };
-        write!(f, "{flags} {} \"{}\"", excerpt(self.tag.as_bytes()), excerpt(&self.value))
+        write!(
+            f,
+            "{flags} {} \"{}\"",
+            excerpt(self.tag.as_bytes()),
+            excerpt(&self.value)
+        )
     }
 }
 
@@ -28,7 +33,15 @@ impl fmt::Display for Property {
 /// and `issuewild` restrict issuance of server certificates; the others are known but concern
 /// reporting (RFC 8659 `iodef`, RFC 8657/CA/B contact tags) or other certificate kinds
 /// (RFC 9495 `issuemail`, `issuevmc`).
-const KNOWN_TAGS: &[&str] = &["issue", "issuewild", "iodef", "contactemail", "contactphone", "issuemail", "issuevmc"];
+const KNOWN_TAGS: &[&str] = &[
+    "issue",
+    "issuewild",
+    "iodef",
+    "contactemail",
+    "contactphone",
+    "issuemail",
+    "issuevmc",
+];
 
 /// What the CA is checking for.
 pub(crate) struct Request<'a> {
@@ -46,11 +59,17 @@ pub(crate) fn evaluate(rrset: &[Property], request: &Request<'_>) -> Result<(), 
         .iter()
         .find(|p| p.critical && !KNOWN_TAGS.iter().any(|known| p.tag.eq_ignore_ascii_case(known)))
     {
-        return Err(format!("record {unknown} has the critical flag on a property tag this CA does not understand"));
+        return Err(format!(
+            "record {unknown} has the critical flag on a property tag this CA does not understand"
+        ));
     }
     // RFC 8659 4.3: for a wildcard, issuewild properties (when present) replace issue.
     let has_issuewild = rrset.iter().any(|p| p.tag.eq_ignore_ascii_case("issuewild"));
-    let tag = if request.wildcard && has_issuewild { "issuewild" } else { "issue" };
+    let tag = if request.wildcard && has_issuewild {
+        "issuewild"
+    } else {
+        "issue"
+    };
     let relevant: Vec<&Property> = rrset.iter().filter(|p| p.tag.eq_ignore_ascii_case(tag)).collect();
     if relevant.is_empty() {
         // RFC 8659 4.2: a set with no issue(wild) properties does not restrict issuance.
@@ -70,11 +89,18 @@ pub(crate) fn evaluate(rrset: &[Property], request: &Request<'_>) -> Result<(), 
 fn permits(property: &Property, request: &Request<'_>) -> Result<(), String> {
     let value = IssueValue::parse(&property.value).ok_or("malformed value")?;
     let domain = value.domain.ok_or("no CA may issue")?;
-    if !request.identities.iter().any(|id| id.trim_end_matches('.').eq_ignore_ascii_case(domain)) {
+    if !request
+        .identities
+        .iter()
+        .any(|id| id.trim_end_matches('.').eq_ignore_ascii_case(domain))
+    {
         return Err("another CA".to_owned());
     }
     // RFC 8657 3: accounturi restricts issuance to one ACME account.
-    let mut account_uris = value.parameters.iter().filter(|(k, _)| k.eq_ignore_ascii_case("accounturi"));
+    let mut account_uris = value
+        .parameters
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("accounturi"));
     if let Some((_, uri)) = account_uris.next() {
         if account_uris.next().is_some() {
             return Err("more than one accounturi".to_owned());
@@ -84,7 +110,10 @@ fn permits(property: &Property, request: &Request<'_>) -> Result<(), String> {
         }
     }
     // RFC 8657 4: validationmethods restricts the challenge types.
-    let mut methods = value.parameters.iter().filter(|(k, _)| k.eq_ignore_ascii_case("validationmethods"));
+    let mut methods = value
+        .parameters
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("validationmethods"));
     if let Some((_, list)) = methods.next() {
         if methods.next().is_some() {
             return Err("more than one validationmethods".to_owned());
@@ -168,7 +197,8 @@ mod tests {
 
     #[test]
     fn issue_values() {
-        let cases: [(&str, &str, Option<(Option<&str>, Vec<(&str, &str)>)>); 9] = [
+        type Parsed<'a> = Option<(Option<&'a str>, Vec<(&'a str, &'a str)>)>;
+        let cases: [(&str, &str, Parsed<'_>); 9] = [
             ("bare", "ca.example", Some((Some("ca.example"), vec![]))),
             ("trailing_dot", "ca.example.", Some((Some("ca.example"), vec![]))),
             ("none", ";", Some((None, vec![]))),
@@ -204,18 +234,51 @@ mod tests {
         };
         let http = ChallengeKind::Http01;
         let cases: Vec<(&str, Vec<Property>, Request<'_>, bool)> = vec![
-            ("good_issue", vec![prop(false, "issue", "certgate.test")], request(false, http), true),
-            ("good_case_insensitive", vec![prop(false, "ISSUE", "CertGate.Test")], request(false, http), true),
-            ("bad_other_ca", vec![prop(false, "issue", "other.example")], request(false, http), false),
             (
-                "good_one_of_two",
-                vec![prop(false, "issue", "other.example"), prop(false, "issue", "certgate.test")],
+                "good_issue",
+                vec![prop(false, "issue", "certgate.test")],
                 request(false, http),
                 true,
             ),
-            ("bad_semicolon", vec![prop(false, "issue", ";")], request(false, http), false),
-            ("good_only_iodef", vec![prop(false, "iodef", "mailto:a@b.test")], request(false, http), true),
-            ("good_unknown_noncritical", vec![prop(false, "future", "x")], request(false, http), true),
+            (
+                "good_case_insensitive",
+                vec![prop(false, "ISSUE", "CertGate.Test")],
+                request(false, http),
+                true,
+            ),
+            (
+                "bad_other_ca",
+                vec![prop(false, "issue", "other.example")],
+                request(false, http),
+                false,
+            ),
+            (
+                "good_one_of_two",
+                vec![
+                    prop(false, "issue", "other.example"),
+                    prop(false, "issue", "certgate.test"),
+                ],
+                request(false, http),
+                true,
+            ),
+            (
+                "bad_semicolon",
+                vec![prop(false, "issue", ";")],
+                request(false, http),
+                false,
+            ),
+            (
+                "good_only_iodef",
+                vec![prop(false, "iodef", "mailto:a@b.test")],
+                request(false, http),
+                true,
+            ),
+            (
+                "good_unknown_noncritical",
+                vec![prop(false, "future", "x")],
+                request(false, http),
+                true,
+            ),
             (
                 "bad_unknown_critical",
                 vec![prop(true, "future", "x"), prop(false, "issue", "certgate.test")],
@@ -254,7 +317,11 @@ mod tests {
             ),
             (
                 "bad_accounturi",
-                vec![prop(false, "issue", "certgate.test; accounturi=https://ca.test/acme/acct/2")],
+                vec![prop(
+                    false,
+                    "issue",
+                    "certgate.test; accounturi=https://ca.test/acme/acct/2",
+                )],
                 request(false, http),
                 false,
             ),
@@ -276,7 +343,12 @@ mod tests {
                 request(false, http),
                 true,
             ),
-            ("bad_malformed", vec![prop(false, "issue", "certgate.test; x")], request(false, http), false),
+            (
+                "bad_malformed",
+                vec![prop(false, "issue", "certgate.test; x")],
+                request(false, http),
+                false,
+            ),
         ];
         for (case, rrset, request, want) in cases {
             let got = evaluate(&rrset, &request);

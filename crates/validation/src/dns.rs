@@ -50,7 +50,10 @@ impl Dns {
                     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            Resolver::builder_with_config(ResolverConfig::from_name_servers(servers), TokioRuntimeProvider::default())
+            Resolver::builder_with_config(
+                ResolverConfig::from_name_servers(servers),
+                TokioRuntimeProvider::default(),
+            )
         };
         let options = builder.options_mut();
         // No cache at all: a size of zero, and every TTL clamped to zero for entries the cache
@@ -76,7 +79,10 @@ impl Dns {
         pick: impl Fn(&RData) -> Option<T>,
     ) -> Result<Answer<T>, ValidationError> {
         let fqdn = Name::from_ascii(format!("{name}.")).map_err(|e| {
-            ValidationError::new(ValidationErrorKind::Malformed, format!("{name} is not a valid DNS name: {e}"))
+            ValidationError::new(
+                ValidationErrorKind::Malformed,
+                format!("{name} is not a valid DNS name: {e}"),
+            )
         })?;
         let lookup = match tokio::time::timeout_at(deadline, self.resolver.lookup(fqdn, record_type)).await {
             Err(_) => {
@@ -97,7 +103,11 @@ impl Dns {
         };
         // The answer may also hold the CNAME chain; keep only the records asked for.
         let records: Vec<T> = lookup.answers().iter().filter_map(|r| pick(&r.data)).collect();
-        Ok(if records.is_empty() { Answer::NoData } else { Answer::Records(records) })
+        Ok(if records.is_empty() {
+            Answer::NoData
+        } else {
+            Answer::Records(records)
+        })
     }
 
     pub(crate) async fn validate_dns01(
@@ -141,8 +151,11 @@ impl Dns {
         if values.iter().any(|v| v == expected.as_bytes()) {
             return Ok(record);
         }
-        let mut quoted: Vec<String> =
-            values.iter().take(MAX_QUOTED_VALUES).map(|v| format!("\"{}\"", excerpt(v))).collect();
+        let mut quoted: Vec<String> = values
+            .iter()
+            .take(MAX_QUOTED_VALUES)
+            .map(|v| format!("\"{}\"", excerpt(v)))
+            .collect();
         if values.len() > MAX_QUOTED_VALUES {
             quoted.push(format!("and {} more", values.len() - MAX_QUOTED_VALUES));
         }

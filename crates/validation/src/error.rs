@@ -85,7 +85,11 @@ mod tests {
             ("plain", b"hello", "hello"),
             ("control_and_quote", b"a\"\n\x00", "a\\\"\\n\\x00"),
             ("invalid_utf8", b"\xff\xfe", "\\xff\\xfe"),
-            ("long", &[b'x'; 100], "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx..."),
+            (
+                "long",
+                &[b'x'; 100],
+                "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...",
+            ),
         ];
         for (case, input, want) in cases {
             assert_eq!(excerpt(input), want, "case {case}");

@@ -66,12 +66,15 @@ impl Target {
         let refused = |why: String| {
             ValidationError::new(
                 ValidationErrorKind::Connection,
-                format!("redirect from {from} to \"{}\" refused: {why}", excerpt(location.as_bytes())),
+                format!(
+                    "redirect from {from} to \"{}\" refused: {why}",
+                    excerpt(location.as_bytes())
+                ),
             )
         };
         // The fragment never reaches the server.
         let reference = location.split('#').next().unwrap_or_default().trim();
-        let scheme_end = reference.find(|c: char| matches!(c, ':' | '/' | '?'));
+        let scheme_end = reference.find([':', '/', '?']);
         let absolute = match scheme_end {
             Some(i) if reference.get(i..i + 1) == Some(":") => {
                 let scheme = reference.get(..i).unwrap_or_default();
@@ -88,7 +91,9 @@ impl Target {
                 }
                 Some(reference.to_owned())
             }
-            _ if reference.starts_with("//") => Some(format!("{}:{reference}", if self.https { "https" } else { "http" })),
+            _ if reference.starts_with("//") => {
+                Some(format!("{}:{reference}", if self.https { "https" } else { "http" }))
+            }
             _ => None,
         };
         let target = match absolute {
@@ -112,7 +117,12 @@ impl Target {
                 };
                 let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
                 let path = if path.is_empty() { "/".to_owned() } else { path };
-                Target { https, host, port, path }
+                Target {
+                    https,
+                    host,
+                    port,
+                    path,
+                }
             }
             None => {
                 let path = if reference.starts_with('/') {
@@ -128,10 +138,7 @@ impl Target {
                 if uri.authority().is_some() || uri.scheme().is_some() {
                     return Err(malformed("not a valid path"));
                 }
-                Target {
-                    path,
-                    ..self.clone()
-                }
+                Target { path, ..self.clone() }
             }
         };
         let allowed = [80, 443, config.http_port, config.tls_alpn_port];
@@ -140,7 +147,11 @@ impl Target {
             ports.sort_unstable();
             ports.dedup();
             let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-            return Err(refused(format!("port {} is not followed; only {} are", target.port, ports.join(", "))));
+            return Err(refused(format!(
+                "port {} is not followed; only {} are",
+                target.port,
+                ports.join(", ")
+            )));
         }
         Ok(target)
     }
@@ -191,10 +202,13 @@ pub(crate) async fn validate(
             addresses_resolved: Vec::new(),
             address_used: None,
         };
-        let addresses = net::resolve(&target.host, deadline, &url).await.map_err(|e| e.with_record(&record))?;
+        let addresses = net::resolve(&target.host, deadline, &url)
+            .await
+            .map_err(|e| e.with_record(&record))?;
         record.addresses_resolved.clone_from(&addresses);
-        let (stream, ip) =
-            net::connect(&addresses, target.port, deadline, &url).await.map_err(|e| e.with_record(&record))?;
+        let (stream, ip) = net::connect(&addresses, target.port, deadline, &url)
+            .await
+            .map_err(|e| e.with_record(&record))?;
         record.address_used = Some(ip);
         let peer = SocketAddr::new(ip, target.port);
         let exchange = Exchange {
@@ -310,7 +324,11 @@ impl Exchange<'_> {
         ValidationError::new(kind, format!("{} ({}): {what}", self.url, self.peer))
     }
 
-    async fn fetch_tls(&self, config: Arc<ClientConfig>, stream: tokio::net::TcpStream) -> Result<Response, ValidationError> {
+    async fn fetch_tls(
+        &self,
+        config: Arc<ClientConfig>,
+        stream: tokio::net::TcpStream,
+    ) -> Result<Response, ValidationError> {
         let server_name = net::server_name(&self.target.host.to_string())?;
         let handshake = TlsConnector::from(config).connect(server_name, stream);
         let tls = match tokio::time::timeout_at(self.deadline, handshake).await {
@@ -345,11 +363,19 @@ impl Exchange<'_> {
             .header(ACCEPT, "*/*")
             .header(CONNECTION, "close")
             .body(Empty::<Bytes>::new())
-            .map_err(|e| self.error(ValidationErrorKind::Malformed, format_args!("cannot build the request: {e}")))?;
+            .map_err(|e| {
+                self.error(
+                    ValidationErrorKind::Malformed,
+                    format_args!("cannot build the request: {e}"),
+                )
+            })?;
         let response = match tokio::time::timeout_at(self.deadline, sender.send_request(request)).await {
             Err(_) => return Err(timed_out("waiting for the HTTP response")),
             Ok(Err(e)) => {
-                return Err(self.error(ValidationErrorKind::Connection, format_args!("reading the HTTP response: {e}")));
+                return Err(self.error(
+                    ValidationErrorKind::Connection,
+                    format_args!("reading the HTTP response: {e}"),
+                ));
             }
             Ok(Ok(response)) => response,
         };
@@ -431,23 +457,42 @@ mod tests {
     fn redirects() {
         let cases: [(&str, &str, Result<&str, ValidationErrorKind>); 15] = [
             ("good_absolute_path", "/other?x=1", Ok("http://a.test:5002/other?x=1")),
-            ("good_relative_path", "next", Ok("http://a.test:5002/.well-known/acme-challenge/next")),
+            (
+                "good_relative_path",
+                "next",
+                Ok("http://a.test:5002/.well-known/acme-challenge/next"),
+            ),
             ("good_absolute_url", "http://b.test/x", Ok("http://b.test/x")),
             ("good_https_default_port", "https://b.test/x", Ok("https://b.test/x")),
-            ("good_https_tls_port", "https://b.test:5003/x#frag", Ok("https://b.test:5003/x")),
+            (
+                "good_https_tls_port",
+                "https://b.test:5003/x#frag",
+                Ok("https://b.test:5003/x"),
+            ),
             ("good_scheme_relative", "//c.test:5002/y", Ok("http://c.test:5002/y")),
             ("good_ipv6", "http://[::1]/z", Ok("http://[::1]/z")),
             ("good_upper_case", "HTTP://B.TEST/", Ok("http://b.test/")),
             ("bad_ftp", "ftp://b.test/x", Err(ValidationErrorKind::Connection)),
             ("bad_mailto", "mailto:a@b.test", Err(ValidationErrorKind::Connection)),
             ("bad_port", "http://b.test:8080/x", Err(ValidationErrorKind::Connection)),
-            ("bad_credentials", "http://u:p@b.test/x", Err(ValidationErrorKind::Connection)),
+            (
+                "bad_credentials",
+                "http://u:p@b.test/x",
+                Err(ValidationErrorKind::Connection),
+            ),
             ("bad_host", "http://b_c.test/x", Err(ValidationErrorKind::Malformed)),
             ("bad_space_in_path", "/a b", Err(ValidationErrorKind::Malformed)),
-            ("bad_wildcard_host", "http://*.b.test/", Err(ValidationErrorKind::Malformed)),
+            (
+                "bad_wildcard_host",
+                "http://*.b.test/",
+                Err(ValidationErrorKind::Malformed),
+            ),
         ];
         for (case, location, want) in cases {
-            let got = base().redirect(location, &config()).map(|t| t.url()).map_err(|e| e.kind);
+            let got = base()
+                .redirect(location, &config())
+                .map(|t| t.url())
+                .map_err(|e| e.kind);
             assert_eq!(got.as_deref().map_err(|k| *k), want, "case {case}");
         }
     }

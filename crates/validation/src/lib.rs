@@ -13,6 +13,11 @@
 //! What it does not do: multi-perspective validation, rate limiting, or retries (a retried
 //! challenge is a new call; no DNS answer is cached between calls so the retry sees new records).
 #![warn(missing_docs)]
+#![allow(
+    clippy::result_large_err,
+    reason = "ValidationError carries its ValidationRecord by value (the ACME crate's API); errors are \
+              rare and follow network round trips, so their size does not matter"
+)]
 
 mod caa;
 mod dns;
@@ -32,6 +37,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use certgate_core::{DnsName, Identifier};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 pub use crate::error::{ValidationError, ValidationErrorKind};
 
@@ -175,7 +181,9 @@ struct Inner {
 
 impl fmt::Debug for Validator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Validator").field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Validator")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -207,30 +215,28 @@ impl Validator {
     pub async fn validate(&self, attempt: &Attempt<'_>) -> Result<ValidationRecord, ValidationError> {
         let timeout = self.inner.config.timeout;
         let deadline = tokio::time::Instant::now() + timeout;
-        let work = self.validate_inner(attempt, deadline);
+        let span = tracing::debug_span!(
+            "validation",
+            identifier = %attempt.identifier,
+            challenge = attempt.kind.name()
+        );
+        let work = self.validate_inner(attempt, deadline).instrument(span.clone());
         // Every step has its own deadline-bound error; this outer bound is a backstop.
         let result = match tokio::time::timeout_at(deadline + Duration::from_millis(100), work).await {
             Ok(result) => result,
             Err(_) => Err(ValidationError::new(
                 ValidationErrorKind::Connection,
-                format!("{} validation of {} timed out after {timeout:?}", attempt.kind, attempt.identifier),
+                format!(
+                    "{} validation of {} timed out after {timeout:?}",
+                    attempt.kind, attempt.identifier
+                ),
             )),
         };
-        match &result {
-            Ok(record) => tracing::debug!(
-                identifier = %attempt.identifier,
-                challenge = attempt.kind.name(),
-                address = ?record.address_used,
-                "validation succeeded"
-            ),
-            Err(err) => tracing::debug!(
-                identifier = %attempt.identifier,
-                challenge = attempt.kind.name(),
-                kind = ?err.kind,
-                detail = %err.detail,
-                "validation failed"
-            ),
-        }
+        // One summary event per attempt, inside the attempt's span.
+        span.in_scope(|| match &result {
+            Ok(record) => tracing::debug!(address = ?record.address_used, "validation succeeded"),
+            Err(err) => tracing::debug!(kind = ?err.kind, detail = %err.detail, "validation failed"),
+        });
         result
     }
 
@@ -272,15 +278,28 @@ impl Validator {
         let inner = &*self.inner;
         match kind {
             ChallengeKind::Http01 => {
-                http01::validate(&inner.config, &inner.tls, target, attempt.token, attempt.key_authorization, deadline)
-                    .await
+                http01::validate(
+                    &inner.config,
+                    &inner.tls,
+                    target,
+                    attempt.token,
+                    attempt.key_authorization,
+                    deadline,
+                )
+                .await
             }
             ChallengeKind::Dns01 => {
                 let net::Host::Name(name) = target else {
                     // Unreachable: IP identifiers were refused above.
-                    return Err(ValidationError::new(ValidationErrorKind::RejectedIdentifier, "dns-01 needs a name"));
+                    return Err(ValidationError::new(
+                        ValidationErrorKind::RejectedIdentifier,
+                        "dns-01 needs a name",
+                    ));
                 };
-                inner.dns.validate_dns01(&name, attempt.key_authorization, deadline).await
+                inner
+                    .dns
+                    .validate_dns01(&name, attempt.key_authorization, deadline)
+                    .await
             }
             ChallengeKind::TlsAlpn01 => {
                 tls_alpn::validate(&inner.config, &inner.tls, target, attempt.key_authorization, deadline).await
@@ -325,7 +344,9 @@ pub fn dns01_digest(key_authorization: &str) -> String {
 fn check_token(token: &str) -> Result<(), ValidationError> {
     let ok = !token.is_empty()
         && token.len() <= 256
-        && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {

@@ -9,10 +9,13 @@ use std::sync::Arc;
 use rustls::client::Resumption;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, aws_lc_rs};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, PeerMisbehaved, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::{ValidationError, ValidationErrorKind};
 
@@ -55,7 +58,12 @@ pub(crate) async fn resolve(host: &Host, deadline: Instant, context: &str) -> Re
         Host::Ip(ip) => return Ok(vec![*ip]),
         Host::Name(name) => name,
     };
-    let dns_error = |why: String| ValidationError::new(ValidationErrorKind::Dns, format!("resolving {name} for {context}: {why}"));
+    let dns_error = |why: String| {
+        ValidationError::new(
+            ValidationErrorKind::Dns,
+            format!("resolving {name} for {context}: {why}"),
+        )
+    };
     let found = match tokio::time::timeout_at(deadline, tokio::net::lookup_host((name.as_str(), 0))).await {
         Err(_) => return Err(dns_error("timed out".to_owned())),
         Ok(Err(e)) => return Err(dns_error(e.to_string())),
@@ -106,7 +114,10 @@ pub(crate) async fn connect(
         };
         failures.push(format!("connecting to {addr} for {context}: {why}"));
     }
-    Err(ValidationError::new(ValidationErrorKind::Connection, failures.join("; ")))
+    Err(ValidationError::new(
+        ValidationErrorKind::Connection,
+        failures.join("; "),
+    ))
 }
 
 /// Short, stable wording for the usual connect errors (the OS text adds "(os error 111)").
@@ -142,7 +153,10 @@ pub(crate) fn reverse_dns_name(ip: IpAddr) -> String {
 /// The server name a TLS client sends for `host`: SNI for names, none for IP literals.
 pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, ValidationError> {
     ServerName::try_from(host.to_owned()).map_err(|_| {
-        ValidationError::new(ValidationErrorKind::Malformed, format!("{host} cannot be used as a TLS server name"))
+        ValidationError::new(
+            ValidationErrorKind::Malformed,
+            format!("{host} cannot be used as a TLS server name"),
+        )
     })
 }
 
@@ -183,11 +197,25 @@ impl TlsConfigs {
 /// Accepts any server certificate, as validation must: tls-alpn-01 certificates are
 /// self-signed by design (RFC 8737 3), and http-01 redirects to https are followed without
 /// checking the certificate (as Let's Encrypt does), since the key authorization in the body is
-/// the proof. The handshake signature is still verified against the presented key, so the
-/// peer must hold the certificate's private key.
+/// the proof. The handshake signature is still verified against the certificate's public key,
+/// so the peer must hold the matching private key.
+///
+/// The key is read with x509-parser rather than webpki: webpki refuses certificates with
+/// unknown critical extensions, and the tls-alpn-01 acmeIdentifier extension is critical.
 #[derive(Debug)]
 struct DangerAcceptAnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl DangerAcceptAnyCertificate {
+    fn with_public_key<T>(
+        cert: &CertificateDer<'_>,
+        f: impl FnOnce(&SubjectPublicKeyInfo<'_>) -> Result<T, rustls::Error>,
+    ) -> Result<T, rustls::Error> {
+        let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        f(parsed.public_key())
+    }
 }
 
 impl ServerCertVerifier for DangerAcceptAnyCertificate {
@@ -208,7 +236,27 @@ impl ServerCertVerifier for DangerAcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        // As rustls does for TLS 1.2: a scheme may map to several algorithms; any may verify.
+        let candidates = self
+            .algorithms
+            .mapping
+            .iter()
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map(|(_, algorithms)| *algorithms)
+            .ok_or(rustls::Error::PeerMisbehaved(
+                PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ))?;
+        Self::with_public_key(cert, |spki| {
+            let key = &spki.subject_public_key.data;
+            if candidates
+                .iter()
+                .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
+            {
+                Ok(HandshakeSignatureValid::assertion())
+            } else {
+                Err(rustls::Error::InvalidCertificate(CertificateError::BadSignature))
+            }
+        })
     }
 
     fn verify_tls13_signature(
@@ -217,7 +265,10 @@ impl ServerCertVerifier for DangerAcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        Self::with_public_key(cert, |spki| {
+            let spki = SubjectPublicKeyInfoDer::from(spki.raw);
+            rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms)
+        })
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

@@ -34,9 +34,13 @@ pub(crate) async fn validate(
         addresses_resolved: Vec::new(),
         address_used: None,
     };
-    let addresses = net::resolve(&host, deadline, &context).await.map_err(|e| e.with_record(&record))?;
+    let addresses = net::resolve(&host, deadline, &context)
+        .await
+        .map_err(|e| e.with_record(&record))?;
     record.addresses_resolved.clone_from(&addresses);
-    let (stream, ip) = net::connect(&addresses, port, deadline, &context).await.map_err(|e| e.with_record(&record))?;
+    let (stream, ip) = net::connect(&addresses, port, deadline, &context)
+        .await
+        .map_err(|e| e.with_record(&record))?;
     record.address_used = Some(ip);
     let peer = SocketAddr::new(ip, port);
 
@@ -53,7 +57,12 @@ pub(crate) async fn validate(
     };
     let handshake = TlsConnector::from(Arc::clone(&tls.acme)).connect(server_name, stream);
     let stream = match tokio::time::timeout_at(deadline, handshake).await {
-        Err(_) => return Err(fail(ValidationErrorKind::Connection, "timed out during the TLS handshake".to_owned())),
+        Err(_) => {
+            return Err(fail(
+                ValidationErrorKind::Connection,
+                "timed out during the TLS handshake".to_owned(),
+            ));
+        }
         Ok(Err(e)) => {
             return Err(fail(
                 ValidationErrorKind::Tls,
@@ -79,7 +88,10 @@ pub(crate) async fn validate(
         }
     }
     let Some(leaf) = connection.peer_certificates().and_then(|certs| certs.first()) else {
-        return Err(fail(ValidationErrorKind::Tls, "the server presented no certificate".to_owned()));
+        return Err(fail(
+            ValidationErrorKind::Tls,
+            "the server presented no certificate".to_owned(),
+        ));
     };
     check_certificate(leaf.as_ref(), &host, key_authorization)
         .map_err(|why| fail(ValidationErrorKind::IncorrectResponse, format!("the certificate {why}")))?;
@@ -107,7 +119,10 @@ fn check_certificate(der: &[u8], host: &Host, key_authorization: &str) -> Result
             ));
         }
     }
-    let mut found = cert.extensions().iter().filter(|e| e.oid.as_bytes() == ACME_IDENTIFIER_OID);
+    let mut found = cert
+        .extensions()
+        .iter()
+        .filter(|e| e.oid.as_bytes() == ACME_IDENTIFIER_OID);
     let extension = found
         .next()
         .ok_or("has no acmeIdentifier extension (1.3.6.1.5.5.7.1.31)")?;

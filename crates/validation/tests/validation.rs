@@ -56,7 +56,12 @@ fn unused_nameserver() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9))
 }
 
-async fn run(validator: &Validator, identifier: &Identifier, kind: ChallengeKind, token: &str) -> Result<ValidationRecord, ValidationError> {
+async fn run(
+    validator: &Validator,
+    identifier: &Identifier,
+    kind: ChallengeKind,
+    token: &str,
+) -> Result<ValidationRecord, ValidationError> {
     let key_authorization = key_authorization(token);
     let attempt = Attempt {
         identifier,
@@ -84,7 +89,11 @@ fn check(case: &str, got: &Result<ValidationRecord, ValidationError>, want: &Wan
         (Err(err), Want::Fail(kind, fragments)) => {
             assert_eq!(err.kind, *kind, "case {case}: {}", err.detail);
             for fragment in fragments {
-                assert!(err.detail.contains(fragment.as_str()), "case {case}: {:?} lacks {fragment:?}", err.detail);
+                assert!(
+                    err.detail.contains(fragment.as_str()),
+                    "case {case}: {:?} lacks {fragment:?}",
+                    err.detail
+                );
             }
             assert_eq!(err.to_string(), err.detail, "case {case}: Display is the detail");
         }
@@ -145,7 +154,9 @@ async fn http_server(tls: Option<TlsAcceptor>, handler: Handler) -> HttpServer {
     let seen = requests.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (handler, seen, tls) = (handler.clone(), seen.clone(), tls.clone());
             tokio::spawn(async move {
                 match tls {
@@ -166,7 +177,11 @@ async fn http_server(tls: Option<TlsAcceptor>, handler: Handler) -> HttpServer {
     }
 }
 
-async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: &(dyn Fn(&str) -> Reply + Send + Sync), seen: &Mutex<Vec<String>>) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    handler: &(dyn Fn(&str) -> Reply + Send + Sync),
+    seen: &Mutex<Vec<String>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -179,7 +194,11 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: &(dyn
     let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
     seen.lock().unwrap().push(head);
     let reply = handler(&path);
-    let mut out = format!("HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", reply.status, reply.body.len());
+    let mut out = format!(
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        reply.status,
+        reply.body.len()
+    );
     for (name, value) in &reply.headers {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -191,13 +210,22 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, handler: &(dyn
 }
 
 fn server_config(cert: CertificateDer<'static>, key: PrivateKeyDer<'static>, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    server_config_versions(cert, key, alpn, rustls::ALL_VERSIONS)
+}
+
+fn server_config_versions(
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ServerConfig> {
     // `with_single_cert` would parse the certificate with webpki, which refuses the critical
     // acmeIdentifier extension; a resolver serving the pair as is avoids that.
     let provider = Arc::new(default_provider());
     let signing_key = provider.key_provider.load_private_key(key).unwrap();
     let certified = CertifiedKey::new(vec![cert], signing_key);
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .unwrap()
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
@@ -256,7 +284,11 @@ fn http_handler(tls_port: u16) -> Handler {
                 headers: vec![],
                 body: vec![],
             },
-            "https" => Reply::redirect(308, format!("https://localhost:{tls_port}/.well-known/acme-challenge/https")),
+            // The https server itself (tls_port 0) serves the key authorization.
+            "https" if tls_port != 0 => Reply::redirect(
+                308,
+                format!("https://localhost:{tls_port}/.well-known/acme-challenge/https"),
+            ),
             _ => Reply::ok(ka),
         }
     })
@@ -279,20 +311,42 @@ async fn http01() {
         (
             "bad_wrong_body",
             "wrong",
-            fail(ValidationErrorKind::IncorrectResponse, &[&url("wrong"), "127.0.0.1", "got \"wrong.thumbprint\""]),
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &[&url("wrong"), "127.0.0.1", "got \"wrong.thumbprint\""],
+            ),
         ),
         (
             "bad_404",
             "missing",
-            fail(ValidationErrorKind::IncorrectResponse, &["404 Not Found", "\"<html>not found\\n</html>\""]),
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &["404 Not Found", "\"<html>not found\\n</html>\""],
+            ),
         ),
-        ("bad_body_over_cap", "big", fail(ValidationErrorKind::IncorrectResponse, &["longer than 16384 bytes"])),
+        (
+            "bad_body_over_cap",
+            "big",
+            fail(ValidationErrorKind::IncorrectResponse, &["longer than 16384 bytes"]),
+        ),
         ("good_redirect_other_path", "redirect", Want::Pass),
         ("good_10_redirects", "chain10", Want::Pass),
-        ("bad_11_redirects", "chain11", fail(ValidationErrorKind::Connection, &["too many redirects", "at most 10"])),
-        ("bad_redirect_ftp", "ftp", redirect_fail("scheme \"ftp\" is not followed")),
+        (
+            "bad_11_redirects",
+            "chain11",
+            fail(ValidationErrorKind::Connection, &["too many redirects", "at most 10"]),
+        ),
+        (
+            "bad_redirect_ftp",
+            "ftp",
+            redirect_fail("scheme \"ftp\" is not followed"),
+        ),
         ("bad_redirect_port", "badport", redirect_fail("port 1 is not followed")),
-        ("bad_redirect_no_location", "nolocation", fail(ValidationErrorKind::Malformed, &["without a Location header"])),
+        (
+            "bad_redirect_no_location",
+            "nolocation",
+            fail(ValidationErrorKind::Malformed, &["without a Location header"]),
+        ),
         ("good_redirect_to_https", "https", Want::Pass),
     ];
     for (case, token, want) in &cases {
@@ -301,22 +355,33 @@ async fn http01() {
     }
 
     // What the record says and what the server saw.
-    let record = run(&validator, &localhost, ChallengeKind::Http01, "good").await.unwrap();
+    let record = run(&validator, &localhost, ChallengeKind::Http01, "good")
+        .await
+        .unwrap();
     assert_eq!(record.url.as_deref(), Some(url("good").as_str()));
     assert_eq!(record.hostname, "localhost");
     assert_eq!(record.port, Some(http.port));
     assert_eq!(record.address_used, Some(IpAddr::from([127, 0, 0, 1])));
     assert!(record.addresses_resolved.contains(&IpAddr::from([127, 0, 0, 1])));
     let head = http.requests.lock().unwrap().last().unwrap().to_ascii_lowercase();
-    assert!(head.starts_with("get /.well-known/acme-challenge/good http/1.1\r\n"), "{head}");
+    assert!(
+        head.starts_with("get /.well-known/acme-challenge/good http/1.1\r\n"),
+        "{head}"
+    );
     assert!(head.contains("user-agent: certgate-validation\r\n"), "{head}");
     assert!(head.contains(&format!("host: localhost:{}\r\n", http.port)), "{head}");
 
     // After redirects, the record describes the last request.
-    let record = run(&validator, &localhost, ChallengeKind::Http01, "https").await.unwrap();
+    let record = run(&validator, &localhost, ChallengeKind::Http01, "https")
+        .await
+        .unwrap();
     let https_url = format!("https://localhost:{}/.well-known/acme-challenge/https", https.port);
     assert_eq!(record.url.as_deref(), Some(https_url.as_str()));
-    assert_eq!(https.requests.lock().unwrap().len(), 1, "the https server was asked once");
+    assert_eq!(
+        https.requests.lock().unwrap().len(),
+        2,
+        "the https server was asked once per validation"
+    );
 }
 
 #[tokio::test]
@@ -345,13 +410,53 @@ async fn http01_connection_failures() {
         "connecting to 127.0.0.1:{closed_port} for http://localhost:{closed_port}/.well-known/acme-challenge/good: \
          connection refused"
     );
-    check("bad_refused", &got, &fail(ValidationErrorKind::Connection, &[&expected]));
+    check(
+        "bad_refused",
+        &got,
+        &fail(ValidationErrorKind::Connection, &[&expected]),
+    );
     let record = got.unwrap_err().record.unwrap();
     assert_eq!(record.address_used, None);
     assert!(record.addresses_resolved.contains(&IpAddr::from([127, 0, 0, 1])));
 
     let got = run(&validator, &dns("no-such-host.invalid"), ChallengeKind::Http01, "good").await;
-    check("bad_unresolvable", &got, &fail(ValidationErrorKind::Dns, &["resolving no-such-host.invalid"]));
+    check(
+        "bad_unresolvable",
+        &got,
+        &fail(ValidationErrorKind::Dns, &["resolving no-such-host.invalid"]),
+    );
+}
+
+#[test]
+fn validator_is_shareable() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    shareable::<Validator>();
+    // Built outside a runtime (the ACME crate may build it at start-up).
+    let validator = Validator::new(config(80, 443, unused_nameserver())).unwrap();
+    let identifier = dns("example.test");
+    let attempt = Attempt {
+        identifier: &identifier,
+        kind: ChallengeKind::Http01,
+        token: "t",
+        key_authorization: "t.k",
+    };
+    // The futures can move across threads of a multi-threaded runtime.
+    send(&validator.validate(&attempt));
+    send(&validator.check_caa(&DnsName::new("example.test").unwrap(), false, "a", ChallengeKind::Dns01));
+}
+
+#[test]
+fn system_dns_configuration() {
+    // Empty nameservers read /etc/resolv.conf, which every supported host has.
+    let validator = Validator::new(ValidationConfig::default()).unwrap();
+    assert_eq!(validator.config().http_port, 80);
+    assert_eq!(validator.config().max_body, 16 * 1024);
+    let zero = ValidationConfig {
+        timeout: Duration::ZERO,
+        ..ValidationConfig::default()
+    };
+    assert_eq!(Validator::new(zero).unwrap_err().kind, ValidationErrorKind::Malformed);
 }
 
 #[tokio::test]
@@ -391,7 +496,10 @@ async fn rejected_inputs() {
         let got = run(&validator, identifier, *kind, token).await;
         check(case, &got, want);
     }
-    assert_eq!(ChallengeKind::from_str("tls-alpn-01").unwrap(), ChallengeKind::TlsAlpn01);
+    assert_eq!(
+        ChallengeKind::from_str("tls-alpn-01").unwrap(),
+        ChallengeKind::TlsAlpn01
+    );
     assert_eq!(ChallengeKind::Dns01.name(), "dns-01");
 }
 
@@ -413,13 +521,19 @@ async fn tls_alpn_server(config: Arc<ServerConfig>) -> TlsAlpnServer {
     let acceptor = TlsAcceptor::from(config);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let (acceptor, seen) = (acceptor.clone(), seen.clone());
             tokio::spawn(async move {
                 let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
                 let Ok(start) = start.await else { return };
-                seen.lock().unwrap().push(start.client_hello().server_name().map(str::to_owned));
-                let Ok(mut stream) = start.into_stream(acceptor.config().clone()).await else { return };
+                seen.lock()
+                    .unwrap()
+                    .push(start.client_hello().server_name().map(str::to_owned));
+                let Ok(mut stream) = start.into_stream(acceptor.config().clone()).await else {
+                    return;
+                };
                 let _ = stream.shutdown().await;
             });
         }
@@ -467,17 +581,50 @@ async fn tls_alpn01() {
         acme_cert(localhost_san(), &ka),
     );
     let (c5, k5) = acme_cert(localhost_san(), &ka);
+    let (c6, k6) = acme_cert(localhost_san(), &ka);
+    // The server does not hold the certificate's key: the handshake signature must fail.
+    let (c7, _) = acme_cert(localhost_san(), &ka);
+    let (_, other_key) = acme_cert(localhost_san(), &ka);
+    let (c8, _) = acme_cert(localhost_san(), &ka);
+    let (_, other_key_tls12) = acme_cert(localhost_san(), &ka);
     let cases: Vec<(&str, Arc<ServerConfig>, Want)> = vec![
         ("good", server_config(c1, k1, acme_alpn), Want::Pass),
         (
+            "good_tls12",
+            server_config_versions(c6, k6, acme_alpn, &[&rustls::version::TLS12]),
+            Want::Pass,
+        ),
+        (
+            "bad_key_not_held",
+            server_config(c7, other_key, acme_alpn),
+            fail(
+                ValidationErrorKind::Tls,
+                &["TLS handshake offering ALPN acme-tls/1 failed"],
+            ),
+        ),
+        (
+            "bad_key_not_held_tls12",
+            server_config_versions(c8, other_key_tls12, acme_alpn, &[&rustls::version::TLS12]),
+            fail(
+                ValidationErrorKind::Tls,
+                &["TLS handshake offering ALPN acme-tls/1 failed"],
+            ),
+        ),
+        (
             "bad_wrong_digest",
             server_config(c2, k2, acme_alpn),
-            fail(ValidationErrorKind::IncorrectResponse, &["acmeIdentifier", "SHA-256 of the key authorization"]),
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &["acmeIdentifier", "SHA-256 of the key authorization"],
+            ),
         ),
         (
             "bad_wrong_san",
             server_config(c3, k3, acme_alpn),
-            fail(ValidationErrorKind::IncorrectResponse, &["DNS name \"other.test\", not localhost"]),
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &["DNS name \"other.test\", not localhost"],
+            ),
         ),
         (
             "bad_two_sans",
@@ -492,7 +639,10 @@ async fn tls_alpn01() {
         (
             "bad_server_offers_other_alpn",
             server_config(c4, k4, &[b"http/1.1"]),
-            fail(ValidationErrorKind::Tls, &["TLS handshake offering ALPN acme-tls/1 failed"]),
+            fail(
+                ValidationErrorKind::Tls,
+                &["TLS handshake offering ALPN acme-tls/1 failed"],
+            ),
         ),
         (
             "bad_server_without_alpn",
@@ -522,16 +672,25 @@ async fn tls_alpn01_ip_identifier() {
     let (cert, key) = acme_cert(SanType::IpAddress(ip), &ka);
     let server = tls_alpn_server(server_config(cert, key, &[b"acme-tls/1"])).await;
     let validator = Validator::new(config(80, server.port, unused_nameserver())).unwrap();
-    run(&validator, &Identifier::Ip(ip), ChallengeKind::TlsAlpn01, "alpn").await.unwrap();
+    run(&validator, &Identifier::Ip(ip), ChallengeKind::TlsAlpn01, "alpn")
+        .await
+        .unwrap();
     // RFC 8738 6: the SNI is the reverse-DNS name of the address.
-    assert_eq!(server.snis.lock().unwrap().as_slice(), [Some("1.0.0.127.in-addr.arpa".to_owned())]);
+    assert_eq!(
+        server.snis.lock().unwrap().as_slice(),
+        [Some("1.0.0.127.in-addr.arpa".to_owned())]
+    );
 
     // A certificate for a DNS name does not prove an IP address.
     let (cert, key) = acme_cert(localhost_san(), &ka);
     let server = tls_alpn_server(server_config(cert, key, &[b"acme-tls/1"])).await;
     let validator = Validator::new(config(80, server.port, unused_nameserver())).unwrap();
     let got = run(&validator, &Identifier::Ip(ip), ChallengeKind::TlsAlpn01, "alpn").await;
-    check("bad_dns_san_for_ip", &got, &fail(ValidationErrorKind::IncorrectResponse, &["not 127.0.0.1"]));
+    check(
+        "bad_dns_san_for_ip",
+        &got,
+        &fail(ValidationErrorKind::IncorrectResponse, &["not 127.0.0.1"]),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -566,7 +725,8 @@ fn issuewild(owner: &str, ca: Option<&str>) -> Record {
 
 async fn dns_server(records: Vec<Record>) -> DnsServer {
     let origin = name("test.");
-    let mut zone = InMemoryZoneHandler::<TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+    let mut zone =
+        InMemoryZoneHandler::<TokioRuntimeProvider>::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
     let soa = SOA::new(name("ns.test."), name("hostmaster.test."), 1, 3600, 600, 86400, 60);
     zone.upsert_mut(Record::from_rdata(origin.clone(), 60, RData::SOA(soa)), 1);
     for record in records {
@@ -599,7 +759,10 @@ async fn dns01() {
         txt("_acme-challenge.wrong.test.", "value-2"),
         txt("_acme-challenge.wrong.test.", "value-3"),
         txt("_acme-challenge.wrong.test.", "value-4"),
-        record("_acme-challenge.cname.test.", RData::CNAME(CNAME(name("delegated.validation.test.")))),
+        record(
+            "_acme-challenge.cname.test.",
+            RData::CNAME(CNAME(name("delegated.validation.test."))),
+        ),
         txt("delegated.validation.test.", &dns01_digest(&key_authorization("cname"))),
         txt("_acme-challenge.wild.test.", &dns01_digest(&key_authorization("wild"))),
         txt("exists.test.", "a TXT record that is not a challenge"),
@@ -621,7 +784,10 @@ async fn dns01() {
             "bad_missing",
             "missing.test",
             "missing",
-            fail(ValidationErrorKind::Dns, &["no TXT record at _acme-challenge.missing.test"]),
+            fail(
+                ValidationErrorKind::Dns,
+                &["no TXT record at _acme-challenge.missing.test"],
+            ),
         ),
         ("good_cname", "cname.test", "cname", Want::Pass),
         ("good_wildcard_uses_base_name", "*.wild.test", "wild", Want::Pass),
@@ -636,18 +802,31 @@ async fn dns01() {
         let got = run(&validator, &dns(identifier), ChallengeKind::Dns01, token).await;
         check(case, &got, want);
     }
-    let record = run(&validator, &dns("pass.test"), ChallengeKind::Dns01, "pass").await.unwrap();
+    let record = run(&validator, &dns("pass.test"), ChallengeKind::Dns01, "pass")
+        .await
+        .unwrap();
     assert_eq!(record.hostname, "pass.test");
 
     // No cache: each retry sees the zone as it is now.
     let later = dns("later.test");
     let owner = "_acme-challenge.later.test.";
     let got = run(&validator, &later, ChallengeKind::Dns01, "later").await;
-    check("later_missing", &got, &fail(ValidationErrorKind::Dns, &["no TXT record"]));
+    check(
+        "later_missing",
+        &got,
+        &fail(ValidationErrorKind::Dns, &["no TXT record"]),
+    );
     server.zone.upsert(txt(owner, "stale"), 2).await;
     let got = run(&validator, &later, ChallengeKind::Dns01, "later").await;
-    check("later_wrong", &got, &fail(ValidationErrorKind::IncorrectResponse, &["\"stale\""]));
-    server.zone.upsert(txt(owner, &dns01_digest(&key_authorization("later"))), 3).await;
+    check(
+        "later_wrong",
+        &got,
+        &fail(ValidationErrorKind::IncorrectResponse, &["\"stale\""]),
+    );
+    server
+        .zone
+        .upsert(txt(owner, &dns01_digest(&key_authorization("later"))), 3)
+        .await;
     let got = run(&validator, &later, ChallengeKind::Dns01, "later").await;
     check("later_present", &got, &Want::Pass);
 }
@@ -661,7 +840,11 @@ async fn dns01_server_down() {
     })
     .unwrap();
     let got = run(&validator, &dns("pass.test"), ChallengeKind::Dns01, "pass").await;
-    check("bad_no_server", &got, &fail(ValidationErrorKind::Dns, &["_acme-challenge.pass.test"]));
+    check(
+        "bad_no_server",
+        &got,
+        &fail(ValidationErrorKind::Dns, &["_acme-challenge.pass.test"]),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -681,7 +864,11 @@ async fn caa() {
         issue("wildok.test.", None, &[]),
         issuewild("wildok.test.", Some("certgate.test")),
         issue("acct.test.", Some("certgate.test"), &[("accounturi", account)]),
-        issue("methods.test.", Some("certgate.test"), &[("validationmethods", "dns-01,tls-alpn-01")]),
+        issue(
+            "methods.test.",
+            Some("certgate.test"),
+            &[("validationmethods", "dns-01,tls-alpn-01")],
+        ),
         issue("critical.test.", Some("certgate.test"), &[]),
         record("critical.test.", RData::CAA(unknown_critical)),
         issue("parent.test.", Some("other.example"), &[]),
@@ -701,15 +888,64 @@ async fn caa() {
     let refused = |fragments: &[&str]| fail(ValidationErrorKind::Caa, fragments);
     let cases: Vec<(&str, &str, bool, &str, ChallengeKind, Want)> = vec![
         ("good_no_caa", "www.nocaa.test", false, account, http, Want::Pass),
-        ("good_no_caa_wildcard", "*.nocaa.test", false, account, dns01, Want::Pass),
+        (
+            "good_no_caa_wildcard",
+            "*.nocaa.test",
+            false,
+            account,
+            dns01,
+            Want::Pass,
+        ),
         ("good_issue", "good.test", false, account, http, Want::Pass),
         ("good_issue_climbed", "a.b.good.test", false, account, http, Want::Pass),
-        ("bad_other_ca", "other.test", false, account, http, refused(&["at other.test", "\"other.example\""])),
-        ("good_issuewild_not_for_plain", "www.wild.test", false, account, http, Want::Pass),
-        ("bad_issuewild_for_wildcard", "*.wild.test", false, account, dns01, refused(&["issuewild"])),
-        ("bad_issuewild_flag", "wild.test", true, account, dns01, refused(&["issuewild"])),
-        ("good_issuewild_allows_wildcard", "*.wildok.test", false, account, dns01, Want::Pass),
-        ("bad_issue_none_for_plain", "wildok.test", false, account, dns01, refused(&["no issue record"])),
+        (
+            "bad_other_ca",
+            "other.test",
+            false,
+            account,
+            http,
+            refused(&["at other.test", "\"other.example\""]),
+        ),
+        (
+            "good_issuewild_not_for_plain",
+            "www.wild.test",
+            false,
+            account,
+            http,
+            Want::Pass,
+        ),
+        (
+            "bad_issuewild_for_wildcard",
+            "*.wild.test",
+            false,
+            account,
+            dns01,
+            refused(&["issuewild"]),
+        ),
+        (
+            "bad_issuewild_flag",
+            "wild.test",
+            true,
+            account,
+            dns01,
+            refused(&["issuewild"]),
+        ),
+        (
+            "good_issuewild_allows_wildcard",
+            "*.wildok.test",
+            false,
+            account,
+            dns01,
+            Want::Pass,
+        ),
+        (
+            "bad_issue_none_for_plain",
+            "wildok.test",
+            false,
+            account,
+            dns01,
+            refused(&["no issue record"]),
+        ),
         ("good_accounturi", "acct.test", false, account, http, Want::Pass),
         (
             "bad_accounturi",
@@ -719,7 +955,14 @@ async fn caa() {
             http,
             refused(&["accounturi names another account"]),
         ),
-        ("good_validationmethods", "methods.test", false, account, dns01, Want::Pass),
+        (
+            "good_validationmethods",
+            "methods.test",
+            false,
+            account,
+            dns01,
+            Want::Pass,
+        ),
         (
             "bad_validationmethods",
             "methods.test",
@@ -728,9 +971,30 @@ async fn caa() {
             http,
             refused(&["validationmethods does not include http-01"]),
         ),
-        ("bad_unknown_critical", "critical.test", false, account, http, refused(&["128 tbs \"future\""])),
-        ("bad_parent_found_by_climbing", "x.y.parent.test", false, account, http, refused(&["at parent.test"])),
-        ("good_child_overrides_parent", "www.child.parent.test", false, account, http, Want::Pass),
+        (
+            "bad_unknown_critical",
+            "critical.test",
+            false,
+            account,
+            http,
+            refused(&["128 tbs \"future\""]),
+        ),
+        (
+            "bad_parent_found_by_climbing",
+            "x.y.parent.test",
+            false,
+            account,
+            http,
+            refused(&["at parent.test"]),
+        ),
+        (
+            "good_child_overrides_parent",
+            "www.child.parent.test",
+            false,
+            account,
+            http,
+            Want::Pass,
+        ),
     ];
     for (case, target, wildcard, account_uri, method, want) in &cases {
         let got = validator

@@ -1674,8 +1674,8 @@ fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Prob
         AuthorityError::TooManyNames { .. } => Problem::new(ProblemType::RejectedIdentifier, detail),
         AuthorityError::UnknownProfile(_) => Problem::new(ProblemType::InvalidProfile, detail),
         AuthorityError::BadValidity(_) => Problem::new(ProblemType::Malformed, detail),
-        AuthorityError::KeyNotAllowed { .. } => Problem::new(ProblemType::BadPublicKey, detail),
-        AuthorityError::Csr(_) | AuthorityError::WeakSignatureAlgorithm | AuthorityError::NoNames(_) | AuthorityError::UnsupportedSan(_) => {
+        AuthorityError::KeyNotAllowed { .. }
+        | AuthorityError::Csr(_) | AuthorityError::WeakSignatureAlgorithm | AuthorityError::NoNames(_) | AuthorityError::UnsupportedSan(_) => {
             Problem::new(ProblemType::BadCsr, detail)
         }
         other => {

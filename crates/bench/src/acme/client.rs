@@ -121,10 +121,7 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<Response, Error> {
         self.requests += 1;
-        let response = self
-            .conn
-            .request(method, url, headers, Bytes::from(body))
-            .await?;
+        let response = self.conn.request(method, url, headers, Bytes::from(body)).await?;
         if let Some(nonce) = response.nonce() {
             self.nonce = Some(nonce.to_owned());
         }
@@ -162,7 +159,19 @@ impl Client {
     /// A signed POST whose body `build` makes from a nonce; the hook for forged requests that
     /// still want nonce handling. A `badNonce` answer is retried once (see
     /// [`Client::set_retry_bad_nonce`]) with the nonce that answer carried.
-    pub async fn post_with<F>(&mut self, url: &str, mut build: F) -> Result<Response, Error>
+    pub async fn post_with<F>(&mut self, url: &str, build: F) -> Result<Response, Error>
+    where
+        F: FnMut(&str) -> Result<Vec<u8>, Error>,
+    {
+        self.signed_post(url, &[("content-type", JOSE_JSON)], build).await
+    }
+
+    async fn signed_post<F>(
+        &mut self,
+        url: &str,
+        headers: &[(&'static str, &str)],
+        mut build: F,
+    ) -> Result<Response, Error>
     where
         F: FnMut(&str) -> Result<Vec<u8>, Error>,
     {
@@ -170,7 +179,7 @@ impl Client {
         loop {
             let nonce = self.fresh_nonce().await?;
             let body = build(&nonce)?;
-            let response = self.post_raw(url, body, JOSE_JSON).await?;
+            let response = self.send(Method::POST, url, headers, body).await?;
             if self.retry_bad_nonce && !retried && response.is_acme_error("badNonce") {
                 retried = true;
                 continue;
@@ -180,12 +189,7 @@ impl Client {
     }
 
     /// A POST signed as RFC 8555 wants it.
-    pub async fn post(
-        &mut self,
-        url: &str,
-        payload: Payload,
-        signer: &Signer<'_>,
-    ) -> Result<Response, Error> {
+    pub async fn post(&mut self, url: &str, payload: Payload, signer: &Signer<'_>) -> Result<Response, Error> {
         self.post_with(url, |nonce| {
             Ok(JwsParts::new(url, Some(nonce), &payload, signer)
                 .sign(signer.key())?
@@ -202,12 +206,7 @@ impl Client {
     }
 
     /// A POST of arbitrary bytes with the given content type: no signing, no nonce handling.
-    pub async fn post_raw(
-        &mut self,
-        url: &str,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<Response, Error> {
+    pub async fn post_raw(&mut self, url: &str, body: Vec<u8>, content_type: &str) -> Result<Response, Error> {
         self.send(Method::POST, url, &[("content-type", content_type)], body)
             .await
     }
@@ -284,9 +283,7 @@ impl Client {
 
     /// Tells the server to validate a challenge (POST `{}`).
     pub async fn respond(&mut self, challenge_url: &str) -> Result<Challenge, Error> {
-        let response = self
-            .post_as_account(challenge_url, Payload::Json(json!({})))
-            .await?;
+        let response = self.post_as_account(challenge_url, Payload::Json(json!({}))).await?;
         parse(&expect_success(challenge_url, response)?)
     }
 
@@ -311,10 +308,7 @@ impl Client {
                 .and_then(Value::as_str)
                 .unwrap_or("(none)")
                 .to_owned();
-            if matches!(
-                status.as_str(),
-                "invalid" | "deactivated" | "revoked" | "expired"
-            ) {
+            if matches!(status.as_str(), "invalid" | "deactivated" | "revoked" | "expired") {
                 return Err(Error::Failed {
                     url: url.to_owned(),
                     status,
@@ -359,9 +353,7 @@ impl Client {
             .await?;
         let response = expect_success(&order.finalize, response)?;
         let mut updated: Order = parse(&response)?;
-        updated.url = response
-            .location()
-            .map_or_else(|| order.url.clone(), str::to_owned);
+        updated.url = response.location().map_or_else(|| order.url.clone(), str::to_owned);
         Ok(updated)
     }
 
@@ -370,29 +362,17 @@ impl Client {
         let key = self.key.clone();
         let kid = self.account_url.clone().ok_or(Error::NoAccount)?;
         let signer = Signer::Kid(&key, &kid);
-        let mut retried = false;
-        let response = loop {
-            let nonce = self.fresh_nonce().await?;
-            let body = JwsParts::new(cert_url, Some(&nonce), &Payload::Empty, &signer)
-                .sign(&key)?
-                .to_body();
-            let response = self
-                .send(
-                    Method::POST,
-                    cert_url,
-                    &[
-                        ("content-type", JOSE_JSON),
-                        ("accept", "application/pem-certificate-chain"),
-                    ],
-                    body,
-                )
-                .await?;
-            if self.retry_bad_nonce && !retried && response.is_acme_error("badNonce") {
-                retried = true;
-                continue;
-            }
-            break response;
-        };
+        let headers = [
+            ("content-type", JOSE_JSON),
+            ("accept", "application/pem-certificate-chain"),
+        ];
+        let response = self
+            .signed_post(cert_url, &headers, |nonce| {
+                Ok(JwsParts::new(cert_url, Some(nonce), &Payload::Empty, &signer)
+                    .sign(&key)?
+                    .to_body())
+            })
+            .await?;
         let response = expect_success(cert_url, response)?;
         String::from_utf8(response.body.to_vec()).map_err(|_| Error::Missing {
             url: cert_url.to_owned(),
@@ -401,12 +381,7 @@ impl Client {
     }
 
     /// revokeCert for a DER certificate, with an optional RFC 5280 reason code.
-    pub async fn revoke(
-        &mut self,
-        cert_der: &[u8],
-        reason: Option<u8>,
-        by: RevokeBy<'_>,
-    ) -> Result<(), Error> {
+    pub async fn revoke(&mut self, cert_der: &[u8], reason: Option<u8>, by: RevokeBy<'_>) -> Result<(), Error> {
         let url = self
             .directory()
             .await?
@@ -422,10 +397,7 @@ impl Client {
         }
         let response = match by {
             RevokeBy::Account => self.post_as_account(&url, Payload::Json(payload)).await?,
-            RevokeBy::CertKey(key) => {
-                self.post(&url, Payload::Json(payload), &Signer::Jwk(key))
-                    .await?
-            }
+            RevokeBy::CertKey(key) => self.post(&url, Payload::Json(payload), &Signer::Jwk(key)).await?,
         };
         expect_success(&url, response).map(drop)
     }
@@ -443,9 +415,7 @@ impl Client {
             })?;
         let kid = self.account_url.clone().ok_or(Error::NoAccount)?;
         let inner = key_change_inner(&new_key, &self.key, &kid, &url)?;
-        let response = self
-            .post_as_account(&url, Payload::Json(inner.to_value()))
-            .await?;
+        let response = self.post_as_account(&url, Payload::Json(inner.to_value())).await?;
         expect_success(&url, response)?;
         self.key = new_key;
         Ok(())
@@ -477,13 +447,10 @@ pub fn expect_success(url: &str, response: Response) -> Result<Response, Error> 
 }
 
 fn location(url: &str, response: &Response) -> Result<String, Error> {
-    response
-        .location()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Missing {
-            url: url.to_owned(),
-            what: "Location",
-        })
+    response.location().map(str::to_owned).ok_or_else(|| Error::Missing {
+        url: url.to_owned(),
+        what: "Location",
+    })
 }
 
 fn parse<T: DeserializeOwned>(response: &Response) -> Result<T, Error> {

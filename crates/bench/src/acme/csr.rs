@@ -33,3 +33,25 @@ pub fn csr_p256(names: &[String]) -> Result<CsrKey, Error> {
         key_pkcs8_der: key.serialize_der(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateSigningRequestParams, SanType};
+    use rustls_pki_types::CertificateSigningRequestDer;
+
+    use super::*;
+
+    #[test]
+    fn csr_has_the_names_and_no_subject() {
+        let names = vec!["a.bench.test".to_owned(), "192.0.2.1".to_owned()];
+        let csr = csr_p256(&names).expect("csr");
+        let parsed =
+            CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(csr.csr_der.clone()))
+                .expect("parse");
+        let sans = &parsed.params.subject_alt_names;
+        assert!(matches!(&sans[0], SanType::DnsName(n) if n.as_str() == "a.bench.test"));
+        assert!(matches!(&sans[1], SanType::IpAddress(ip) if ip.to_string() == "192.0.2.1"));
+        assert_eq!(parsed.params.distinguished_name.iter().count(), 0);
+        assert_eq!(csr.key().expect("key").alg(), KeyAlg::Es256);
+    }
+}

@@ -177,12 +177,7 @@ impl FlatJws {
 
 /// The RFC 8555 section 7.3.4 external account binding: an HS256 JWS over the account's JWK,
 /// with `kid` the EAB key identifier and `url` the newAccount URL, and no nonce.
-pub fn eab_jws(
-    account_key: &AccountKey,
-    eab_kid: &str,
-    hmac_key: &[u8],
-    new_account_url: &str,
-) -> FlatJws {
+pub fn eab_jws(account_key: &AccountKey, eab_kid: &str, hmac_key: &[u8], new_account_url: &str) -> FlatJws {
     let mut protected = Map::new();
     protected.insert("alg".into(), "HS256".into());
     protected.insert("kid".into(), eab_kid.into());
@@ -205,4 +200,129 @@ pub fn key_change_inner(
 ) -> Result<FlatJws, Error> {
     let payload = Payload::Json(json!({"account": account_url, "oldKey": old_key.jwk()}));
     JwsParts::new(key_change_url, None, &payload, &Signer::Jwk(new_key)).sign(new_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::key::KeyAlg;
+    use crate::acme::testutil::{unb64, unb64_json, verify_with_jwk};
+
+    fn verifies(jws: &FlatJws, jwk: &Value) -> bool {
+        let input = format!("{}.{}", jws.protected, jws.payload);
+        verify_with_jwk(jwk, input.as_bytes(), &unb64(&jws.signature))
+    }
+
+    #[test]
+    fn signed_requests_verify_and_carry_rfc8555_headers() {
+        for alg in [KeyAlg::Es256, KeyAlg::Rs256, KeyAlg::EdDsa] {
+            let key = AccountKey::generate(alg).expect("generate");
+            let payload = Payload::Json(json!({"identifiers": []}));
+            let cases = [
+                ("good_jwk", Signer::Jwk(&key)),
+                ("good_kid", Signer::Kid(&key, "https://ca.test/acct/1")),
+            ];
+            for (name, signer) in cases {
+                let jws = JwsParts::new("https://ca.test/new-order", Some("n0nce"), &payload, &signer)
+                    .sign(&key)
+                    .expect("sign");
+                assert!(verifies(&jws, &key.jwk()), "{name} {alg:?}");
+                let header = unb64_json(&jws.protected);
+                assert_eq!(header["alg"], alg.jws_alg(), "{name}");
+                assert_eq!(header["nonce"], "n0nce", "{name}");
+                assert_eq!(header["url"], "https://ca.test/new-order", "{name}");
+                match signer {
+                    Signer::Jwk(_) => {
+                        assert_eq!(header["jwk"], key.jwk());
+                        assert!(header.get("kid").is_none());
+                    }
+                    Signer::Kid(..) => {
+                        assert_eq!(header["kid"], "https://ca.test/acct/1");
+                        assert!(header.get("jwk").is_none());
+                    }
+                }
+                assert_eq!(unb64_json(&jws.payload), json!({"identifiers": []}));
+                let body: Value = serde_json::from_slice(&jws.to_body()).expect("JSON body");
+                assert!(body.get("header").is_none(), "{name}: no unprotected header");
+            }
+        }
+    }
+
+    #[test]
+    fn post_as_get_has_an_empty_payload() {
+        let key = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let jws = JwsParts::new("u", Some("n"), &Payload::Empty, &Signer::Kid(&key, "k"))
+            .sign(&key)
+            .expect("sign");
+        assert_eq!(jws.payload, "");
+        assert!(verifies(&jws, &key.jwk()));
+    }
+
+    #[test]
+    fn forged_parts_are_signed_as_given() {
+        let key = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let other = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let parts = JwsParts::new("u", Some("n"), &Payload::Empty, &Signer::Jwk(&key))
+            .set("alg", "none")
+            .remove("nonce")
+            .set("kid", "https://ca.test/acct/9")
+            .crit(&["b64"])
+            .unprotected("nonce", "outside")
+            .raw_payload(b"not json");
+        let jws = parts.sign(&other).expect("sign");
+        let header = unb64_json(&jws.protected);
+        assert_eq!(header["alg"], "none");
+        assert!(header.get("nonce").is_none());
+        assert_eq!(header["kid"], "https://ca.test/acct/9");
+        assert_eq!(header["jwk"], key.jwk(), "jwk stays unless removed");
+        assert_eq!(header["crit"], json!(["b64"]));
+        assert_eq!(unb64(&jws.payload), b"not json");
+        assert_eq!(jws.to_value()["header"], json!({"nonce": "outside"}));
+        assert!(verifies(&jws, &other.jwk()), "signed by the key given to sign()");
+        assert!(!verifies(&jws, &key.jwk()));
+    }
+
+    #[test]
+    fn eab_is_hs256_over_the_account_jwk() {
+        let key = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let mac_key = b"0123456789abcdef0123456789abcdef";
+        let eab = eab_jws(&key, "kid-1", mac_key, "https://ca.test/new-acct");
+        let header = unb64_json(&eab.protected);
+        assert_eq!(
+            header,
+            json!({"alg": "HS256", "kid": "kid-1", "url": "https://ca.test/new-acct"}),
+            "no nonce, no jwk (RFC 8555 section 7.3.4)"
+        );
+        assert_eq!(unb64_json(&eab.payload), key.jwk());
+        let hmac_key = hmac::Key::new(hmac::HMAC_SHA256, mac_key);
+        let input = format!("{}.{}", eab.protected, eab.payload);
+        assert!(hmac::verify(&hmac_key, input.as_bytes(), &unb64(&eab.signature)).is_ok());
+        let wrong = hmac::Key::new(hmac::HMAC_SHA256, b"another key");
+        assert!(hmac::verify(&wrong, input.as_bytes(), &unb64(&eab.signature)).is_err());
+        let as_value = eab.to_value();
+        let mut members: Vec<&str> = as_value
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        members.sort_unstable();
+        assert_eq!(members, ["payload", "protected", "signature"]);
+    }
+
+    #[test]
+    fn key_change_inner_is_signed_by_the_new_key() {
+        let old = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let new = AccountKey::generate(KeyAlg::EdDsa).expect("generate");
+        let inner = key_change_inner(&new, &old, "https://ca.test/acct/1", "https://ca.test/key-change").expect("sign");
+        let header = unb64_json(&inner.protected);
+        assert_eq!(header["jwk"], new.jwk());
+        assert_eq!(header["url"], "https://ca.test/key-change");
+        assert!(header.get("nonce").is_none());
+        assert_eq!(
+            unb64_json(&inner.payload),
+            json!({"account": "https://ca.test/acct/1", "oldKey": old.jwk()})
+        );
+        assert!(verifies(&inner, &new.jwk()));
+    }
 }

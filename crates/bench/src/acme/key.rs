@@ -8,8 +8,7 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
-    RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -72,15 +71,12 @@ impl AccountKey {
     pub fn generate(alg: KeyAlg) -> Result<Self, Error> {
         let inner = match alg {
             KeyAlg::Es256 => Inner::Es256(
-                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-                    .map_err(|e| key_err("generate P-256", e))?,
+                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(|e| key_err("generate P-256", e))?,
             ),
-            KeyAlg::Rs256 => Inner::Rs256(
-                RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| key_err("generate RSA", e))?,
-            ),
-            KeyAlg::EdDsa => Inner::EdDsa(
-                Ed25519KeyPair::generate().map_err(|e| key_err("generate Ed25519", e))?,
-            ),
+            KeyAlg::Rs256 => {
+                Inner::Rs256(RsaKeyPair::generate(KeySize::Rsa2048).map_err(|e| key_err("generate RSA", e))?)
+            }
+            KeyAlg::EdDsa => Inner::EdDsa(Ed25519KeyPair::generate().map_err(|e| key_err("generate Ed25519", e))?),
         };
         Ok(AccountKey(Arc::new(inner)))
     }
@@ -92,13 +88,10 @@ impl AccountKey {
                 EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                     .map_err(|e| key_err("P-256 PKCS#8", e))?,
             ),
-            KeyAlg::Rs256 => {
-                Inner::Rs256(RsaKeyPair::from_pkcs8(der).map_err(|e| key_err("RSA PKCS#8", e))?)
+            KeyAlg::Rs256 => Inner::Rs256(RsaKeyPair::from_pkcs8(der).map_err(|e| key_err("RSA PKCS#8", e))?),
+            KeyAlg::EdDsa => {
+                Inner::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| key_err("Ed25519 PKCS#8", e))?)
             }
-            KeyAlg::EdDsa => Inner::EdDsa(
-                Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-                    .map_err(|e| key_err("Ed25519 PKCS#8", e))?,
-            ),
         };
         Ok(AccountKey(Arc::new(inner)))
     }
@@ -179,10 +172,7 @@ impl AccountKey {
 /// RFC 7638 thumbprint of any JWK (EC, RSA, OKP): SHA-256 over the required members in
 /// lexicographic order without whitespace, base64url.
 pub fn jwk_thumbprint(jwk: &Value) -> Result<String, Error> {
-    let kty = jwk
-        .get("kty")
-        .and_then(Value::as_str)
-        .ok_or(Error::Jwk("no kty"))?;
+    let kty = jwk.get("kty").and_then(Value::as_str).ok_or(Error::Jwk("no kty"))?;
     let members: &[&str] = match kty {
         "EC" => &["crv", "kty", "x", "y"],
         "RSA" => &["e", "kty", "n"],
@@ -208,4 +198,73 @@ pub fn jwk_thumbprint(jwk: &Value) -> Result<String, Error> {
 /// The dns-01 TXT record value: base64url(SHA-256(key authorization)).
 pub fn dns01_txt_value(key_authorization: &str) -> String {
     b64(digest(&SHA256, key_authorization.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::testutil::verify_with_jwk;
+
+    #[test]
+    fn signatures_verify_with_the_jwk() {
+        for alg in [KeyAlg::Es256, KeyAlg::Rs256, KeyAlg::EdDsa] {
+            let key = AccountKey::generate(alg).expect("generate");
+            let sig = key.sign(b"message").expect("sign");
+            assert!(verify_with_jwk(&key.jwk(), b"message", &sig), "good_{alg:?}");
+            assert!(!verify_with_jwk(&key.jwk(), b"massage", &sig), "bad_msg_{alg:?}");
+            if alg == KeyAlg::Es256 {
+                assert_eq!(sig.len(), 64, "ES256 is fixed-width r||s");
+            }
+        }
+    }
+
+    #[test]
+    fn pkcs8_round_trip_keeps_the_key() {
+        for alg in [KeyAlg::Es256, KeyAlg::Rs256, KeyAlg::EdDsa] {
+            let key = AccountKey::generate(alg).expect("generate");
+            let der = key.to_pkcs8().expect("encode");
+            let again = AccountKey::from_pkcs8(alg, &der).expect("decode");
+            assert_eq!(key.thumbprint(), again.thumbprint(), "{alg:?}");
+        }
+        assert!(AccountKey::from_pkcs8(KeyAlg::Es256, b"junk").is_err());
+    }
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // RFC 7638 section 3.1.
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        assert_eq!(
+            jwk_thumbprint(&jwk).expect("thumbprint"),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+
+    #[test]
+    fn thumbprint_refuses_incomplete_jwks() {
+        let cases = [
+            ("bad_no_kty", json!({"n": "x", "e": "y"})),
+            ("bad_unknown_kty", json!({"kty": "oct", "k": "x"})),
+            ("bad_ec_without_y", json!({"kty": "EC", "crv": "P-256", "x": "x"})),
+            ("bad_number_member", json!({"kty": "RSA", "n": 1, "e": "AQAB"})),
+        ];
+        for (name, jwk) in cases {
+            assert!(jwk_thumbprint(&jwk).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn key_authorization_and_dns01_value() {
+        let key = AccountKey::generate(KeyAlg::Es256).expect("generate");
+        let ka = key.key_authorization("tok");
+        assert_eq!(ka, format!("tok.{}", key.thumbprint()));
+        // RFC 8555 section 8.4: 43 characters of base64url SHA-256.
+        assert_eq!(dns01_txt_value(&ka).len(), 43);
+        assert!(!format!("{key:?}").contains("private"));
+    }
 }

@@ -12,6 +12,8 @@ mod csr;
 mod jws;
 mod key;
 mod responder;
+#[cfg(test)]
+mod testutil;
 mod transport;
 mod types;
 
@@ -22,8 +24,7 @@ pub use key::{AccountKey, KeyAlg, b64, dns01_txt_value, jwk_thumbprint};
 pub use responder::{CHALLENGE_PATH, Http01Responder, Http01Tokens};
 pub use transport::{Connector, DEFAULT_TIMEOUT, Trust};
 pub use types::{
-    ACME_ERROR, Account, Authorization, Challenge, Directory, Identifier, Order, Problem,
-    Response, Status,
+    ACME_ERROR, Account, Authorization, Challenge, Directory, Identifier, Order, Problem, Response, Status,
 };
 
 pub use crate::Error;

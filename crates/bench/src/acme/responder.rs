@@ -35,10 +35,7 @@ impl Http01Tokens {
 
     /// Stops serving a token.
     pub fn remove(&self, token: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(token);
+        self.0.write().unwrap_or_else(PoisonError::into_inner).remove(token);
     }
 
     /// The key authorization for a token.
@@ -75,9 +72,7 @@ impl Http01Responder {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("bind http-01 responder on {addr}"), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| Error::io("responder address", e))?;
+        let addr = listener.local_addr().map_err(|e| Error::io("responder address", e))?;
         let tokens = Http01Tokens::default();
         let served = tokens.clone();
         let task = tokio::spawn(async move {

@@ -61,9 +61,7 @@ impl Connector {
                 let certs = CertificateDer::pem_file_iter(path)
                     .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                     .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
-                builder
-                    .with_root_certificates(root_store(certs)?)
-                    .with_no_client_auth()
+                builder.with_root_certificates(root_store(certs)?).with_no_client_auth()
             }
             Trust::Roots(certs) => builder
                 .with_root_certificates(root_store(certs.clone())?)
@@ -119,12 +117,7 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -133,18 +126,11 @@ impl ServerCertVerifier for AcceptAnyCert {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -175,9 +161,7 @@ fn parse_url(url: &str) -> Result<(Target, String), Error> {
         .trim_end_matches(']')
         .to_owned();
     let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let path = uri
-        .path_and_query()
-        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    let path = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
     Ok((
         Target {
             https,
@@ -218,8 +202,7 @@ impl Connection {
         let tcp = TcpStream::connect((target.host.as_str(), target.port))
             .await
             .map_err(|e| Error::io(format!("connect {}", target.authority), e))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| Error::io("set TCP_NODELAY", e))?;
+        tcp.set_nodelay(true).map_err(|e| Error::io("set TCP_NODELAY", e))?;
         let sender = if target.https {
             let name = ServerName::try_from(target.host.clone()).map_err(|_| Error::Url {
                 url: target.authority.clone(),
@@ -306,28 +289,16 @@ impl Connection {
             sender = self.connect(target).await.map_err(|e| (e, false))?;
             reused = false;
         }
-        let host = HeaderValue::from_str(&target.authority)
-            .map_err(|e| (hyper::http::Error::from(e).into(), reused))?;
-        let mut builder = Request::builder()
-            .method(method.clone())
-            .uri(path)
-            .header(HOST, host);
+        let host =
+            HeaderValue::from_str(&target.authority).map_err(|e| (hyper::http::Error::from(e).into(), reused))?;
+        let mut builder = Request::builder().method(method.clone()).uri(path).header(HOST, host);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder
-            .body(Full::new(body.clone()))
-            .map_err(|e| (e.into(), reused))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| (e.into(), reused))?;
+        let request = builder.body(Full::new(body.clone())).map_err(|e| (e.into(), reused))?;
+        let response = sender.send_request(request).await.map_err(|e| (e.into(), reused))?;
         let (parts, body) = response.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| (e.into(), reused))?
-            .to_bytes();
+        let body = body.collect().await.map_err(|e| (e.into(), reused))?.to_bytes();
         self.sender = Some(sender);
         Ok(Response {
             status: parts.status,
@@ -344,14 +315,32 @@ mod tests {
     #[test]
     fn parse_url_cases() {
         let cases = [
-            ("good_https_port", "https://127.0.0.1:14000/dir", true, "127.0.0.1", 14000, "/dir"),
-            ("good_http_default", "http://localhost/a?b=c", false, "localhost", 80, "/a?b=c"),
+            (
+                "good_https_port",
+                "https://127.0.0.1:14000/dir",
+                true,
+                "127.0.0.1",
+                14000,
+                "/dir",
+            ),
+            (
+                "good_http_default",
+                "http://localhost/a?b=c",
+                false,
+                "localhost",
+                80,
+                "/a?b=c",
+            ),
             ("good_https_default", "https://ca.test", true, "ca.test", 443, "/"),
             ("good_ipv6", "https://[::1]:8443/x", true, "::1", 8443, "/x"),
         ];
         for (name, url, https, host, port, path) in cases {
             let (t, p) = parse_url(url).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!((t.https, t.host.as_str(), t.port, p.as_str()), (https, host, port, path), "{name}");
+            assert_eq!(
+                (t.https, t.host.as_str(), t.port, p.as_str()),
+                (https, host, port, path),
+                "{name}"
+            );
         }
         for bad in ["ftp://x/", "/relative", "not a url"] {
             assert!(parse_url(bad).is_err(), "bad_{bad}");

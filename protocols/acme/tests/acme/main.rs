@@ -1,5 +1,8 @@
 //! certgate-acme integration tests (one binary).
 
+mod catalogue;
+mod flows;
+mod harness;
 mod jws;
 mod nonce;
 mod problem;

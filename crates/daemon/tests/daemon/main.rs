@@ -9,6 +9,8 @@ use std::time::Duration;
 use certgate_test_support::binary::{Spawned, run};
 use certgate_test_support::workspace_root;
 
+mod acme_clients;
+
 fn certgate() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_certgate"))
 }

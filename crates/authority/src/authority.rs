@@ -253,7 +253,7 @@ impl Authority {
         let entry = self.issuers.get(&record.issuer)?;
         let mut chain: Vec<&[u8]> = vec![&record.der];
         chain.extend(entry.issuer.chain_after_leaf());
-        Some(certgate_signer::certificates_to_pem(chain.into_iter()))
+        Some(certgate_signer::certificates_to_pem(chain))
     }
 
     /// Everything `issue` would refuse, checked without signing or writing anything: lets a

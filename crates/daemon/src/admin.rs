@@ -269,7 +269,12 @@ impl AdminService {
                 };
                 let endpoint = match Name::new(request.endpoint.as_str()) {
                     Ok(name) if self.acme.as_ref().is_some_and(|a| a.has_endpoint(&name)) => name,
-                    _ => return text(StatusCode::NOT_FOUND, format!("no ACME endpoint named {:?}", request.endpoint)),
+                    _ => {
+                        return text(
+                            StatusCode::NOT_FOUND,
+                            format!("no ACME endpoint named {:?}", request.endpoint),
+                        );
+                    }
                 };
                 match certgate_acme::AcmeServer::create_eab_key(&self.store, &endpoint, self.clock.now()).await {
                     Ok((key_id, hmac_key)) => {

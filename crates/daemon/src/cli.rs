@@ -568,7 +568,8 @@ async fn eab(command: EabCommand) -> anyhow::Result<()> {
                     key.key_id,
                     key.endpoint,
                     key.created_at,
-                    key.account.map_or("unused".to_owned(), |a| format!("bound to account {a}"))
+                    key.account
+                        .map_or("unused".to_owned(), |a| format!("bound to account {a}"))
                 ));
             }
             Ok(())

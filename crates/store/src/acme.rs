@@ -217,8 +217,11 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
     /// An account by id.
     async fn account(&self, id: &str) -> Result<AccountRecord, StoreError>;
     /// The account holding `thumbprint` on `endpoint`, if any.
-    async fn account_by_thumbprint(&self, endpoint: &Name, thumbprint: &str)
-    -> Result<Option<AccountRecord>, StoreError>;
+    async fn account_by_thumbprint(
+        &self,
+        endpoint: &Name,
+        thumbprint: &str,
+    ) -> Result<Option<AccountRecord>, StoreError>;
     /// Updates an account (contact, status). Durable on return.
     async fn update_account(&self, account: &AccountRecord) -> Result<(), StoreError>;
     /// Moves an account to a new key (`account` carries the new jwk and thumbprint):

@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
+use crate::StoreError;
 use crate::acme::{AccountRecord, AcmeStore, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord};
 use crate::sled_backend::{SledStore, expiry_prefix};
-use crate::StoreError;
 
 const MAX_ORDER_PAGE: usize = 1000;
 
@@ -84,7 +84,9 @@ impl AcmeStore for SledStore {
         {
             return Err(StoreError::Conflict("the key already has an account"));
         }
-        trees.accounts.insert(account.id.as_bytes(), serde_json::to_vec(account)?)?;
+        trees
+            .accounts
+            .insert(account.id.as_bytes(), serde_json::to_vec(account)?)?;
         self.durable().await
     }
 
@@ -217,7 +219,9 @@ impl AcmeStore for SledStore {
         // Newest expiry last: walk backwards and take the first that is still valid.
         for entry in trees.authzs_by_account.scan_prefix(&prefix).rev() {
             let (key, _) = entry?;
-            let Some(id) = key.get(prefix.len() + 8..) else { continue };
+            let Some(id) = key.get(prefix.len() + 8..) else {
+                continue;
+            };
             let authz: AuthzRecord = match get(&trees.authzs, id) {
                 Ok(authz) => authz,
                 Err(StoreError::NotFound) => continue,

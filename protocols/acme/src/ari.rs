@@ -25,14 +25,22 @@ pub struct CertId {
 impl CertId {
     /// Parses an identifier as clients send it in the renewalInfo path and in `replaces`.
     pub fn parse(text: &str) -> Result<Self, Problem> {
-        let bad = |why: &str| Problem::new(ProblemType::Malformed, format!("invalid ARI certificate identifier: {why}"));
+        let bad = |why: &str| {
+            Problem::new(
+                ProblemType::Malformed,
+                format!("invalid ARI certificate identifier: {why}"),
+            )
+        };
         let (aki, serial) = text.split_once('.').ok_or_else(|| bad("no \".\""))?;
-        let key_identifier = B64URL.decode(aki).map_err(|_| bad("the key identifier is not base64url"))?;
+        let key_identifier = B64URL
+            .decode(aki)
+            .map_err(|_| bad("the key identifier is not base64url"))?;
         let serial_bytes = B64URL.decode(serial).map_err(|_| bad("the serial is not base64url"))?;
         if key_identifier.is_empty() {
             return Err(bad("the key identifier is empty"));
         }
-        let serial = Serial::from_der_integer(&serial_bytes).map_err(|_| bad("the serial is not a valid serial number"))?;
+        let serial =
+            Serial::from_der_integer(&serial_bytes).map_err(|_| bad("the serial is not a valid serial number"))?;
         Ok(Self { key_identifier, serial })
     }
 }
@@ -51,7 +59,11 @@ pub fn authority_key_identifier(der: &[u8]) -> Option<Vec<u8>> {
 /// The identifier of a stored certificate.
 pub fn cert_id(record: &CertificateRecord) -> Option<String> {
     let aki = authority_key_identifier(&record.der)?;
-    Some(format!("{}.{}", B64URL.encode(aki), B64URL.encode(record.serial.as_bytes())))
+    Some(format!(
+        "{}.{}",
+        B64URL.encode(aki),
+        B64URL.encode(record.serial.as_bytes())
+    ))
 }
 
 /// The window in which the client should renew: the middle of the last third of the

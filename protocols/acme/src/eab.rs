@@ -65,7 +65,8 @@ impl ParsedEab {
             .to_owned();
         let payload: Value = serde_json::from_slice(&decode("payload", payload_b64)?)
             .map_err(|_| malformed("externalAccountBinding payload is not a JWK"))?;
-        let bound_key = AccountKey::from_jwk(&payload).map_err(|e| malformed(format!("externalAccountBinding: {e}")))?;
+        let bound_key =
+            AccountKey::from_jwk(&payload).map_err(|e| malformed(format!("externalAccountBinding: {e}")))?;
         if bound_key != *account_key {
             return Err(malformed(
                 "externalAccountBinding binds a different key than the one signing the request",

@@ -6,9 +6,7 @@ use std::net::IpAddr;
 
 use base64::Engine;
 use certgate_core::{DnsName, Identifier, ParsedCsr};
-use certgate_store::acme::{
-    AuthzRecord, AuthzStatus, ChallengeRecord, ChallengeStatus, OrderRecord, OrderStatus,
-};
+use certgate_store::acme::{AuthzRecord, AuthzStatus, ChallengeRecord, ChallengeStatus, OrderRecord, OrderStatus};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -54,12 +52,20 @@ pub fn parse_identifiers(value: Option<&Value>) -> Result<Vec<OrderIdentifier>, 
         let parsed = match kind {
             "dns" => {
                 let name = DnsName::new(value).map_err(|e| {
-                    Problem::new(ProblemType::RejectedIdentifier, format!("{value:?} is not a DNS name: {e}"))
-                        .with_subproblem(ProblemType::RejectedIdentifier, e.to_string(), problem_identifier_raw(kind, value))
+                    Problem::new(
+                        ProblemType::RejectedIdentifier,
+                        format!("{value:?} is not a DNS name: {e}"),
+                    )
+                    .with_subproblem(
+                        ProblemType::RejectedIdentifier,
+                        e.to_string(),
+                        problem_identifier_raw(kind, value),
+                    )
                 })?;
                 let wildcard = name.is_wildcard();
                 let base = if wildcard {
-                    DnsName::new(name.base()).map_err(|e| Problem::new(ProblemType::RejectedIdentifier, e.to_string()))?
+                    DnsName::new(name.base())
+                        .map_err(|e| Problem::new(ProblemType::RejectedIdentifier, e.to_string()))?
                 } else {
                     name.clone()
                 };
@@ -70,9 +76,9 @@ pub fn parse_identifiers(value: Option<&Value>) -> Result<Vec<OrderIdentifier>, 
                 }
             }
             "ip" => {
-                let ip: IpAddr = value.parse().map_err(|_| {
-                    Problem::new(ProblemType::Malformed, format!("{value:?} is not an IP address"))
-                })?;
+                let ip: IpAddr = value
+                    .parse()
+                    .map_err(|_| Problem::new(ProblemType::Malformed, format!("{value:?} is not an IP address")))?;
                 let ip = match ip {
                     IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
                     v4 => v4,
@@ -159,7 +165,10 @@ pub fn refresh_order(order: &mut OrderRecord, authorizations: &[AuthzRecord], no
             )));
         }
         OrderStatus::Pending => {
-            if let Some(failed) = authorizations.iter().find(|a| a.status != AuthzStatus::Pending && a.status != AuthzStatus::Valid) {
+            if let Some(failed) = authorizations
+                .iter()
+                .find(|a| a.status != AuthzStatus::Pending && a.status != AuthzStatus::Valid)
+            {
                 order.status = OrderStatus::Invalid;
                 let mut problem = Problem::new(
                     ProblemType::Unauthorized,
@@ -172,7 +181,11 @@ pub fn refresh_order(order: &mut OrderRecord, authorizations: &[AuthzRecord], no
                 if let Some(cause) = failed.challenges.iter().find_map(|c| c.error.as_ref()) {
                     problem = Problem::new(ProblemType::Compound, "an authorization failed").with_subproblem(
                         ProblemType::Unauthorized,
-                        cause.get("detail").and_then(Value::as_str).unwrap_or("validation failed").to_owned(),
+                        cause
+                            .get("detail")
+                            .and_then(Value::as_str)
+                            .unwrap_or("validation failed")
+                            .to_owned(),
                         problem_identifier(&failed.identifier),
                     );
                 }
@@ -182,7 +195,9 @@ pub fn refresh_order(order: &mut OrderRecord, authorizations: &[AuthzRecord], no
             }
         }
         OrderStatus::Processing
-            if order.processing_since.is_some_and(|since| since + PROCESSING_STUCK_AFTER <= now) =>
+            if order
+                .processing_since
+                .is_some_and(|since| since + PROCESSING_STUCK_AFTER <= now) =>
         {
             order.status = OrderStatus::Invalid;
             order.error = Some(problem_json(&Problem::new(
@@ -290,7 +305,10 @@ pub fn parse_time(value: Option<&Value>, field: &str) -> Result<Option<OffsetDat
         Some(Value::String(text)) => OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map(Some)
             .map_err(|_| Problem::new(ProblemType::Malformed, format!("{field} is not an RFC 3339 time"))),
-        Some(_) => Err(Problem::new(ProblemType::Malformed, format!("{field} must be a string"))),
+        Some(_) => Err(Problem::new(
+            ProblemType::Malformed,
+            format!("{field} must be a string"),
+        )),
     }
 }
 

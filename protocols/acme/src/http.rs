@@ -266,7 +266,11 @@ impl AcmeServer {
 
     /// Makes a new external account binding key for `endpoint`: its id and MAC key
     /// (base64url), to hand to the client once.
-    pub async fn create_eab_key(store: &dyn AcmeStore, endpoint: &Name, now: OffsetDateTime) -> Result<(String, String), Problem> {
+    pub async fn create_eab_key(
+        store: &dyn AcmeStore,
+        endpoint: &Name,
+        now: OffsetDateTime,
+    ) -> Result<(String, String), Problem> {
         let key_id = flow::random_id()?;
         let mac = crate::eab::generate_mac_key()?;
         store
@@ -357,12 +361,16 @@ impl AcmeServer {
                     _ => Err(not_found("resource")),
                 }
             }
-            (_, ["directory" | "new-nonce" | "renewal-info", ..]) => {
-                Err(Problem::new(ProblemType::Malformed, format!("{method} is not allowed here; use GET")).with_status(405))
-            }
-            (_, [known, ..]) if KNOWN_POST.contains(known) => {
-                Err(Problem::new(ProblemType::Malformed, format!("{method} is not allowed here; use POST")).with_status(405))
-            }
+            (_, ["directory" | "new-nonce" | "renewal-info", ..]) => Err(Problem::new(
+                ProblemType::Malformed,
+                format!("{method} is not allowed here; use GET"),
+            )
+            .with_status(405)),
+            (_, [known, ..]) if KNOWN_POST.contains(known) => Err(Problem::new(
+                ProblemType::Malformed,
+                format!("{method} is not allowed here; use POST"),
+            )
+            .with_status(405)),
             _ => Err(not_found("resource")),
         }
     }
@@ -490,7 +498,9 @@ impl AcmeServer {
     }
 
     fn cache_shard(&self, id: &str) -> &RwLock<HashMap<String, Arc<CachedAccount>>> {
-        let hash = id.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let hash = id
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.shared.accounts[hash % ACCOUNT_CACHE_SHARDS]
     }
 
@@ -703,11 +713,7 @@ impl AcmeServer {
                     .write()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&record.id);
-                Err(Problem::new(
-                    ProblemType::Malformed,
-                    "the account changed concurrently; retry",
-                )
-                .with_status(409))
+                Err(Problem::new(ProblemType::Malformed, "the account changed concurrently; retry").with_status(409))
             }
             Err(e) => Err(internal(e)),
         }
@@ -739,7 +745,10 @@ impl AcmeServer {
         if let Some(next) = page.next {
             response = response.header(
                 "link",
-                format!("<{}>;rel=\"next\"", ctx.url(&format!("/acct/{id}/orders?cursor={next}"))),
+                format!(
+                    "<{}>;rel=\"next\"",
+                    ctx.url(&format!("/acct/{id}/orders?cursor={next}"))
+                ),
             );
         }
         Ok(response)
@@ -800,8 +809,8 @@ impl AcmeServer {
                     .account_by_thumbprint(ctx.name(), &record.thumbprint)
                     .await
                     .map_err(internal)?;
-                let problem = Problem::new(ProblemType::Malformed, "the new key already belongs to an account")
-                    .with_status(409);
+                let problem =
+                    Problem::new(ProblemType::Malformed, "the new key already belongs to an account").with_status(409);
                 return match holder {
                     Some(holder) => Ok(AcmeResponse {
                         status: 409,
@@ -828,10 +837,7 @@ impl AcmeServer {
         if let Some(wait) = limiter.exceeded(key, limit, self.shared.clock.now()) {
             return Err(Problem::new(
                 ProblemType::RateLimited,
-                format!(
-                    "too many {what}; retry after {} seconds",
-                    wait.whole_seconds().max(1)
-                ),
+                format!("too many {what}; retry after {} seconds", wait.whole_seconds().max(1)),
             ));
         }
         Ok(())
@@ -843,8 +849,18 @@ impl AcmeServer {
         let limits = &endpoint.config.rate_limits;
         let account_id = account.record.id.as_str();
         let peer = ctx.request.peer.to_string();
-        self.check_rate(&endpoint.orders, account_id, limits.new_orders_per_account, "new orders for this account")?;
-        self.check_rate(&endpoint.orders, &peer, limits.new_orders_per_ip, "new orders from this address")?;
+        self.check_rate(
+            &endpoint.orders,
+            account_id,
+            limits.new_orders_per_account,
+            "new orders for this account",
+        )?;
+        self.check_rate(
+            &endpoint.orders,
+            &peer,
+            limits.new_orders_per_ip,
+            "new orders from this address",
+        )?;
         let payload = json_object(&payload, "newOrder")?;
         let identifiers = flow::parse_identifiers(payload.get("identifiers"))?;
         let not_before = flow::parse_time(payload.get("notBefore"), "notBefore")?;
@@ -937,7 +953,9 @@ impl AcmeServer {
             self.check_rate(
                 &endpoint.authorizations,
                 &peer,
-                limits.pending_authorizations_per_ip.map(|l| l.saturating_sub(created - 1)),
+                limits
+                    .pending_authorizations_per_ip
+                    .map(|l| l.saturating_sub(created - 1)),
                 "pending authorizations from this address",
             )?;
         }
@@ -945,7 +963,11 @@ impl AcmeServer {
             id: flow::random_id()?,
             endpoint: ctx.name().clone(),
             account_id: account_id.to_owned(),
-            status: if all_valid { OrderStatus::Ready } else { OrderStatus::Pending },
+            status: if all_valid {
+                OrderStatus::Ready
+            } else {
+                OrderStatus::Pending
+            },
             expires: now + config.order_lifetime,
             identifiers: requested,
             not_before,
@@ -1053,14 +1075,22 @@ impl AcmeServer {
             map.insert("error".into(), error.clone());
         }
         if let Some(serial) = &order.certificate {
-            map.insert("certificate".into(), json!(ctx.url(&format!("/cert/{}", serial.to_hex()))));
+            map.insert(
+                "certificate".into(),
+                json!(ctx.url(&format!("/cert/{}", serial.to_hex()))),
+            );
         }
         object
     }
 
     /// Loads an order owned by `account`, with its status brought up to date.
     async fn load_order(&self, ctx: &Ctx<'_>, account: &CachedAccount, id: &str) -> Result<OrderRecord, Problem> {
-        let mut order = self.shared.store.order(id).await.map_err(|e| store_problem(e, "order"))?;
+        let mut order = self
+            .shared
+            .store
+            .order(id)
+            .await
+            .map_err(|e| store_problem(e, "order"))?;
         if order.endpoint != *ctx.name() {
             return Err(not_found("order"));
         }
@@ -1116,8 +1146,8 @@ impl AcmeServer {
     }
 
     fn order_response(&self, ctx: &Ctx<'_>, order: &OrderRecord, status: u16) -> AcmeResponse {
-        let mut response =
-            AcmeResponse::json(status, &self.order_json(ctx, order)).header("location", ctx.url(&format!("/order/{}", order.id)));
+        let mut response = AcmeResponse::json(status, &self.order_json(ctx, order))
+            .header("location", ctx.url(&format!("/order/{}", order.id)));
         if order.status == OrderStatus::Processing {
             response = response.header("retry-after", "1");
         }
@@ -1228,7 +1258,12 @@ impl AcmeServer {
         object
     }
 
-    fn challenge_json(&self, ctx: &Ctx<'_>, authz: &AuthzRecord, challenge: &certgate_store::acme::ChallengeRecord) -> Value {
+    fn challenge_json(
+        &self,
+        ctx: &Ctx<'_>,
+        authz: &AuthzRecord,
+        challenge: &certgate_store::acme::ChallengeRecord,
+    ) -> Value {
         let mut object = json!({
             "type": challenge.kind,
             "url": ctx.url(&format!("/chall/{}/{}", authz.id, challenge.kind)),
@@ -1247,7 +1282,12 @@ impl AcmeServer {
         object
     }
 
-    async fn owned_authorization(&self, ctx: &Ctx<'_>, account: &CachedAccount, id: &str) -> Result<AuthzRecord, Problem> {
+    async fn owned_authorization(
+        &self,
+        ctx: &Ctx<'_>,
+        account: &CachedAccount,
+        id: &str,
+    ) -> Result<AuthzRecord, Problem> {
         let authz = self.load_authorization(id, self.shared.clock.now()).await?;
         if authz.endpoint != *ctx.name() {
             return Err(not_found("authorization"));
@@ -1289,7 +1329,8 @@ impl AcmeServer {
                 .await
                 .map_err(|e| match e {
                     StoreError::Conflict(_) => {
-                        Problem::new(ProblemType::Malformed, "the authorization changed concurrently; retry").with_status(409)
+                        Problem::new(ProblemType::Malformed, "the authorization changed concurrently; retry")
+                            .with_status(409)
                     }
                     other => internal(other),
                 })?;
@@ -1306,22 +1347,18 @@ impl AcmeServer {
     async fn challenge(&self, ctx: &Ctx<'_>, authz_id: &str, kind: &str) -> Handled {
         let (account, payload) = self.authenticate_account(ctx).await?;
         let mut authz = self.owned_authorization(ctx, &account, authz_id).await?;
-        let index = authz
-            .challenges
-            .iter()
-            .position(|c| c.kind == kind)
-            .ok_or_else(|| {
-                let why = if authz.wildcard {
-                    "; wildcard names validate only with dns-01"
-                } else {
-                    ""
-                };
-                Problem::new(
-                    ProblemType::Malformed,
-                    format!("this authorization offers no {kind} challenge{why}"),
-                )
-                .with_status(404)
-            })?;
+        let index = authz.challenges.iter().position(|c| c.kind == kind).ok_or_else(|| {
+            let why = if authz.wildcard {
+                "; wildcard names validate only with dns-01"
+            } else {
+                ""
+            };
+            Problem::new(
+                ProblemType::Malformed,
+                format!("this authorization offers no {kind} challenge{why}"),
+            )
+            .with_status(404)
+        })?;
         let up = format!("<{}>;rel=\"up\"", ctx.url(&format!("/authz/{}", authz.id)));
         let start = !payload.is_empty()
             && authz.status == AuthzStatus::Pending
@@ -1332,8 +1369,18 @@ impl AcmeServer {
         if start {
             let endpoint = &ctx.endpoint;
             let limits = &endpoint.config.rate_limits;
-            self.check_rate(&endpoint.failures, &account.record.id, limits.failed_validations_per_account, "failed validations for this account")?;
-            self.check_rate(&endpoint.failures, &ctx.request.peer.to_string(), limits.failed_validations_per_ip, "failed validations from this address")?;
+            self.check_rate(
+                &endpoint.failures,
+                &account.record.id,
+                limits.failed_validations_per_account,
+                "failed validations for this account",
+            )?;
+            self.check_rate(
+                &endpoint.failures,
+                &ctx.request.peer.to_string(),
+                limits.failed_validations_per_ip,
+                "failed validations from this address",
+            )?;
             let now = self.shared.clock.now();
             if endpoint.config.danger_always_valid {
                 let challenge = &mut authz.challenges[index];
@@ -1469,11 +1516,9 @@ impl AcmeServer {
         let record = match self.shared.authority.store().certificate(&serial).await {
             Ok(record) if record.der == der => record,
             Ok(_) | Err(StoreError::NotFound) => {
-                return Err(Problem::new(
-                    ProblemType::Malformed,
-                    "this server did not issue that certificate",
-                )
-                .with_status(404));
+                return Err(
+                    Problem::new(ProblemType::Malformed, "this server did not issue that certificate").with_status(404),
+                );
             }
             Err(e) => return Err(internal(e)),
         };
@@ -1490,7 +1535,11 @@ impl AcmeServer {
             Auth::Account(account) => {
                 let owns = record.protocol == Protocol::Acme
                     && record.requester == requester_of(ctx.name(), &account.record.id);
-                if !owns && !self.holds_authorizations(&account.record.id, &record.identifiers).await? {
+                if !owns
+                    && !self
+                        .holds_authorizations(&account.record.id, &record.identifiers)
+                        .await?
+                {
                     return Err(Problem::new(
                         ProblemType::Unauthorized,
                         "the account neither obtained this certificate nor holds valid authorizations for all its names",
@@ -1657,27 +1706,21 @@ fn certificate_serial_and_key(der: &[u8]) -> Option<(Serial, Vec<u8>)> {
 fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Problem {
     let detail = e.to_string();
     match e {
-        AuthorityError::NameNotAllowed { identifier, reason } => {
-            Problem::new(ProblemType::RejectedIdentifier, format!("{identifier} is not allowed here")).with_subproblem(
-                ProblemType::RejectedIdentifier,
-                reason,
-                problem_identifier(&identifier),
-            )
-        }
-        AuthorityError::WildcardNotAllowed(identifier) => {
-            Problem::new(ProblemType::RejectedIdentifier, detail.clone()).with_subproblem(
-                ProblemType::RejectedIdentifier,
-                detail,
-                problem_identifier(&identifier),
-            )
-        }
+        AuthorityError::NameNotAllowed { identifier, reason } => Problem::new(
+            ProblemType::RejectedIdentifier,
+            format!("{identifier} is not allowed here"),
+        )
+        .with_subproblem(ProblemType::RejectedIdentifier, reason, problem_identifier(&identifier)),
+        AuthorityError::WildcardNotAllowed(identifier) => Problem::new(ProblemType::RejectedIdentifier, detail.clone())
+            .with_subproblem(ProblemType::RejectedIdentifier, detail, problem_identifier(&identifier)),
         AuthorityError::TooManyNames { .. } => Problem::new(ProblemType::RejectedIdentifier, detail),
         AuthorityError::UnknownProfile(_) => Problem::new(ProblemType::InvalidProfile, detail),
         AuthorityError::BadValidity(_) => Problem::new(ProblemType::Malformed, detail),
         AuthorityError::KeyNotAllowed { .. }
-        | AuthorityError::Csr(_) | AuthorityError::WeakSignatureAlgorithm | AuthorityError::NoNames(_) | AuthorityError::UnsupportedSan(_) => {
-            Problem::new(ProblemType::BadCsr, detail)
-        }
+        | AuthorityError::Csr(_)
+        | AuthorityError::WeakSignatureAlgorithm
+        | AuthorityError::NoNames(_)
+        | AuthorityError::UnsupportedSan(_) => Problem::new(ProblemType::BadCsr, detail),
         other => {
             let _ = identifiers;
             internal(other)

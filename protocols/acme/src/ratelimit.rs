@@ -27,7 +27,9 @@ impl Limiter {
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, (OffsetDateTime, u32)>> {
-        let hash = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+        let hash = key
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
         &self.shards[hash % SHARDS]
     }
 

@@ -71,7 +71,11 @@ fn run_client(program: &Path, args: &[&str], env: &[(&str, &Path)], dir: &Path) 
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(output.status.success(), "{} {args:?} failed:\n{text}", program.display());
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed:\n{text}",
+        program.display()
+    );
     text
 }
 
@@ -231,7 +235,12 @@ fn lego_obtains_renews_and_revokes_with_http01_and_obtains_with_tls_alpn01() {
     check_issued(&daemon, &cert, &issuer);
     let first = serial_of(&cert);
 
-    run_client(lego, &with(&["renew", "--days", "999", "--no-random-sleep"]), &env, &work);
+    run_client(
+        lego,
+        &with(&["renew", "--days", "999", "--no-random-sleep"]),
+        &env,
+        &work,
+    );
     let second = serial_of(&cert);
     assert_ne!(first, second, "renewal issues a new certificate");
     check_issued(&daemon, &cert, &issuer);

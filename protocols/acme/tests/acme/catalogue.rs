@@ -113,7 +113,11 @@ async fn replayed_nonce() {
     let account = h.new_account().await;
     let path = new_order_path();
     let hdr = header(&h, &account.key, Some(&account.kid), &path).await;
-    let body = jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap());
+    let body = jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    );
     assert_eq!(h.post_raw(&path, &body).await.status, 201);
     let before = snapshot(&h, &[&account], None).await;
     expect(&h.post_raw(&path, &body).await, "badNonce", 400);
@@ -127,7 +131,11 @@ async fn url_mismatch() {
     let before = snapshot(&h, &[&account], None).await;
     let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
     hdr["url"] = json!(url("/new-account"));
-    let body = jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap());
+    let body = jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    );
     expect(&h.post_raw(&new_order_path(), &body).await, "unauthorized", 403);
     assert_eq!(snapshot(&h, &[&account], None).await, before);
 }
@@ -138,7 +146,11 @@ async fn refused_header(edit: impl FnOnce(&mut Value), problem: &str, status: u1
     let before = snapshot(&h, &[&account], None).await;
     let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
     edit(&mut hdr);
-    let body = jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap());
+    let body = jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    );
     expect(&h.post_raw(&new_order_path(), &body).await, problem, status);
     assert_eq!(snapshot(&h, &[&account], None).await, before);
 }
@@ -165,7 +177,11 @@ async fn jwk_and_kid_together() {
     let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
     hdr["jwk"] = account.key.public.clone();
     let before = snapshot(&h, &[&account], None).await;
-    let body = jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap());
+    let body = jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    );
     expect(&h.post_raw(&new_order_path(), &body).await, "malformed", 400);
     assert_eq!(snapshot(&h, &[&account], None).await, before);
 }
@@ -180,9 +196,12 @@ async fn unprotected_header() {
     let h = Harness::new();
     let account = h.new_account().await;
     let hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    let mut body: Value =
-        serde_json::from_slice(&jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap()))
-            .unwrap();
+    let mut body: Value = serde_json::from_slice(&jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    ))
+    .unwrap();
     body["header"] = json!({"kid": "x"});
     let before = snapshot(&h, &[&account], None).await;
     expect(
@@ -198,9 +217,12 @@ async fn tampered_payload_fails_the_signature() {
     let h = Harness::new();
     let account = h.new_account().await;
     let hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    let mut body: Value =
-        serde_json::from_slice(&jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap()))
-            .unwrap();
+    let mut body: Value = serde_json::from_slice(&jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    ))
+    .unwrap();
     body["payload"] = json!(B64.encode(serde_json::to_vec(&order_payload(&["b.test"])).unwrap()));
     let before = snapshot(&h, &[&account], None).await;
     expect(
@@ -217,7 +239,12 @@ async fn kid_of_another_account() {
     let (alice, bob) = (h.new_account().await, h.new_account().await);
     let before = snapshot(&h, &[&alice, &bob], None).await;
     let resp = h
-        .post(&alice.key, Some(&bob.kid), &new_order_path(), Some(&order_payload(&["a.test"])))
+        .post(
+            &alice.key,
+            Some(&bob.kid),
+            &new_order_path(),
+            Some(&order_payload(&["a.test"])),
+        )
         .await;
     expect(&resp, "malformed", 400);
     assert_eq!(snapshot(&h, &[&alice, &bob], None).await, before);
@@ -228,7 +255,12 @@ async fn unknown_account() {
     let h = Harness::new();
     let key = TestKey::es256();
     let resp = h
-        .post(&key, Some(&url("/acct/nosuchaccount")), &new_order_path(), Some(&order_payload(&["a.test"])))
+        .post(
+            &key,
+            Some(&url("/acct/nosuchaccount")),
+            &new_order_path(),
+            Some(&order_payload(&["a.test"])),
+        )
         .await;
     expect(&resp, "accountDoesNotExist", 400);
     assert_eq!(h.certificate_count().await, 0);
@@ -244,13 +276,19 @@ async fn deactivated_account() {
     assert_eq!(resp.json()["status"], "deactivated");
     let before = snapshot(&h, &[&account], None).await;
     expect(
-        &h.as_account(&account, &new_order_path(), Some(&order_payload(&["a.test"]))).await,
+        &h.as_account(&account, &new_order_path(), Some(&order_payload(&["a.test"])))
+            .await,
         "unauthorized",
         403,
     );
     // newAccount with the same key does not resurrect it either.
     let again = h
-        .post(&account.key, None, &format!("{BASE}/new-account"), Some(&json!({"termsOfServiceAgreed": true})))
+        .post(
+            &account.key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"termsOfServiceAgreed": true})),
+        )
         .await;
     expect(&again, "unauthorized", 403);
     assert_eq!(snapshot(&h, &[&account], None).await, before);
@@ -271,7 +309,11 @@ async fn wrong_content_type() {
     let h = Harness::new();
     let account = h.new_account().await;
     let hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    let body = jws(&account.key, &hdr, &serde_json::to_vec(&order_payload(&["a.test"])).unwrap());
+    let body = jws(
+        &account.key,
+        &hdr,
+        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
+    );
     let before = snapshot(&h, &[&account], None).await;
     let resp = h.call("POST", &new_order_path(), Some("application/json"), &body).await;
     expect(&resp, "malformed", 415);
@@ -309,7 +351,11 @@ async fn kid_on_new_account() {
     let h = Harness::new();
     let account = h.new_account().await;
     let resp = h
-        .as_account(&account, &format!("{BASE}/new-account"), Some(&json!({"termsOfServiceAgreed": true})))
+        .as_account(
+            &account,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"termsOfServiceAgreed": true})),
+        )
         .await;
     expect(&resp, "malformed", 400);
 }
@@ -364,13 +410,20 @@ async fn rsa_1024_csr() {
     assert_eq!(resp.status, 201, "{:?}", resp.json());
     let (order_url, order) = (resp.location(), resp.json());
     h.authorize(&account, &order, "http-01").await;
-    assert_eq!(h.as_account(&account, path_of(&order_url), None).await.json()["status"], "ready");
+    assert_eq!(
+        h.as_account(&account, path_of(&order_url), None).await.json()["status"],
+        "ready"
+    );
     let before = snapshot(&h, &[&account], Some(&order_url)).await;
     let csr = std::fs::read(certgate_test_support::workspace_root().join("testdata/csr/bad_rsa1024.der"))
         .expect("golden RSA-1024 CSR");
     let resp = h.finalize(&account, &order, &csr).await;
     expect(&resp, "badCSR", 400);
-    assert!(resp.json()["detail"].as_str().unwrap().contains("RSA"), "{:?}", resp.json());
+    assert!(
+        resp.json()["detail"].as_str().unwrap().contains("RSA"),
+        "{:?}",
+        resp.json()
+    );
     assert_eq!(snapshot(&h, &[&account], Some(&order_url)).await, before);
 }
 
@@ -401,21 +454,35 @@ async fn wildcard_with_http01() {
     assert_eq!(kinds, ["dns-01"], "wildcards offer only dns-01");
     let before = snapshot(&h, &[&account], Some(&order_url)).await;
     let http01 = format!("{}/http-01", path_of(&authz_url).replace("/authz/", "/chall/"));
-    expect(&h.as_account(&account, &http01, Some(&json!({}))).await, "malformed", 404);
+    expect(
+        &h.as_account(&account, &http01, Some(&json!({}))).await,
+        "malformed",
+        404,
+    );
     assert_eq!(snapshot(&h, &[&account], Some(&order_url)).await, before);
 }
 
 #[tokio::test]
 async fn name_outside_policy() {
-    let h = Harness::with(|_| {}, |policy| policy.names.denied_dns_suffixes = vec!["forbidden.test".into()]);
+    let h = Harness::with(
+        |_| {},
+        |policy| policy.names.denied_dns_suffixes = vec!["forbidden.test".into()],
+    );
     let account = h.new_account().await;
     let before = snapshot(&h, &[&account], None).await;
     let resp = h
-        .as_account(&account, &new_order_path(), Some(&order_payload(&["ok.test", "x.forbidden.test"])))
+        .as_account(
+            &account,
+            &new_order_path(),
+            Some(&order_payload(&["ok.test", "x.forbidden.test"])),
+        )
         .await;
     expect(&resp, "rejectedIdentifier", 400);
     let body = resp.json();
-    assert_eq!(body["subproblems"][0]["identifier"]["value"], "x.forbidden.test", "{body}");
+    assert_eq!(
+        body["subproblems"][0]["identifier"]["value"], "x.forbidden.test",
+        "{body}"
+    );
     assert_eq!(snapshot(&h, &[&account], None).await, before);
 }
 
@@ -479,7 +546,10 @@ async fn foreign_resource(what: &str) {
     let authz_url = order["authorizations"][0].as_str().unwrap();
     let (path, payload) = match what {
         "order" => (path_of(&order_url).to_owned(), None),
-        "finalize" => (path_of(order["finalize"].as_str().unwrap()).to_owned(), Some(json!({"csr": B64.encode(csr_for(&["a.test"]))}))),
+        "finalize" => (
+            path_of(order["finalize"].as_str().unwrap()).to_owned(),
+            Some(json!({"csr": B64.encode(csr_for(&["a.test"]))})),
+        ),
         "authorization" => (path_of(authz_url).to_owned(), None),
         "deactivate authorization" => (path_of(authz_url).to_owned(), Some(json!({"status": "deactivated"}))),
         "challenge" => (
@@ -493,7 +563,11 @@ async fn foreign_resource(what: &str) {
     };
     let resp = h.as_account(&mallory, &path, payload.as_ref()).await;
     expect(&resp, "unauthorized", 403);
-    assert_eq!(snapshot(&h, &[&alice, &mallory], Some(&order_url)).await, before, "{what}");
+    assert_eq!(
+        snapshot(&h, &[&alice, &mallory], Some(&order_url)).await,
+        before,
+        "{what}"
+    );
 }
 
 #[tokio::test]
@@ -544,19 +618,23 @@ async fn revocation_by_a_stranger() {
     let before = snapshot(&h, &[&alice, &mallory], None).await;
     let payload = json!({"certificate": B64.encode(&der), "reason": 1});
     expect(
-        &h.as_account(&mallory, &format!("{BASE}/revoke-cert"), Some(&payload)).await,
+        &h.as_account(&mallory, &format!("{BASE}/revoke-cert"), Some(&payload))
+            .await,
         "unauthorized",
         403,
     );
     // Nor with a key that is not the certificate's.
     let stranger = TestKey::es256();
     expect(
-        &h.post(&stranger, None, &format!("{BASE}/revoke-cert"), Some(&payload)).await,
+        &h.post(&stranger, None, &format!("{BASE}/revoke-cert"), Some(&payload))
+            .await,
         "unauthorized",
         403,
     );
     assert_eq!(snapshot(&h, &[&alice, &mallory], None).await, before);
-    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     assert!(listed.iter().all(|c| c.revocation.is_none()));
 }
 
@@ -566,16 +644,23 @@ async fn double_revocation() {
     let alice = h.new_account().await;
     let (_, _, der) = h.issue(&alice, &["a.test"]).await;
     let payload = json!({"certificate": B64.encode(&der), "reason": 4});
-    let first = h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload)).await;
+    let first = h
+        .as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload))
+        .await;
     assert_eq!(first.status, 200, "{:?}", first.json());
-    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     let revoked_at = listed[0].revocation.clone().unwrap();
     expect(
-        &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload)).await,
+        &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload))
+            .await,
         "alreadyRevoked",
         400,
     );
-    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     assert_eq!(listed[0].revocation, Some(revoked_at), "the first revocation stands");
 }
 
@@ -587,12 +672,15 @@ async fn bad_revocation_reason() {
     for reason in [2, 6, 7, 8, 10, 99] {
         let payload = json!({"certificate": B64.encode(&der), "reason": reason});
         expect(
-            &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload)).await,
+            &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload))
+                .await,
             "badRevocationReason",
             400,
         );
     }
-    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let listed = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     assert!(listed[0].revocation.is_none());
 }
 
@@ -603,7 +691,8 @@ async fn revocation_of_a_certificate_this_server_did_not_issue() {
     let other = certgate_test_support::TestCa::new(certgate_signer::KeyType::P256);
     let payload = json!({"certificate": B64.encode(other.issuer.certificate_der())});
     expect(
-        &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload)).await,
+        &h.as_account(&alice, &format!("{BASE}/revoke-cert"), Some(&payload))
+            .await,
         "malformed",
         404,
     );
@@ -619,7 +708,10 @@ async fn expired_order() {
     expect(&resp, "orderNotReady", 403);
     let order = h.as_account(&account, path_of(&order_url), None).await.json();
     assert_eq!(order["status"], "invalid");
-    assert!(order["error"]["detail"].as_str().unwrap().contains("expired"), "{order}");
+    assert!(
+        order["error"]["detail"].as_str().unwrap().contains("expired"),
+        "{order}"
+    );
     assert_eq!(h.certificate_count().await, 0);
 }
 
@@ -666,9 +758,8 @@ impl AcmeServerEab {
 
 /// An externalAccountBinding for `key` made with `mac`.
 fn eab(key: &TestKey, kid: &str, mac: &[u8]) -> Value {
-    let protected = B64.encode(
-        serde_json::to_vec(&json!({"alg": "HS256", "kid": kid, "url": url("/new-account")})).unwrap(),
-    );
+    let protected =
+        B64.encode(serde_json::to_vec(&json!({"alg": "HS256", "kid": kid, "url": url("/new-account")})).unwrap());
     let payload = B64.encode(serde_json::to_vec(&key.public).unwrap());
     let tag = aws_lc_rs::hmac::sign(
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, mac),
@@ -682,12 +773,22 @@ async fn eab_required_but_missing() {
     let (h, _, _) = eab_harness().await;
     let key = TestKey::es256();
     let resp = h
-        .post(&key, None, &format!("{BASE}/new-account"), Some(&json!({"termsOfServiceAgreed": true})))
+        .post(
+            &key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"termsOfServiceAgreed": true})),
+        )
         .await;
     expect(&resp, "externalAccountRequired", 400);
     // onlyReturnExisting without EAB still answers (cert-manager sends it).
     let resp = h
-        .post(&key, None, &format!("{BASE}/new-account"), Some(&json!({"onlyReturnExisting": true})))
+        .post(
+            &key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
         .await;
     expect(&resp, "accountDoesNotExist", 400);
 }
@@ -716,12 +817,20 @@ async fn used_eab_key() {
         .await;
     expect(&resp, "unauthorized", 403);
     let keys = h.ta.store.eab_keys(None).await.unwrap();
-    assert_eq!(keys[0].account_id.as_deref(), Some(first_account_id(&h, &first).await.as_str()));
+    assert_eq!(
+        keys[0].account_id.as_deref(),
+        Some(first_account_id(&h, &first).await.as_str())
+    );
 }
 
 async fn first_account_id(h: &Harness, key: &TestKey) -> String {
     let resp = h
-        .post(key, None, &format!("{BASE}/new-account"), Some(&json!({"onlyReturnExisting": true})))
+        .post(
+            key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
         .await;
     resp.location().rsplit('/').next().unwrap().to_owned()
 }
@@ -739,7 +848,10 @@ async fn wrong_eab_mac() {
         )
         .await;
     expect(&resp, "unauthorized", 403);
-    assert!(h.ta.store.eab_keys(None).await.unwrap()[0].account_id.is_none(), "the key stays unused");
+    assert!(
+        h.ta.store.eab_keys(None).await.unwrap()[0].account_id.is_none(),
+        "the key stays unused"
+    );
 }
 
 #[tokio::test]
@@ -784,7 +896,12 @@ async fn terms_of_service_not_agreed() {
     let h = Harness::with(|c| c.terms_of_service = Some("https://ca.test/terms".into()), |_| {});
     let key = TestKey::es256();
     let resp = h
-        .post(&key, None, &format!("{BASE}/new-account"), Some(&json!({"contact": []})))
+        .post(
+            &key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"contact": []})),
+        )
         .await;
     expect(&resp, "malformed", 400);
 }
@@ -832,7 +949,9 @@ async fn replaces_a_certificate_of_another_account() {
     let h = Harness::new();
     let (alice, mallory) = (h.new_account().await, h.new_account().await);
     let (_, _, der) = h.issue(&alice, &["a.test"]).await;
-    let record = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let record = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     let cert_id = certgate_acme::ari::cert_id(&record[0]).unwrap();
     let _ = der;
     let mut payload = order_payload(&["a.test"]);

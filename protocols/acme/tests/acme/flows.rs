@@ -71,9 +71,21 @@ async fn ip_and_wildcard_identifiers() {
     assert_eq!(resp.status, 201, "{:?}", resp.json());
     let order = resp.json();
     for authz_url in order["authorizations"].as_array().unwrap() {
-        let authz = h.as_account(&account, path_of(authz_url.as_str().unwrap()), None).await.json();
-        let kind = if authz["identifier"]["type"] == "ip" { "http-01" } else { "dns-01" };
-        let challenge = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap();
+        let authz = h
+            .as_account(&account, path_of(authz_url.as_str().unwrap()), None)
+            .await
+            .json();
+        let kind = if authz["identifier"]["type"] == "ip" {
+            "http-01"
+        } else {
+            "dns-01"
+        };
+        let challenge = authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .unwrap();
         h.as_account(&account, path_of(challenge["url"].as_str().unwrap()), Some(&json!({})))
             .await;
     }
@@ -96,7 +108,11 @@ async fn orders_list_is_paginated() {
         let resp = h.as_account(&account, &path, None).await;
         assert_eq!(resp.status, 200);
         seen.extend(resp.json()["orders"].as_array().unwrap().iter().cloned());
-        match resp.headers.iter().find(|(n, v)| *n == "link" && v.contains("rel=\"next\"")) {
+        match resp
+            .headers
+            .iter()
+            .find(|(n, v)| *n == "link" && v.contains("rel=\"next\""))
+        {
             Some((_, link)) => {
                 let next = link.trim_start_matches('<').split('>').next().unwrap();
                 path = path_of(next).to_owned();
@@ -132,11 +148,21 @@ async fn key_change_then_the_old_key_is_refused() {
     assert_eq!(fresh.status, 200);
     // The new key finds the account; the old one finds none.
     let found = h
-        .post(&account.key, None, &format!("{BASE}/new-account"), Some(&json!({"onlyReturnExisting": true})))
+        .post(
+            &account.key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
         .await;
     assert_eq!(found.location(), account.kid);
     let gone = h
-        .post(&old, None, &format!("{BASE}/new-account"), Some(&json!({"onlyReturnExisting": true})))
+        .post(
+            &old,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
         .await;
     assert_eq!(gone.problem(), "accountDoesNotExist");
 }
@@ -146,9 +172,13 @@ async fn renewal_info_and_replaces() {
     let h = Harness::new();
     let account = h.new_account().await;
     h.issue(&account, &["a.test"]).await;
-    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     let cert_id = certgate_acme::ari::cert_id(&records[0]).unwrap();
-    let resp = h.call("GET", &format!("{BASE}/renewal-info/{cert_id}"), None, &[]).await;
+    let resp = h
+        .call("GET", &format!("{BASE}/renewal-info/{cert_id}"), None, &[])
+        .await;
     assert_eq!(resp.status, 200, "{:?}", resp.json());
     assert!(resp.header("retry-after").is_some());
     let window = resp.json()["suggestedWindow"].clone();
@@ -169,11 +199,18 @@ async fn renewal_info_and_replaces() {
     let order = resp.json();
     assert_eq!(order["replaces"], cert_id);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let done = h.finalize(&account, &order, &certgate_test_support::csr(&key, None, &["a.test"])).await;
+    let done = h
+        .finalize(&account, &order, &certgate_test_support::csr(&key, None, &["a.test"]))
+        .await;
     assert_eq!(done.json()["status"], "valid");
-    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     let successor = records.iter().find(|r| r.serial != records_first(&records)).unwrap();
-    assert_eq!(successor.replaces.as_ref().map(|s| s.to_hex()), Some(records_first(&records).to_hex()));
+    assert_eq!(
+        successor.replaces.as_ref().map(|s| s.to_hex()),
+        Some(records_first(&records).to_hex())
+    );
 
     // Replacing it again is refused.
     let again = h
@@ -187,9 +224,15 @@ async fn renewal_info_and_replaces() {
 
     // A revoked certificate should be renewed now.
     let der = records.iter().find(|r| r.replaces.is_none()).unwrap().der.clone();
-    h.as_account(&account, &format!("{BASE}/revoke-cert"), Some(&json!({"certificate": B64.encode(der)})))
+    h.as_account(
+        &account,
+        &format!("{BASE}/revoke-cert"),
+        Some(&json!({"certificate": B64.encode(der)})),
+    )
+    .await;
+    let resp = h
+        .call("GET", &format!("{BASE}/renewal-info/{cert_id}"), None, &[])
         .await;
-    let resp = h.call("GET", &format!("{BASE}/renewal-info/{cert_id}"), None, &[]).await;
     let end = parse(&resp.json()["suggestedWindow"]["end"]);
     assert!(end <= time::OffsetDateTime::now_utc() + time::Duration::minutes(1));
 }
@@ -209,11 +252,17 @@ async fn revocation_by_the_certificate_key() {
     let csr = certgate_test_support::csr(cert_key.rcgen.as_ref().unwrap(), None, &["k.test"]);
     let done = h.finalize(&account, &order, &csr).await;
     assert_eq!(done.json()["status"], "valid");
-    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     let payload = json!({"certificate": B64.encode(&records[0].der), "reason": 1});
-    let resp = h.post(&cert_key, None, &format!("{BASE}/revoke-cert"), Some(&payload)).await;
+    let resp = h
+        .post(&cert_key, None, &format!("{BASE}/revoke-cert"), Some(&payload))
+        .await;
     assert_eq!(resp.status, 200, "{:?}", resp.json());
-    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     assert_eq!(records[0].revocation.as_ref().unwrap().reason.code(), 1);
 }
 
@@ -238,9 +287,13 @@ async fn profile_and_not_after() {
     assert_eq!(order["profile"], "tls-client");
     h.authorize(&account, &order, "dns-01").await;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let done = h.finalize(&account, &order, &certgate_test_support::csr(&key, None, &["p.test"])).await;
+    let done = h
+        .finalize(&account, &order, &certgate_test_support::csr(&key, None, &["p.test"]))
+        .await;
     assert_eq!(done.json()["status"], "valid", "{:?}", done.json());
-    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All).await.unwrap();
+    let records = certgate_store::list_all(&h.ta.store, certgate_store::CertificateFilter::All)
+        .await
+        .unwrap();
     assert_eq!(records[0].profile.as_str(), "tls-client");
     assert_eq!(records[0].not_after.unix_timestamp(), not_after.unix_timestamp());
 }

@@ -1513,8 +1513,12 @@ impl AcmeServer {
         };
         let (serial, spki) = certificate_serial_and_key(&der)
             .ok_or_else(|| Problem::new(ProblemType::Malformed, "the certificate does not parse"))?;
+        // Only certificates this ACME endpoint issued: EST and SCEP certificates are revoked
+        // through their own front ends or the operator.
         let record = match self.shared.authority.store().certificate(&serial).await {
-            Ok(record) if record.der == der => record,
+            Ok(record) if record.der == der && record.protocol == Protocol::Acme && record.endpoint == *ctx.name() => {
+                record
+            }
             Ok(_) | Err(StoreError::NotFound) => {
                 return Err(
                     Problem::new(ProblemType::Malformed, "this server did not issue that certificate").with_status(404),
@@ -1533,8 +1537,7 @@ impl AcmeServer {
                 "acme: the certificate's key".to_owned()
             }
             Auth::Account(account) => {
-                let owns = record.protocol == Protocol::Acme
-                    && record.requester == requester_of(ctx.name(), &account.record.id);
+                let owns = record.requester == requester_of(ctx.name(), &account.record.id);
                 if !owns
                     && !self
                         .holds_authorizations(&account.record.id, &record.identifiers)

@@ -23,7 +23,7 @@ use crate::ari::{self, CertId};
 use crate::config::AcmeEndpointConfig;
 use crate::eab::ParsedEab;
 use crate::flow::{self, OrderIdentifier, problem_identifier, problem_json, rfc3339};
-use crate::jws::{AccountKey, B64URL, ParsedJws, Signer};
+use crate::jws::{AccountKey, AccountVerifier, B64URL, ParsedJws, Signer};
 use crate::nonce::Nonces;
 use crate::problem::{Problem, ProblemType};
 use crate::ratelimit::Limiter;
@@ -112,7 +112,13 @@ pub enum AcmeError {
 #[derive(Debug)]
 struct CachedAccount {
     record: AccountRecord,
-    key: AccountKey,
+    verifier: AccountVerifier,
+}
+
+impl CachedAccount {
+    fn key(&self) -> &AccountKey {
+        self.verifier.key()
+    }
 }
 
 struct Endpoint {
@@ -451,7 +457,7 @@ impl AcmeServer {
                     ));
                 }
                 let account = self.account_for_kid(ctx, &kid).await?;
-                let payload = jws.verify(&account.key)?;
+                let payload = jws.verify_with(&account.verifier)?;
                 if account.record.status != AccountStatus::Valid {
                     return Err(Problem::new(
                         ProblemType::Unauthorized,
@@ -515,7 +521,10 @@ impl AcmeServer {
     fn cache_account(&self, record: AccountRecord) -> Result<Arc<CachedAccount>, Problem> {
         let jwk: Value = serde_json::from_str(&record.jwk).map_err(internal)?;
         let key = AccountKey::from_jwk(&jwk).map_err(internal)?;
-        let cached = Arc::new(CachedAccount { record, key });
+        let cached = Arc::new(CachedAccount {
+            record,
+            verifier: AccountVerifier::new(key),
+        });
         self.cache_shard(&cached.record.id)
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -782,13 +791,13 @@ impl AcmeServer {
             .get("oldKey")
             .ok_or_else(|| Problem::new(ProblemType::Malformed, "the keyChange payload has no oldKey"))
             .and_then(|jwk| AccountKey::from_jwk(jwk).map_err(Problem::from))?;
-        if old_key != account.key {
+        if old_key != *account.key() {
             return Err(Problem::new(
                 ProblemType::Unauthorized,
                 "oldKey is not the account's current key",
             ));
         }
-        if new_key == account.key {
+        if new_key == *account.key() {
             return Err(Problem::new(ProblemType::Malformed, "the new key is the current key"));
         }
         let mut record = account.record.clone();
@@ -1179,7 +1188,7 @@ impl AcmeServer {
         let csr = ParsedCsr::from_der(&csr_der)
             .map_err(|e| Problem::new(ProblemType::BadCsr, format!("the CSR is not acceptable: {e}")))?;
         flow::check_csr_names(&csr, &order)?;
-        if AccountKey::from_spki_der(csr.spki_der()).is_some_and(|k| k == account.key) {
+        if AccountKey::from_spki_der(csr.spki_der()).is_some_and(|k| k == *account.key()) {
             return Err(Problem::new(
                 ProblemType::BadCsr,
                 "the CSR's key is the account key; certificates need a key of their own",
@@ -1420,7 +1429,7 @@ impl AcmeServer {
         let identifier = authz.identifier.clone();
         let wildcard = authz.wildcard;
         let kind_name = authz.challenges[index].kind.clone();
-        let key_authorization = format!("{}.{}", authz.challenges[index].token, account.key.thumbprint());
+        let key_authorization = format!("{}.{}", authz.challenges[index].token, account.record.thumbprint);
         let token = authz.challenges[index].token.clone();
         let account_url = ctx.account_url(&account.record.id);
         let account_id = account.record.id.clone();

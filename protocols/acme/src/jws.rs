@@ -137,6 +137,14 @@ impl Curve {
         }
     }
 
+    fn verification_algorithm(self) -> &'static signature::EcdsaVerificationAlgorithm {
+        match self {
+            Self::P256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Self::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Self::P521 => &signature::ECDSA_P521_SHA512_FIXED,
+        }
+    }
+
     fn coordinate_len(self) -> usize {
         match self {
             Self::P256 => 32,
@@ -349,6 +357,48 @@ impl AccountKey {
     }
 }
 
+/// An account key parsed once for verification: accounts keep one in their cache entry, so
+/// a request pays for the signature check only, not for decoding and validating the point.
+#[derive(Debug)]
+pub struct AccountVerifier {
+    key: AccountKey,
+    /// EC and Ed25519 keys; RSA verifies from its components (PKCS#1 or PSS per request).
+    parsed: Option<signature::ParsedPublicKey>,
+}
+
+impl AccountVerifier {
+    /// Parses `key` for verification.
+    pub fn new(key: AccountKey) -> Self {
+        let parsed = match &key {
+            AccountKey::Ec { curve, x, y } => {
+                let mut point = Vec::with_capacity(1 + x.len() + y.len());
+                point.push(0x04);
+                point.extend_from_slice(x);
+                point.extend_from_slice(y);
+                signature::ParsedPublicKey::new(curve.verification_algorithm(), point).ok()
+            }
+            AccountKey::Ed25519 { x } => signature::ParsedPublicKey::new(&signature::ED25519, x).ok(),
+            AccountKey::Rsa { .. } => None,
+        };
+        Self { key, parsed }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &AccountKey {
+        &self.key
+    }
+
+    /// Verifies like [`AccountKey::verify`].
+    pub fn verify(&self, alg: Algorithm, message: &[u8], sig: &[u8]) -> Result<(), JwsError> {
+        match &self.parsed {
+            Some(parsed) if self.key.accepts(alg) => {
+                parsed.verify_sig(message, sig).map_err(|_| JwsError::BadSignature)
+            }
+            _ => self.key.verify(alg, message, sig),
+        }
+    }
+}
+
 /// PKCS#1 RSAPublicKey.
 #[derive(der::Sequence)]
 struct RsaPublicKey<'a> {
@@ -465,6 +515,12 @@ impl ParsedJws {
     /// `kid`) and returns the payload (empty for POST-as-GET).
     pub fn verify(self, key: &AccountKey) -> Result<Vec<u8>, JwsError> {
         key.verify(self.header.alg, &self.signing_input, &self.signature)?;
+        Ok(self.payload)
+    }
+
+    /// The same with an account's cached verifier.
+    pub fn verify_with(self, verifier: &AccountVerifier) -> Result<Vec<u8>, JwsError> {
+        verifier.verify(self.header.alg, &self.signing_input, &self.signature)?;
         Ok(self.payload)
     }
 }

@@ -126,33 +126,38 @@ async fn replayed_nonce() {
 
 #[tokio::test]
 async fn url_mismatch() {
+    refused_request(
+        |h, _| h["url"] = json!(url("/new-account")),
+        |_| {},
+        "unauthorized",
+        403,
+    )
+    .await;
+}
+
+/// A newOrder whose protected header (given the account's public JWK) or flattened body is
+/// edited before sending: refused with `problem`, nothing changed.
+async fn refused_request(
+    edit_header: impl FnOnce(&mut Value, &Value),
+    edit_body: impl FnOnce(&mut Value),
+    problem: &str,
+    status: u16,
+) {
     let h = Harness::new();
     let account = h.new_account().await;
     let before = snapshot(&h, &[&account], None).await;
     let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    hdr["url"] = json!(url("/new-account"));
-    let body = jws(
-        &account.key,
-        &hdr,
-        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
-    );
-    expect(&h.post_raw(&new_order_path(), &body).await, "unauthorized", 403);
+    edit_header(&mut hdr, &account.key.public);
+    let payload = serde_json::to_vec(&order_payload(&["a.test"])).unwrap();
+    let mut body: Value = serde_json::from_slice(&jws(&account.key, &hdr, &payload)).unwrap();
+    edit_body(&mut body);
+    let resp = h.post_raw(&new_order_path(), &serde_json::to_vec(&body).unwrap()).await;
+    expect(&resp, problem, status);
     assert_eq!(snapshot(&h, &[&account], None).await, before);
 }
 
 async fn refused_header(edit: impl FnOnce(&mut Value), problem: &str, status: u16) {
-    let h = Harness::new();
-    let account = h.new_account().await;
-    let before = snapshot(&h, &[&account], None).await;
-    let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    edit(&mut hdr);
-    let body = jws(
-        &account.key,
-        &hdr,
-        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
-    );
-    expect(&h.post_raw(&new_order_path(), &body).await, problem, status);
-    assert_eq!(snapshot(&h, &[&account], None).await, before);
+    refused_request(|h, _| edit(h), |_| {}, problem, status).await;
 }
 
 #[tokio::test]
@@ -172,18 +177,7 @@ async fn alg_does_not_match_the_key() {
 
 #[tokio::test]
 async fn jwk_and_kid_together() {
-    let h = Harness::new();
-    let account = h.new_account().await;
-    let mut hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    hdr["jwk"] = account.key.public.clone();
-    let before = snapshot(&h, &[&account], None).await;
-    let body = jws(
-        &account.key,
-        &hdr,
-        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
-    );
-    expect(&h.post_raw(&new_order_path(), &body).await, "malformed", 400);
-    assert_eq!(snapshot(&h, &[&account], None).await, before);
+    refused_request(|h, jwk| h["jwk"] = jwk.clone(), |_| {}, "malformed", 400).await;
 }
 
 #[tokio::test]
@@ -193,44 +187,13 @@ async fn crit_header() {
 
 #[tokio::test]
 async fn unprotected_header() {
-    let h = Harness::new();
-    let account = h.new_account().await;
-    let hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    let mut body: Value = serde_json::from_slice(&jws(
-        &account.key,
-        &hdr,
-        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
-    ))
-    .unwrap();
-    body["header"] = json!({"kid": "x"});
-    let before = snapshot(&h, &[&account], None).await;
-    expect(
-        &h.post_raw(&new_order_path(), &serde_json::to_vec(&body).unwrap()).await,
-        "malformed",
-        400,
-    );
-    assert_eq!(snapshot(&h, &[&account], None).await, before);
+    refused_request(|_, _| {}, |b| b["header"] = json!({"kid": "x"}), "malformed", 400).await;
 }
 
 #[tokio::test]
 async fn tampered_payload_fails_the_signature() {
-    let h = Harness::new();
-    let account = h.new_account().await;
-    let hdr = header(&h, &account.key, Some(&account.kid), &new_order_path()).await;
-    let mut body: Value = serde_json::from_slice(&jws(
-        &account.key,
-        &hdr,
-        &serde_json::to_vec(&order_payload(&["a.test"])).unwrap(),
-    ))
-    .unwrap();
-    body["payload"] = json!(B64.encode(serde_json::to_vec(&order_payload(&["b.test"])).unwrap()));
-    let before = snapshot(&h, &[&account], None).await;
-    expect(
-        &h.post_raw(&new_order_path(), &serde_json::to_vec(&body).unwrap()).await,
-        "malformed",
-        400,
-    );
-    assert_eq!(snapshot(&h, &[&account], None).await, before);
+    let tampered = B64.encode(serde_json::to_vec(&order_payload(&["b.test"])).unwrap());
+    refused_request(|_, _| {}, |b| b["payload"] = json!(tampered), "malformed", 400).await;
 }
 
 #[tokio::test]

@@ -533,14 +533,19 @@ impl Config {
                 return Err(invalid(format!("{id}: [acme] settings belong to ACME endpoints only")));
             }
             if let Some(acme) = &configured.acme
-                && (acme.order_lifetime_hours == 0
-                    || acme.pending_authorization_hours == 0
-                    || acme.validation_workers == 0
-                    || acme.validation_timeout_seconds == 0
-                    || acme.rate_limits.window_seconds == 0)
+                && !((1..=8760).contains(&acme.order_lifetime_hours)
+                    && (1..=8760).contains(&acme.pending_authorization_hours)
+                    && (1..=398).contains(&acme.valid_authorization_days)
+                    && (1..=1024).contains(&acme.validation_workers)
+                    && (1..=300).contains(&acme.validation_timeout_seconds)
+                    && (1..=604_800).contains(&acme.rate_limits.window_seconds)
+                    && acme.finalize_wait_ms <= 60_000)
             {
                 return Err(invalid(format!(
-                    "{id}: acme lifetimes, timeouts, workers and the rate-limit window must be positive"
+                    "{id}: acme settings out of range: order_lifetime_hours and pending_authorization_hours \
+                     1..=8760, valid_authorization_days 1..=398, validation_workers 1..=1024, \
+                     validation_timeout_seconds 1..=300, rate_limits.window_seconds 1..=604800, \
+                     finalize_wait_ms <= 60000"
                 )));
             }
             if endpoint.keys.min_rsa_bits < 2048 {
@@ -628,6 +633,22 @@ mod tests {
                 "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 10",
             ),
             ("bad_base_url", "public_base_url = \"ftp://x\""),
+            (
+                "acme_settings_on_est",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.acme]\ncaa = true",
+            ),
+            (
+                "acme_order_lifetime_overflows",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.acme]\norder_lifetime_hours = 4294967295",
+            ),
+            (
+                "acme_zero_authorization_reuse",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.acme]\nvalid_authorization_days = 0",
+            ),
+            (
+                "acme_unknown_setting",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.acme]\nhttp_port = 80",
+            ),
             (
                 "absurd_validity",
                 "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 4000000000",

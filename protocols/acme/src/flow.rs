@@ -164,7 +164,7 @@ pub fn refresh_order(order: &mut OrderRecord, authorizations: &[AuthzRecord], no
                 "the order expired before it was finalized",
             )));
         }
-        OrderStatus::Pending => {
+        OrderStatus::Pending | OrderStatus::Ready => {
             if let Some(failed) = authorizations
                 .iter()
                 .find(|a| a.status != AuthzStatus::Pending && a.status != AuthzStatus::Valid)

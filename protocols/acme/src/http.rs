@@ -327,9 +327,13 @@ impl AcmeServer {
                 response
             }
         };
-        match self.shared.nonces.issue().await {
-            Ok(nonce) => response.headers.push(("replay-nonce", nonce)),
-            Err(problem) => tracing::error!(detail = %problem.detail, "no nonce for an answer"),
+        // Nonces only for endpoints that exist: a flood of requests to made-up paths must not
+        // fill the nonce store.
+        if ctx.is_some() {
+            match self.shared.nonces.issue().await {
+                Ok(nonce) => response.headers.push(("replay-nonce", nonce)),
+                Err(problem) => tracing::error!(detail = %problem.detail, "no nonce for an answer"),
+            }
         }
         if let Some(ctx) = ctx {
             response
@@ -488,6 +492,13 @@ impl AcmeServer {
                 )
             })?;
         if let Some(cached) = self.cached_account(id) {
+            // The cache serves every endpoint: an account of another endpoint does not exist here.
+            if cached.record.endpoint != *ctx.name() {
+                return Err(Problem::new(
+                    ProblemType::AccountDoesNotExist,
+                    "no account exists with this kid",
+                ));
+            }
             return Ok(cached);
         }
         let record = match self.shared.store.account(id).await {
@@ -518,6 +529,13 @@ impl AcmeServer {
             .cloned()
     }
 
+    fn forget_account(&self, id: &str) {
+        self.cache_shard(id)
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     fn cache_account(&self, record: AccountRecord) -> Result<Arc<CachedAccount>, Problem> {
         let jwk: Value = serde_json::from_str(&record.jwk).map_err(internal)?;
         let key = AccountKey::from_jwk(&jwk).map_err(internal)?;
@@ -525,11 +543,19 @@ impl AcmeServer {
             record,
             verifier: AccountVerifier::new(key),
         });
-        self.cache_shard(&cached.record.id)
+        let mut shard = self
+            .cache_shard(&cached.record.id)
             .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cached.record.id.clone(), Arc::clone(&cached));
-        Ok(cached)
+            .unwrap_or_else(|p| p.into_inner());
+        // A slower request may come back with an older version: never let it replace a newer
+        // one (that would bring back a replaced key or undo a deactivation).
+        match shard.get(&cached.record.id) {
+            Some(existing) if existing.record.version > cached.record.version => Ok(Arc::clone(existing)),
+            _ => {
+                shard.insert(cached.record.id.clone(), Arc::clone(&cached));
+                Ok(cached)
+            }
+        }
     }
 
     // ---- accounts ----
@@ -659,7 +685,13 @@ impl AcmeServer {
                 return Ok(AcmeResponse::json(200, &self.account_json(ctx, &existing))
                     .header("location", ctx.account_url(&existing.id)));
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => {
+                // The account was not created: the EAB key must stay usable.
+                if let Some(key_id) = &eab {
+                    let _ = self.shared.store.unbind_eab_key(key_id, &record.id).await;
+                }
+                return Err(internal(e));
+            }
         }
         tracing::info!(
             target: "certgate::audit",
@@ -718,10 +750,7 @@ impl AcmeServer {
             Ok(()) => Ok(()),
             Err(StoreError::Conflict(_)) => {
                 // Our cache was stale: drop it so the next request reloads.
-                self.cache_shard(&record.id)
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&record.id);
+                self.forget_account(&record.id);
                 Err(Problem::new(ProblemType::Malformed, "the account changed concurrently; retry").with_status(409))
             }
             Err(e) => Err(internal(e)),
@@ -812,6 +841,7 @@ impl AcmeServer {
         {
             Ok(()) => {}
             Err(StoreError::Conflict(_)) => {
+                self.forget_account(&account.record.id);
                 let holder = self
                     .shared
                     .store
@@ -1111,7 +1141,9 @@ impl AcmeServer {
         }
         let now = self.shared.clock.now();
         let mut authorizations = Vec::new();
-        if order.status == OrderStatus::Pending {
+        // A ready order is re-checked too: an authorization deactivated or expired since makes
+        // it invalid rather than finalizable.
+        if matches!(order.status, OrderStatus::Pending | OrderStatus::Ready) {
             for authz_id in &order.authorizations {
                 authorizations.push(self.load_authorization(authz_id, now).await?);
             }
@@ -1604,6 +1636,7 @@ impl AcmeServer {
             Err(e) => return Err(internal(e)),
         };
         if record.endpoint != *ctx.name()
+            || record.protocol != Protocol::Acme
             || ari::authority_key_identifier(&record.der).as_deref() != Some(cert_id.key_identifier.as_slice())
         {
             return Err(not_found("certificate"));
@@ -1783,6 +1816,9 @@ async fn record_validation(
                 return;
             }
         };
+        // An authorization that expired while this validation waited stays expired.
+        flow::refresh_authorization(&mut authz, now);
+        let still_pending = authz.status == AuthzStatus::Pending;
         let Some(challenge) = authz.challenges.iter_mut().find(|c| c.kind == kind) else {
             return;
         };
@@ -1794,7 +1830,7 @@ async fn record_validation(
                 challenge.status = ChallengeStatus::Valid;
                 challenge.validated = Some(now);
                 challenge.validation_record = serde_json::to_value([record]).ok();
-                if authz.status == AuthzStatus::Pending {
+                if still_pending {
                     authz.status = AuthzStatus::Valid;
                     authz.expires = now + endpoint.config.valid_authz_lifetime;
                 }
@@ -1804,7 +1840,7 @@ async fn record_validation(
                 challenge.status = ChallengeStatus::Invalid;
                 challenge.error = Some(problem_json(&problem));
                 challenge.validation_record = e.record.as_ref().and_then(|r| serde_json::to_value([r]).ok());
-                if authz.status == AuthzStatus::Pending {
+                if still_pending {
                     authz.status = AuthzStatus::Invalid;
                 }
             }

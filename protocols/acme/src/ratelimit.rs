@@ -37,8 +37,11 @@ impl Limiter {
     pub fn exceeded(&self, key: &str, limit: Option<u32>, now: OffsetDateTime) -> Option<Duration> {
         let limit = limit?;
         let shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        let (start, count) = *shard.get(key)?;
-        (start + self.window > now && count >= limit).then(|| start + self.window - now)
+        match shard.get(key) {
+            Some(&(start, count)) if start + self.window > now => (count >= limit).then(|| start + self.window - now),
+            // No events in a current window: only a zero allowance is exceeded.
+            _ => (limit == 0).then_some(self.window),
+        }
     }
 
     /// Records `n` events for `key`.

@@ -956,6 +956,48 @@ async fn unknown_endpoint_and_resource() {
     let h = Harness::new();
     let resp = h.call("GET", "/acme/nope/directory", None, &[]).await;
     assert_eq!(resp.status, 404);
+    assert!(
+        resp.header("replay-nonce").is_none(),
+        "no nonce is stored for made-up endpoints"
+    );
     let resp = h.call("GET", &format!("{BASE}/nothing-here"), None, &[]).await;
     expect(&resp, "malformed", 404);
+}
+
+#[tokio::test]
+async fn account_of_another_endpoint() {
+    let h = Harness::with_second_endpoint();
+    let account = h.new_account().await;
+    let foreign_kid = account.kid.replace("/acme/default/", "/acme/other/");
+    let resp = h
+        .post(
+            &account.key,
+            Some(&foreign_kid),
+            "/acme/other/new-order",
+            Some(&order_payload(&["a.test"])),
+        )
+        .await;
+    expect(&resp, "accountDoesNotExist", 400);
+}
+
+#[tokio::test]
+async fn finalize_after_an_authorization_was_deactivated() {
+    let h = Harness::new();
+    let account = h.new_account().await;
+    let (order_url, order) = ready_order(&h, &account, "a.test").await;
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_owned();
+    let resp = h
+        .as_account(&account, path_of(&authz_url), Some(&json!({"status": "deactivated"})))
+        .await;
+    assert_eq!(resp.json()["status"], "deactivated");
+    expect(
+        &h.finalize(&account, &order, &csr_for(&["a.test"])).await,
+        "orderNotReady",
+        403,
+    );
+    assert_eq!(
+        h.as_account(&account, path_of(&order_url), None).await.json()["status"],
+        "invalid"
+    );
+    assert_eq!(h.certificate_count().await, 0);
 }

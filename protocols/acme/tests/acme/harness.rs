@@ -121,16 +121,39 @@ impl Harness {
 
     /// Always-valid validation (the catalogue tests requests, not validation), adjustable.
     pub fn with(acme: impl FnOnce(&mut AcmeEndpointConfig), policy: impl FnOnce(&mut EndpointPolicy)) -> Self {
+        Self::build(acme, policy, false)
+    }
+
+    /// The default endpoint plus a second one, `other`.
+    pub fn with_second_endpoint() -> Self {
+        Self::build(|_| {}, |_| {}, true)
+    }
+
+    fn build(
+        acme: impl FnOnce(&mut AcmeEndpointConfig),
+        policy: impl FnOnce(&mut EndpointPolicy),
+        second: bool,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(OffsetDateTime::now_utc()));
         let mut endpoint = test_endpoint();
         policy(&mut endpoint);
+        let mut endpoints = vec![endpoint.clone()];
+        let mut configs = Vec::new();
+        if second {
+            endpoints.push(EndpointPolicy {
+                name: name("other"),
+                ..endpoint
+            });
+            configs.push(AcmeEndpointConfig::new(name("other")));
+        }
         let dyn_clock: Arc<dyn Clock> = clock.clone();
-        let ta = TestAuthority::with_clock(KeyType::P256, vec![endpoint], Arc::clone(&dyn_clock));
+        let ta = TestAuthority::with_clock(KeyType::P256, endpoints, Arc::clone(&dyn_clock));
         let mut config = AcmeEndpointConfig::new(name("default"));
         config.danger_always_valid = true;
         acme(&mut config);
+        configs.push(config);
         let server = AcmeServer::new(
-            vec![config],
+            configs,
             Arc::new(ta.store.clone()),
             Arc::new(ta.store.clone()),
             Arc::clone(&ta.authority),
@@ -164,11 +187,13 @@ impl Harness {
             headers: response.headers,
             body: response.body,
         };
-        // Every answer, errors included, carries a nonce and the index link.
-        assert!(
-            resp.header("replay-nonce").is_some(),
-            "Replay-Nonce on {method} {path}: {resp:?}"
-        );
+        // Every answer of an endpoint, errors included, carries a nonce and the index link.
+        if path.starts_with(BASE) || path.starts_with("/acme/other/") {
+            assert!(
+                resp.header("replay-nonce").is_some(),
+                "Replay-Nonce on {method} {path}: {resp:?}"
+            );
+        }
         if path.starts_with(BASE) {
             assert!(
                 resp.headers

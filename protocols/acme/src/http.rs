@@ -205,11 +205,10 @@ fn store_problem(e: StoreError, what: &str) -> Problem {
     }
 }
 
-/// The requester recorded with certificates an account obtains.
-pub fn requester_of(endpoint: &Name, account_id: &str) -> RequesterId {
-    // Ids are base64url and endpoint names are checked: always a valid requester id.
-    RequesterId::new(format!("acme-account:{endpoint}/{account_id}"))
-        .unwrap_or_else(|_| RequesterId::new("acme-account:invalid").expect("constant is valid"))
+/// The requester recorded with certificates an account obtains (`None` only for an id no
+/// account can have: too long or with control characters).
+pub fn requester_of(endpoint: &Name, account_id: &str) -> Option<RequesterId> {
+    RequesterId::new(format!("acme-account:{endpoint}/{account_id}")).ok()
 }
 
 impl AcmeServer {
@@ -1062,7 +1061,7 @@ impl AcmeServer {
                 "replaces names a certificate this server did not issue",
             ));
         }
-        if record.requester != requester_of(ctx.name(), &account.record.id) {
+        if Some(&record.requester) != requester_of(ctx.name(), &account.record.id).as_ref() {
             return Err(Problem::new(
                 ProblemType::Unauthorized,
                 "replaces names a certificate another account obtained",
@@ -1097,7 +1096,9 @@ impl AcmeServer {
             "authorizations": order.authorizations.iter().map(|a| ctx.url(&format!("/authz/{a}"))).collect::<Vec<_>>(),
             "finalize": ctx.url(&format!("/order/{}/finalize", order.id)),
         });
-        let map = object.as_object_mut().expect("a JSON object literal");
+        let Some(map) = object.as_object_mut() else {
+            return object;
+        };
         if let Some(nb) = order.not_before {
             map.insert("notBefore".into(), json!(rfc3339(nb)));
         }
@@ -1230,7 +1231,8 @@ impl AcmeServer {
             Protocol::Acme,
             ctx.name().clone(),
             csr,
-            requester_of(ctx.name(), &account.record.id),
+            requester_of(ctx.name(), &account.record.id)
+                .ok_or_else(|| internal("an account id that is not a valid requester id"))?,
         );
         request.profile = order.profile.clone();
         request.not_before = order.not_before;
@@ -1511,7 +1513,7 @@ impl AcmeServer {
         if record.protocol != Protocol::Acme || record.endpoint != *ctx.name() {
             return Err(not_found("certificate"));
         }
-        if record.requester != requester_of(ctx.name(), &account.record.id) {
+        if Some(&record.requester) != requester_of(ctx.name(), &account.record.id).as_ref() {
             return Err(Problem::new(
                 ProblemType::Unauthorized,
                 "the certificate was obtained by another account",
@@ -1578,7 +1580,7 @@ impl AcmeServer {
                 "acme: the certificate's key".to_owned()
             }
             Auth::Account(account) => {
-                let owns = record.requester == requester_of(ctx.name(), &account.record.id);
+                let owns = Some(&record.requester) == requester_of(ctx.name(), &account.record.id).as_ref();
                 if !owns
                     && !self
                         .holds_authorizations(&account.record.id, &record.identifiers)

@@ -286,6 +286,8 @@ impl Default for AcmeSettings {
 pub struct RateLimitSettings {
     /// The window, seconds.
     pub window_seconds: u64,
+    /// New accounts per client address per window.
+    pub new_accounts_per_ip: Option<u32>,
     /// New orders per account per window.
     pub new_orders_per_account: Option<u32>,
     /// New orders per client address per window.
@@ -304,6 +306,7 @@ impl Default for RateLimitSettings {
     fn default() -> Self {
         Self {
             window_seconds: 3600,
+            new_accounts_per_ip: None,
             new_orders_per_account: None,
             new_orders_per_ip: None,
             pending_authorizations_per_account: None,
@@ -337,6 +340,7 @@ impl AcmeSettings {
         let limits = &self.rate_limits;
         config.rate_limits = certgate_acme::RateLimits {
             window: time::Duration::seconds(limits.window_seconds.try_into().unwrap_or(i64::MAX)),
+            new_accounts_per_ip: limits.new_accounts_per_ip,
             new_orders_per_account: limits.new_orders_per_account,
             new_orders_per_ip: limits.new_orders_per_ip,
             pending_authorizations_per_account: limits.pending_authorizations_per_account,

@@ -67,6 +67,8 @@ impl AcmeEndpointConfig {
 pub struct RateLimits {
     /// The window the counts cover.
     pub window: Duration,
+    /// New accounts per client IP.
+    pub new_accounts_per_ip: Option<u32>,
     /// New orders per account.
     pub new_orders_per_account: Option<u32>,
     /// New orders per client IP.
@@ -85,6 +87,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         Self {
             window: Duration::hours(1),
+            new_accounts_per_ip: None,
             new_orders_per_account: None,
             new_orders_per_ip: None,
             pending_authorizations_per_account: None,

@@ -35,6 +35,8 @@ const NONCE_LIFETIME: time::Duration = time::Duration::minutes(30);
 /// Contacts per account.
 const MAX_CONTACTS: usize = 10;
 const ACCOUNT_CACHE_SHARDS: usize = 16;
+/// Cached accounts per shard (parsed keys are a few hundred bytes each).
+const ACCOUNT_CACHE_PER_SHARD: usize = 16_384;
 
 /// A request under `/acme/`, as the daemon received it.
 #[derive(Debug)]
@@ -125,6 +127,7 @@ struct Endpoint {
     config: AcmeEndpointConfig,
     validator: Validator,
     workers: Arc<Semaphore>,
+    accounts: Limiter,
     orders: Limiter,
     authorizations: Limiter,
     failures: Limiter,
@@ -239,6 +242,7 @@ impl AcmeServer {
             let endpoint = Endpoint {
                 workers: Arc::new(Semaphore::new(config.validation_workers.max(1))),
                 validator,
+                accounts: Limiter::new(window),
                 orders: Limiter::new(window),
                 authorizations: Limiter::new(window),
                 failures: Limiter::new(window),
@@ -546,6 +550,10 @@ impl AcmeServer {
             .cache_shard(&cached.record.id)
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        // Bounded: past the cap a shard starts over (entries reload from the store on use).
+        if shard.len() >= ACCOUNT_CACHE_PER_SHARD && !shard.contains_key(&cached.record.id) {
+            shard.clear();
+        }
         // A slower request may come back with an older version: never let it replace a newer
         // one (that would bring back a replaced key or undo a deactivation).
         match shard.get(&cached.record.id) {
@@ -603,6 +611,13 @@ impl AcmeServer {
                 "no account exists for this key",
             ));
         }
+        let peer = ctx.request.peer.to_string();
+        self.check_rate(
+            &ctx.endpoint.accounts,
+            &peer,
+            config.rate_limits.new_accounts_per_ip,
+            "new accounts from this address",
+        )?;
         let contact = parse_contacts(payload.get("contact"))?;
         let terms_agreed = payload.get("termsOfServiceAgreed").and_then(Value::as_bool) == Some(true);
         if let Some(terms) = &config.terms_of_service
@@ -700,6 +715,7 @@ impl AcmeServer {
             eab = record.eab_key_id.as_deref().unwrap_or("-"),
             "ACME account created"
         );
+        ctx.endpoint.accounts.record(&peer, 1, self.shared.clock.now());
         let body = self.account_json(ctx, &record);
         let location = ctx.account_url(&record.id);
         self.cache_account(record)?;

@@ -1001,3 +1001,29 @@ async fn finalize_after_an_authorization_was_deactivated() {
     );
     assert_eq!(h.certificate_count().await, 0);
 }
+
+#[tokio::test]
+async fn rate_limited_new_accounts() {
+    let h = Harness::with(|c| c.rate_limits.new_accounts_per_ip = Some(1), |_| {});
+    let first = h.new_account().await;
+    let key = TestKey::es256();
+    let resp = h
+        .post(
+            &key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"termsOfServiceAgreed": true})),
+        )
+        .await;
+    expect(&resp, "rateLimited", 429);
+    // The existing account is still found: only creation is limited.
+    let again = h
+        .post(
+            &first.key,
+            None,
+            &format!("{BASE}/new-account"),
+            Some(&json!({"onlyReturnExisting": true})),
+        )
+        .await;
+    assert_eq!(again.location(), first.kid);
+}

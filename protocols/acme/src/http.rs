@@ -611,7 +611,7 @@ impl AcmeServer {
                 "no account exists for this key",
             ));
         }
-        let peer = ctx.request.peer.to_string();
+        let peer = client_key(ctx.request.peer);
         self.check_rate(
             &ctx.endpoint.accounts,
             &peer,
@@ -902,7 +902,7 @@ impl AcmeServer {
         let endpoint = &ctx.endpoint;
         let limits = &endpoint.config.rate_limits;
         let account_id = account.record.id.as_str();
-        let peer = ctx.request.peer.to_string();
+        let peer = client_key(ctx.request.peer);
         self.check_rate(
             &endpoint.orders,
             account_id,
@@ -1179,17 +1179,27 @@ impl AcmeServer {
     }
 
     async fn load_authorization(&self, id: &str, now: OffsetDateTime) -> Result<AuthzRecord, Problem> {
-        let mut authz = self
+        let authz = self
             .shared
             .store
             .authorization(id)
             .await
             .map_err(|e| store_problem(e, "authorization"))?;
+        self.refreshed_authorization(authz, now).await
+    }
+
+    /// The authorization as of `now`, its expiry written back if it just expired.
+    async fn refreshed_authorization(
+        &self,
+        mut authz: AuthzRecord,
+        now: OffsetDateTime,
+    ) -> Result<AuthzRecord, Problem> {
+        let id = authz.id.clone();
         if flow::refresh_authorization(&mut authz, now) {
             match self.shared.store.update_authorization(&authz).await {
                 Ok(()) => {}
                 Err(StoreError::Conflict(_)) => {
-                    authz = self.shared.store.authorization(id).await.map_err(internal)?;
+                    authz = self.shared.store.authorization(&id).await.map_err(internal)?;
                 }
                 Err(e) => return Err(internal(e)),
             }
@@ -1347,7 +1357,13 @@ impl AcmeServer {
         account: &CachedAccount,
         id: &str,
     ) -> Result<AuthzRecord, Problem> {
-        let authz = self.load_authorization(id, self.shared.clock.now()).await?;
+        // Ownership first: a stranger's request must not even write an expiry back.
+        let authz = self
+            .shared
+            .store
+            .authorization(id)
+            .await
+            .map_err(|e| store_problem(e, "authorization"))?;
         if authz.endpoint != *ctx.name() {
             return Err(not_found("authorization"));
         }
@@ -1357,7 +1373,7 @@ impl AcmeServer {
                 "the authorization belongs to another account",
             ));
         }
-        Ok(authz)
+        self.refreshed_authorization(authz, self.shared.clock.now()).await
     }
 
     async fn authorization(&self, ctx: &Ctx<'_>, id: &str) -> Handled {
@@ -1436,7 +1452,7 @@ impl AcmeServer {
             )?;
             self.check_rate(
                 &endpoint.failures,
-                &ctx.request.peer.to_string(),
+                &client_key(ctx.request.peer),
                 limits.failed_validations_per_ip,
                 "failed validations from this address",
             )?;
@@ -1483,7 +1499,7 @@ impl AcmeServer {
         let token = authz.challenges[index].token.clone();
         let account_url = ctx.account_url(&account.record.id);
         let account_id = account.record.id.clone();
-        let peer = ctx.request.peer.to_string();
+        let peer = client_key(ctx.request.peer);
         tokio::spawn(async move {
             let Ok(_permit) = Arc::clone(&endpoint.workers).acquire_owned().await else {
                 return;
@@ -1679,6 +1695,21 @@ const KNOWN_POST: [&str; 9] = [
     "chall",
     "cert",
 ];
+
+/// The key client-address rate limits count under: the address for IPv4, the /64 for IPv6
+/// (one host usually holds a whole /64).
+fn client_key(peer: IpAddr) -> String {
+    match peer {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
 
 fn check_post(request: &AcmeRequest<'_>) -> Result<(), Problem> {
     if request.body_too_large {
@@ -1897,5 +1928,24 @@ fn validation_problem_type(kind: &ValidationErrorKind) -> ProblemType {
         ValidationErrorKind::Malformed => ProblemType::Malformed,
         ValidationErrorKind::RejectedIdentifier => ProblemType::RejectedIdentifier,
         _ => ProblemType::ServerInternal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_key;
+
+    #[test]
+    fn rate_limit_keys_group_ipv6_by_64() {
+        let cases = [
+            ("ipv4", "192.0.2.7", "192.0.2.7"),
+            ("ipv4_mapped", "::ffff:192.0.2.7", "192.0.2.7"),
+            ("ipv6_host", "2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+            ("ipv6_same_64", "2001:db8:1:2:bbbb::9", "2001:db8:1:2::/64"),
+            ("ipv6_other_64", "2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ];
+        for (name, peer, key) in cases {
+            assert_eq!(client_key(peer.parse().unwrap()), key, "{name}");
+        }
     }
 }

@@ -1147,15 +1147,7 @@ impl AcmeServer {
             .order(id)
             .await
             .map_err(|e| store_problem(e, "order"))?;
-        if order.endpoint != *ctx.name() {
-            return Err(not_found("order"));
-        }
-        if order.account_id != account.record.id {
-            return Err(Problem::new(
-                ProblemType::Unauthorized,
-                "the order belongs to another account",
-            ));
-        }
+        owned_by(ctx, account, &order.endpoint, &order.account_id, "order")?;
         let now = self.shared.clock.now();
         let mut authorizations = Vec::new();
         // A ready order is re-checked too: an authorization deactivated or expired since makes
@@ -1364,15 +1356,7 @@ impl AcmeServer {
             .authorization(id)
             .await
             .map_err(|e| store_problem(e, "authorization"))?;
-        if authz.endpoint != *ctx.name() {
-            return Err(not_found("authorization"));
-        }
-        if authz.account_id != account.record.id {
-            return Err(Problem::new(
-                ProblemType::Unauthorized,
-                "the authorization belongs to another account",
-            ));
-        }
+        owned_by(ctx, account, &authz.endpoint, &authz.account_id, "authorization")?;
         self.refreshed_authorization(authz, self.shared.clock.now()).await
     }
 
@@ -1696,6 +1680,20 @@ const KNOWN_POST: [&str; 9] = [
     "cert",
 ];
 
+/// Refuses a resource of another endpoint (as unknown) or of another account (unauthorized).
+fn owned_by(ctx: &Ctx<'_>, account: &CachedAccount, endpoint: &Name, owner: &str, what: &str) -> Result<(), Problem> {
+    if endpoint != ctx.name() {
+        return Err(not_found(what));
+    }
+    if owner != account.record.id {
+        return Err(Problem::new(
+            ProblemType::Unauthorized,
+            format!("the {what} belongs to another account"),
+        ));
+    }
+    Ok(())
+}
+
 /// The key client-address rate limits count under: the address for IPv4, the /64 for IPv6
 /// (one host usually holds a whole /64).
 fn client_key(peer: IpAddr) -> String {
@@ -1945,7 +1943,7 @@ mod tests {
             ("ipv6_other_64", "2001:db8:1:3::1", "2001:db8:1:3::/64"),
         ];
         for (name, peer, key) in cases {
-            assert_eq!(client_key(peer.parse().unwrap()), key, "{name}");
+            assert_eq!(peer.parse().map(client_key), Ok(key.to_owned()), "{name}");
         }
     }
 }

@@ -10,17 +10,23 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod approvals;
 mod error;
+pub mod est_users;
 mod model;
 mod sled_acme;
+mod sled_approvals;
 mod sled_backend;
+mod sled_est_users;
 
 use async_trait::async_trait;
 use certgate_core::Serial;
 use time::OffsetDateTime;
 
 pub use acme::AcmeStore;
+pub use approvals::ApprovalStore;
 pub use error::StoreError;
+pub use est_users::EstUserStore;
 pub use model::{
     CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Revocation,
     SerialReservation,

@@ -70,6 +70,8 @@ struct Inner {
     /// Expiry || nonce, for sweeping.
     nonces_by_expiry: sled::Tree,
     acme: AcmeTrees,
+    approvals: crate::sled_approvals::ApprovalTrees,
+    est_users: crate::sled_est_users::EstUserTrees,
     durability: Arc<GroupCommit>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovered_at_open: u64,
@@ -132,6 +134,8 @@ impl SledStore {
             authzs_by_account: tree("acme_authzs_by_account")?,
             eab_keys: tree("acme_eab_keys")?,
         };
+        let approvals = crate::sled_approvals::ApprovalTrees::open(&db)?;
+        let est_users = crate::sled_est_users::EstUserTrees::open(&db)?;
         // The flusher starts last: an error above must not leave a thread holding the database.
         let durability = Arc::new(GroupCommit::new(db.clone()));
         let flusher = {
@@ -152,6 +156,8 @@ impl SledStore {
             nonces,
             nonces_by_expiry,
             acme,
+            approvals,
+            est_users,
             db,
             durability,
             flusher: Mutex::new(Some(flusher)),
@@ -169,6 +175,14 @@ impl SledStore {
 
     pub(crate) fn acme(&self) -> &AcmeTrees {
         &self.inner.acme
+    }
+
+    pub(crate) fn approval_trees(&self) -> &crate::sled_approvals::ApprovalTrees {
+        &self.inner.approvals
+    }
+
+    pub(crate) fn est_user_trees(&self) -> &crate::sled_est_users::EstUserTrees {
+        &self.inner.est_users
     }
 
     pub(crate) async fn durable(&self) -> Result<(), StoreError> {

@@ -1,0 +1,358 @@
+//! [`ApprovalStore`] on sled: `approvals` (key -> record) and the index `approvals_pending`
+//! (created-at || key, for listing the queue oldest first). Every state change is a
+//! compare-and-swap of the whole record; the index follows it (a stale index entry is skipped
+//! on read and removed on the next change), and each change is durable before returning.
+
+use async_trait::async_trait;
+use certgate_core::Serial;
+use time::OffsetDateTime;
+
+use crate::StoreError;
+use crate::approvals::{ApprovalFilter, ApprovalKey, ApprovalRecord, ApprovalState, ApprovalStore};
+use crate::sled_backend::{SledStore, expiry_prefix};
+
+const MAX_LIST: usize = 1000;
+
+/// The approval trees, opened with the database.
+#[derive(Debug)]
+pub(crate) struct ApprovalTrees {
+    /// `protocol NUL endpoint NUL fingerprint` -> record (JSON).
+    pub(crate) approvals: sled::Tree,
+    /// created-at (8 bytes, big-endian) || record key -> empty, for pending records.
+    pub(crate) pending: sled::Tree,
+}
+
+impl ApprovalTrees {
+    /// Opens (or creates) the trees in `db`.
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        Ok(Self {
+            approvals: db.open_tree("approvals")?,
+            pending: db.open_tree("approvals_pending")?,
+        })
+    }
+}
+
+fn record_key(key: &ApprovalKey) -> Vec<u8> {
+    let mut bytes = key.protocol.as_str().as_bytes().to_vec();
+    bytes.push(0);
+    bytes.extend_from_slice(key.endpoint.as_str().as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(key.fingerprint().as_bytes());
+    bytes
+}
+
+fn pending_key(record: &ApprovalRecord) -> Vec<u8> {
+    let mut bytes = expiry_prefix(record.created_at).to_vec();
+    bytes.extend_from_slice(&record_key(&record.key));
+    bytes
+}
+
+impl SledStore {
+    /// Reads, changes and compare-and-swaps one record, keeping the pending index in step.
+    fn change_approval(
+        &self,
+        key: &ApprovalKey,
+        change: impl FnOnce(&mut ApprovalRecord) -> Result<(), StoreError>,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let trees = self.approval_trees();
+        let id = record_key(key);
+        let Some(old) = trees.approvals.get(&id)? else {
+            return Err(StoreError::NotFound);
+        };
+        let mut record: ApprovalRecord = serde_json::from_slice(&old)?;
+        let was_pending = record.state == ApprovalState::Pending;
+        let old_index = pending_key(&record);
+        change(&mut record)?;
+        record.version += 1;
+        if trees
+            .approvals
+            .compare_and_swap(&id, Some(old), Some(serde_json::to_vec(&record)?))?
+            .is_err()
+        {
+            return Err(StoreError::Conflict("the approval request changed meanwhile"));
+        }
+        if was_pending && record.state != ApprovalState::Pending {
+            trees.pending.remove(old_index)?;
+        }
+        Ok(record)
+    }
+}
+
+#[async_trait]
+impl ApprovalStore for SledStore {
+    async fn create_approval(&self, record: &ApprovalRecord) -> Result<(), StoreError> {
+        if record.state != ApprovalState::Pending {
+            return Err(StoreError::Conflict("a new approval request must be pending"));
+        }
+        let trees = self.approval_trees();
+        // Index first: a crash between the two leaves an index entry without a record, which
+        // readers skip; never a pending record missing from the queue.
+        trees.pending.insert(pending_key(record), &[])?;
+        if trees
+            .approvals
+            .compare_and_swap(
+                record_key(&record.key),
+                None::<&[u8]>,
+                Some(serde_json::to_vec(record)?),
+            )?
+            .is_err()
+        {
+            trees.pending.remove(pending_key(record))?;
+            return Err(StoreError::Conflict("an approval request with this key exists"));
+        }
+        self.durable().await
+    }
+
+    async fn approval(&self, key: &ApprovalKey) -> Result<ApprovalRecord, StoreError> {
+        match self.approval_trees().approvals.get(record_key(key))? {
+            Some(bytes) => Ok(serde_json::from_slice(&bytes)?),
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn approvals(&self, filter: &ApprovalFilter, limit: usize) -> Result<Vec<ApprovalRecord>, StoreError> {
+        let limit = limit.clamp(1, MAX_LIST);
+        let trees = self.approval_trees();
+        let mut found = Vec::new();
+        if filter.state == Some(ApprovalState::Pending) {
+            for entry in trees.pending.iter() {
+                let (index, _) = entry?;
+                let Some(id) = index.get(8..) else { continue };
+                let Some(bytes) = trees.approvals.get(id)? else {
+                    continue;
+                };
+                let record: ApprovalRecord = serde_json::from_slice(&bytes)?;
+                // A stale entry (the record was decided or renewed since) is skipped.
+                if pending_key(&record).as_slice() != &*index || !filter.matches(&record) {
+                    continue;
+                }
+                found.push(record);
+                if found.len() >= limit {
+                    break;
+                }
+            }
+        } else {
+            for entry in trees.approvals.iter() {
+                let (_, bytes) = entry?;
+                let record: ApprovalRecord = serde_json::from_slice(&bytes)?;
+                if filter.matches(&record) {
+                    found.push(record);
+                    if found.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn approve(&self, key: &ApprovalKey, by: &str, at: OffsetDateTime) -> Result<ApprovalRecord, StoreError> {
+        let record = self.change_approval(key, |record| {
+            if record.state != ApprovalState::Pending {
+                return Err(StoreError::Conflict("only a pending request can be approved"));
+            }
+            record.state = ApprovalState::Approved;
+            record.decided_at = Some(at);
+            record.decided_by = Some(by.to_owned());
+            Ok(())
+        })?;
+        self.durable().await?;
+        Ok(record)
+    }
+
+    async fn deny(
+        &self,
+        key: &ApprovalKey,
+        by: &str,
+        reason: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<ApprovalRecord, StoreError> {
+        let record = self.change_approval(key, |record| {
+            if !matches!(record.state, ApprovalState::Pending | ApprovalState::Approved) {
+                return Err(StoreError::Conflict("the request was issued or denied already"));
+            }
+            record.state = ApprovalState::Denied;
+            record.decided_at = Some(at);
+            record.decided_by = Some(by.to_owned());
+            record.reason = reason.map(str::to_owned);
+            Ok(())
+        })?;
+        self.durable().await?;
+        Ok(record)
+    }
+
+    async fn mark_issued(&self, key: &ApprovalKey, serial: &Serial) -> Result<ApprovalRecord, StoreError> {
+        let record = self.change_approval(key, |record| {
+            if record.state != ApprovalState::Approved {
+                return Err(StoreError::Conflict("only an approved request can be issued"));
+            }
+            record.state = ApprovalState::Issued;
+            record.certificate = Some(serial.clone());
+            Ok(())
+        })?;
+        self.durable().await?;
+        Ok(record)
+    }
+
+    async fn renew_approval(&self, record: &ApprovalRecord) -> Result<(), StoreError> {
+        if record.state != ApprovalState::Pending || record.version < 2 {
+            return Err(StoreError::Conflict(
+                "a renewed request must be pending, with the next version",
+            ));
+        }
+        let trees = self.approval_trees();
+        let id = record_key(&record.key);
+        let Some(old) = trees.approvals.get(&id)? else {
+            return Err(StoreError::NotFound);
+        };
+        let stored: ApprovalRecord = serde_json::from_slice(&old)?;
+        if stored.version + 1 != record.version {
+            return Err(StoreError::Conflict("the approval request changed meanwhile"));
+        }
+        if !matches!(stored.state, ApprovalState::Issued | ApprovalState::Approved) {
+            return Err(StoreError::Conflict(
+                "only an issued or approved request can be renewed",
+            ));
+        }
+        trees.pending.insert(pending_key(record), &[])?;
+        if trees
+            .approvals
+            .compare_and_swap(&id, Some(old), Some(serde_json::to_vec(record)?))?
+            .is_err()
+        {
+            trees.pending.remove(pending_key(record))?;
+            return Err(StoreError::Conflict("the approval request changed meanwhile"));
+        }
+        self.durable().await
+    }
+
+    async fn remove_approval(&self, key: &ApprovalKey) -> Result<(), StoreError> {
+        let trees = self.approval_trees();
+        let Some(old) = trees.approvals.remove(record_key(key))? else {
+            return Err(StoreError::NotFound);
+        };
+        let record: ApprovalRecord = serde_json::from_slice(&old)?;
+        trees.pending.remove(pending_key(&record))?;
+        self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use certgate_core::{KeyKind, Name, Protocol, RequesterId};
+
+    use super::*;
+
+    fn key(fingerprint: &str) -> ApprovalKey {
+        ApprovalKey::new(Protocol::Est, Name::new("default").unwrap(), fingerprint).unwrap()
+    }
+
+    fn record(fingerprint: &str, created: i64) -> ApprovalRecord {
+        ApprovalRecord::pending(
+            key(fingerprint),
+            RequesterId::new("est-user:default/alice").unwrap(),
+            "CN=device".into(),
+            Vec::new(),
+            KeyKind::EcP256,
+            vec![0x30, 0x00],
+            OffsetDateTime::from_unix_timestamp(created).unwrap(),
+        )
+    }
+
+    fn store() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn lifecycle_pending_approved_issued_renewed() {
+        let (_dir, store) = store();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        store.create_approval(&record("aa", 10)).await.unwrap();
+        store.create_approval(&record("bb", 5)).await.unwrap();
+        assert!(matches!(
+            store.create_approval(&record("aa", 11)).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let pending = store.approvals(&ApprovalFilter::pending(), 100).await.unwrap();
+        let order: Vec<&str> = pending.iter().map(|r| r.key.fingerprint()).collect();
+        assert_eq!(order, ["bb", "aa"], "oldest first");
+
+        assert!(matches!(
+            store.mark_issued(&key("aa"), &Serial::from_random([1; 16])).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let approved = store.approve(&key("aa"), "operator", now).await.unwrap();
+        assert_eq!((approved.state, approved.version), (ApprovalState::Approved, 2));
+        assert!(matches!(
+            store.approve(&key("aa"), "operator", now).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let pending = store.approvals(&ApprovalFilter::pending(), 100).await.unwrap();
+        assert_eq!(pending.len(), 1);
+
+        let serial = Serial::from_random([2; 16]);
+        let issued = store.mark_issued(&key("aa"), &serial).await.unwrap();
+        assert_eq!(issued.certificate.as_ref(), Some(&serial));
+        assert!(matches!(
+            store.mark_issued(&key("aa"), &serial).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            store.deny(&key("aa"), "operator", None, now).await,
+            Err(StoreError::Conflict(_))
+        ));
+
+        let mut fresh = record("aa", 20);
+        fresh.version = issued.version + 1;
+        store.renew_approval(&fresh).await.unwrap();
+        assert!(matches!(
+            store.renew_approval(&fresh).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let pending = store.approvals(&ApprovalFilter::pending(), 100).await.unwrap();
+        assert_eq!(pending.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn deny_is_final_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.create_approval(&record("cc", 1)).await.unwrap();
+            let denied = store
+                .deny(&key("cc"), "operator", Some("unknown device"), now)
+                .await
+                .unwrap();
+            assert_eq!(denied.state, ApprovalState::Denied);
+            assert!(matches!(
+                store.approve(&key("cc"), "operator", now).await,
+                Err(StoreError::Conflict(_))
+            ));
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let record = store.approval(&key("cc")).await.unwrap();
+        assert_eq!(record.state, ApprovalState::Denied);
+        assert_eq!(record.reason.as_deref(), Some("unknown device"));
+        assert!(
+            store
+                .approvals(&ApprovalFilter::pending(), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let denied = ApprovalFilter {
+            state: Some(ApprovalState::Denied),
+            ..ApprovalFilter::default()
+        };
+        assert_eq!(store.approvals(&denied, 10).await.unwrap().len(), 1);
+        store.remove_approval(&key("cc")).await.unwrap();
+        assert!(matches!(store.approval(&key("cc")).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.remove_approval(&key("cc")).await,
+            Err(StoreError::NotFound)
+        ));
+    }
+}

@@ -1,0 +1,748 @@
+//! The HTTP face of EST, independent of the HTTP library: the daemon hands each request under
+//! `/.well-known/est/` to [`EstServer::handle`] with the TLS facts of its connection, and
+//! writes back the [`EstResponse`]. Handlers parse, authenticate, make one call into the
+//! authority (or the approval queue) and render; errors become statuses only in
+//! [`EstServer::handle`].
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use certgate_authority::{Authority, IssueRequest, Issued};
+use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, Serial};
+use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState};
+use certgate_store::est_users::EstUserRecord;
+use certgate_store::{ApprovalStore, CertificateRecord, EstUserStore, StoreError};
+use der::{Decode, Encode};
+use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use x509_cert::Certificate;
+use x509_cert::request::CertReq;
+use zeroize::Zeroizing;
+
+use crate::codec::{self, CERTS_ONLY, CSRATTRS, MULTIPART_BOUNDARY, Operation};
+use crate::config::{ClientAuth, CsrAttrsConfig, EstEndpointConfig};
+use crate::tls::{AnchorVerifier, TlsFacts, check_channel_binding};
+use crate::{EstError, csrattrs, keygen, password};
+
+/// A request under `/.well-known/est/`, as the daemon received it.
+#[derive(Debug)]
+pub struct EstRequest<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    /// The query string, without `?` (ignored by EST).
+    pub query: Option<&'a str>,
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// `Authorization` (HTTP Basic). Never logged.
+    pub authorization: Option<&'a str>,
+    /// The body (empty when too large).
+    pub body: &'a [u8],
+    /// The body exceeded [`crate::MAX_BODY_LEN`].
+    pub body_too_large: bool,
+    /// The client's address, for logs.
+    pub peer: IpAddr,
+    /// The TLS connection's facts; `None` for plain HTTP (EST operations other than
+    /// cacerts and csrattrs then answer 403).
+    pub tls: Option<&'a TlsFacts>,
+}
+
+/// The answer.
+#[derive(Debug)]
+pub struct EstResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (Content-Type among them).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl EstResponse {
+    fn new(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            body,
+        }
+    }
+
+    fn text(status: u16, text: String) -> Self {
+        Self::with_body(status, "text/plain; charset=utf-8", text.into_bytes())
+    }
+
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The first value of header `name`.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The stores EST uses.
+#[derive(Debug, Clone)]
+pub struct EstStores {
+    /// HTTP Basic users.
+    pub users: Arc<dyn EstUserStore>,
+    /// The manual-approval queue.
+    pub approvals: Arc<dyn ApprovalStore>,
+}
+
+struct Endpoint {
+    config: EstEndpointConfig,
+    anchors: Option<AnchorVerifier>,
+    /// The `/cacerts` body (base64 certs-only), computed once.
+    cacerts: Vec<u8>,
+    csr_attrs: CsrAttrsConfig,
+    /// The `/csrattrs` body (base64), `None` for 204.
+    csrattrs_body: Option<Vec<u8>>,
+    slots: Arc<Semaphore>,
+}
+
+/// Who a request was authenticated as.
+struct Principal {
+    requester: RequesterId,
+    /// simplereenroll: the certificate being renewed.
+    renewing: Option<CertificateRecord>,
+}
+
+/// What the summary event of a request reports.
+#[derive(Default)]
+struct Summary {
+    endpoint: Option<Name>,
+    operation: Option<&'static str>,
+    requester: Option<RequesterId>,
+    serial: Option<Serial>,
+}
+
+/// Every EST endpoint of the daemon.
+pub struct EstServer {
+    endpoints: HashMap<Name, Arc<Endpoint>>,
+    stores: EstStores,
+    authority: Arc<Authority>,
+    clock: Arc<dyn Clock>,
+    /// Approval keys whose issuance is running in this process, so two polls of one approved
+    /// request issue one certificate.
+    issuing: Mutex<HashSet<ApprovalKey>>,
+}
+
+impl std::fmt::Debug for EstServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EstServer")
+            .field("endpoints", &self.endpoints.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The requester recorded for an HTTP Basic user.
+pub fn requester_of_user(endpoint: &Name, username: &str) -> Option<RequesterId> {
+    RequesterId::new(format!("est-user:{endpoint}/{username}")).ok()
+}
+
+fn requester_of_certificate(endpoint: &Name, leaf: &[u8]) -> Result<RequesterId, EstError> {
+    let unauthenticated = || EstError::Config("client certificate does not parse".into());
+    let cert = Certificate::from_der(leaf).map_err(|_| unauthenticated())?;
+    let tbs = cert.tbs_certificate();
+    let serial: String = tbs
+        .serial_number()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let subject: String = codec::printable(&tbs.subject().to_string());
+    RequesterId::new(format!("est-cert:{endpoint}/{serial}/{subject}")).map_err(|_| unauthenticated())
+}
+
+/// The approval fingerprint of a CSR: lower-case hex SHA-256 of its SubjectPublicKeyInfo.
+pub fn approval_fingerprint(csr: &ParsedCsr) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, csr.spki_der());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The names of a set of identifiers, order and duplicates ignored, case-folded.
+fn identifier_set(identifiers: &[Identifier]) -> Vec<String> {
+    let mut set: Vec<String> = identifiers
+        .iter()
+        .map(|i| format!("{}:{}", i.kind(), i.to_string().to_ascii_lowercase()))
+        .collect();
+    set.sort();
+    set.dedup();
+    set
+}
+
+impl EstServer {
+    /// Builds the server for `configs`; each must name an EST endpoint of the authority whose
+    /// issuer is loaded.
+    pub fn new(
+        configs: Vec<EstEndpointConfig>,
+        stores: EstStores,
+        authority: Arc<Authority>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EstError> {
+        let mut endpoints = HashMap::new();
+        for config in configs {
+            let id = format!("EST endpoint {}", config.name);
+            let policy = authority
+                .endpoint(Protocol::Est, &config.name)
+                .ok_or_else(|| EstError::Config(format!("{id} has no endpoint policy in the authority")))?;
+            let issuer = authority
+                .issuer(&policy.issuer)
+                .ok_or_else(|| EstError::Config(format!("{id}: issuer {} is not loaded", policy.issuer)))?;
+            let mut chain: Vec<&[u8]> = vec![issuer.certificate_der()];
+            for der in issuer.chain_der().iter().map(Vec::as_slice).chain([issuer.root_der()]) {
+                if !chain.contains(&der) {
+                    chain.push(der);
+                }
+            }
+            let cacerts = codec::encode_base64(&codec::certs_only(&chain)?, config.base64);
+            let anchors = if config.auth.accepts_certificate() {
+                if config.trust_anchors.is_empty() {
+                    return Err(EstError::Config(format!(
+                        "{id} accepts client certificates but has no trust anchors"
+                    )));
+                }
+                Some(AnchorVerifier::new(&config.trust_anchors)?)
+            } else {
+                None
+            };
+            if let Some(kind) = config.server_keygen {
+                if !keygen::supported(kind) {
+                    return Err(EstError::Config(format!("{id}: cannot generate {kind} keys")));
+                }
+                if config.require_approval {
+                    return Err(EstError::Config(format!(
+                        "{id}: serverkeygen cannot be combined with manual approval"
+                    )));
+                }
+            }
+            let csr_attrs = csrattrs::effective(&config.csr_attrs, config.channel_binding);
+            let csrattrs_body = csrattrs::encode(&csr_attrs)?.map(|der| codec::encode_base64(&der, config.base64));
+            let endpoint = Endpoint {
+                anchors,
+                cacerts,
+                csr_attrs,
+                csrattrs_body,
+                slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+                config,
+            };
+            if endpoints
+                .insert(endpoint.config.name.clone(), Arc::new(endpoint))
+                .is_some()
+            {
+                return Err(EstError::Config(format!("{id} is defined twice")));
+            }
+        }
+        // Computed now rather than on the first unknown user, which would then answer slower.
+        let _ = password::dummy_hash();
+        Ok(Self {
+            endpoints,
+            stores,
+            authority,
+            clock,
+            issuing: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether an EST endpoint of this name is served.
+    pub fn has_endpoint(&self, name: &Name) -> bool {
+        self.endpoints.contains_key(name)
+    }
+
+    /// Adds an HTTP Basic user to `endpoint` (for the CLI): hashes the password off the
+    /// reactor and stores the PHC string. `Config` for an invalid name or password,
+    /// `Store(Conflict)` if the user exists.
+    pub async fn add_user(
+        store: &dyn EstUserStore,
+        endpoint: &Name,
+        username: &str,
+        password: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<(), EstError> {
+        if !password::valid_username(username) {
+            return Err(EstError::Config(format!(
+                "invalid user name: 1 to {} characters, no ':' and no control characters",
+                password::MAX_USERNAME_LEN
+            )));
+        }
+        let secret = Zeroizing::new(password.to_vec());
+        let hash = tokio::task::spawn_blocking(move || password::hash_password(&secret))
+            .await
+            .map_err(|e| EstError::Task(e.to_string()))??;
+        store
+            .insert_est_user(&EstUserRecord {
+                endpoint: endpoint.clone(),
+                username: username.to_owned(),
+                password_hash: hash,
+                created_at: now,
+                version: 1,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Handles one request under `/.well-known/est/`.
+    pub async fn handle(&self, request: &EstRequest<'_>) -> EstResponse {
+        let started = Instant::now();
+        let mut summary = Summary::default();
+        let response = match self.route(request, &mut summary).await {
+            Ok(response) => response,
+            Err(error) => error_response(&error),
+        };
+        tracing::info!(
+            target: "certgate::est",
+            endpoint = summary.endpoint.as_ref().map(Name::as_str),
+            operation = summary.operation,
+            method = request.method,
+            status = response.status,
+            requester = summary.requester.as_ref().map(RequesterId::as_str),
+            serial = summary.serial.as_ref().map(ToString::to_string),
+            peer = %request.peer,
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "EST request"
+        );
+        response
+    }
+
+    async fn route(&self, request: &EstRequest<'_>, summary: &mut Summary) -> Result<EstResponse, EstError> {
+        let path = codec::parse_path(request.path)?;
+        summary.operation = Some(path.operation.as_str());
+        let endpoint = self
+            .endpoints
+            .get(&path.endpoint)
+            .cloned()
+            .ok_or_else(|| EstError::UnknownEndpoint(path.endpoint.to_string()))?;
+        summary.endpoint = Some(endpoint.config.name.clone());
+        let allow = path.operation.method();
+        if request.method != allow {
+            return Err(EstError::MethodNotAllowed { allow });
+        }
+        match path.operation {
+            Operation::CaCerts => Ok(EstResponse::with_body(200, CERTS_ONLY, endpoint.cacerts.clone())),
+            Operation::CsrAttrs => Ok(match &endpoint.csrattrs_body {
+                Some(body) => EstResponse::with_body(200, CSRATTRS, body.clone()),
+                None => EstResponse::new(204),
+            }),
+            Operation::FullCmc => Err(EstError::NotImplemented("fullcmc")),
+            Operation::SimpleEnroll | Operation::SimpleReenroll | Operation::ServerKeygen => {
+                self.enroll(&endpoint, path.operation, request, summary).await
+            }
+        }
+    }
+
+    async fn enroll(
+        &self,
+        endpoint: &Endpoint,
+        operation: Operation,
+        request: &EstRequest<'_>,
+        summary: &mut Summary,
+    ) -> Result<EstResponse, EstError> {
+        let keygen_kind = match operation {
+            Operation::ServerKeygen => Some(endpoint.config.server_keygen.ok_or(EstError::ServerKeygenDisabled)?),
+            _ => None,
+        };
+        let tls = request.tls.ok_or(EstError::TlsRequired)?;
+        if request.body_too_large {
+            return Err(EstError::BodyTooLarge);
+        }
+        codec::check_content_type(request.content_type)?;
+        let principal = if operation == Operation::SimpleReenroll {
+            self.authenticate_renewal(endpoint, request, tls).await?
+        } else {
+            self.authenticate(endpoint, request, tls).await?
+        };
+        summary.requester = Some(principal.requester.clone());
+        let csr = codec::decode_csr_body(request.body)?;
+        if endpoint.config.channel_binding {
+            check_channel_binding(tls, csr.challenge_password())?;
+        }
+        if endpoint.csr_attrs.enforce {
+            let missing = csrattrs::missing(&endpoint.csr_attrs, &csr);
+            if !missing.is_empty() {
+                return Err(EstError::MissingCsrAttributes(missing));
+            }
+        }
+        if let Some(old) = &principal.renewing {
+            same_identity(old, &csr)?;
+        }
+        let name = endpoint.config.name.clone();
+        let mut issue = IssueRequest::new(Protocol::Est, name, csr, principal.requester.clone());
+        issue.replaces = principal.renewing.as_ref().map(|old| old.serial.clone());
+
+        if let Some(kind) = keygen_kind {
+            return self.server_keygen(endpoint, issue, kind, summary).await;
+        }
+        self.authority.check(&issue)?;
+        if endpoint.config.require_approval && operation == Operation::SimpleEnroll {
+            return self.enroll_with_approval(endpoint, issue, summary).await;
+        }
+        let _slot = acquire(endpoint)?;
+        let issued = self.authority.issue(issue).await?;
+        self.issued_response(endpoint, operation, issued, summary)
+    }
+
+    fn issued_response(
+        &self,
+        endpoint: &Endpoint,
+        operation: Operation,
+        issued: Issued,
+        summary: &mut Summary,
+    ) -> Result<EstResponse, EstError> {
+        audit(operation, &endpoint.config.name, &issued.record);
+        summary.serial = Some(issued.record.serial.clone());
+        let body = codec::encode_base64(&codec::certs_only(&[&issued.record.der])?, endpoint.config.base64);
+        Ok(EstResponse::with_body(200, CERTS_ONLY, body))
+    }
+
+    /// simpleenroll on an endpoint that needs an operator's approval: queue the request, answer
+    /// 202 until it is decided, then issue the approved CSR once.
+    async fn enroll_with_approval(
+        &self,
+        endpoint: &Endpoint,
+        issue: IssueRequest,
+        summary: &mut Summary,
+    ) -> Result<EstResponse, EstError> {
+        let approvals = &self.stores.approvals;
+        let key = ApprovalKey::new(
+            Protocol::Est,
+            endpoint.config.name.clone(),
+            approval_fingerprint(&issue.csr),
+        )
+        .map_err(|e| EstError::Encoding(e.to_string()))?;
+        let retry = endpoint.config.approval_retry_after;
+        let pending = || {
+            EstResponse::text(202, "the request awaits an operator's approval; retry later\n".into())
+                .header("retry-after", retry.to_string())
+        };
+        let fresh = |version: u64| {
+            let mut record = ApprovalRecord::pending(
+                key.clone(),
+                issue.requester.clone(),
+                issue.csr.subject_text().to_owned(),
+                issue.csr.sans().to_vec(),
+                issue.csr.key(),
+                issue.csr.der().to_vec(),
+                self.clock.now(),
+            );
+            record.version = version;
+            record
+        };
+        let record = match approvals.approval(&key).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound) => {
+                match approvals.create_approval(&fresh(1)).await {
+                    Ok(()) => {
+                        tracing::info!(
+                            target: "certgate::audit",
+                            event = "approval_requested",
+                            approval = %key,
+                            requester = %issue.requester,
+                            subject = issue.csr.subject_text(),
+                            "certificate request queued for approval"
+                        );
+                    }
+                    // A concurrent first request queued it: the same answer.
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Ok(pending());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if record.requester != issue.requester {
+            return Err(EstError::ApprovalRefused(
+                "a request for this key was made by another requester",
+            ));
+        }
+        match record.state {
+            ApprovalState::Pending => Ok(pending()),
+            ApprovalState::Denied => Err(EstError::ApprovalRefused("the request was denied by an operator")),
+            ApprovalState::Approved => {
+                let approved = ParsedCsr::from_der(&record.csr_der)?;
+                if approved.subject_text() != issue.csr.subject_text()
+                    || identifier_set(approved.sans()) != identifier_set(issue.csr.sans())
+                {
+                    return Err(EstError::ApprovalRefused(
+                        "the request's names differ from the approved request's",
+                    ));
+                }
+                let Some(_guard) = IssuingGuard::claim(&self.issuing, &key) else {
+                    // Another poll of the same request is issuing right now.
+                    return Ok(pending().header("retry-after", "2"));
+                };
+                let _slot = acquire(endpoint)?;
+                let mut approved_issue = issue;
+                approved_issue.csr = approved;
+                let issued = self.authority.issue(approved_issue).await?;
+                if let Err(e) = approvals.mark_issued(&key, &issued.record.serial).await {
+                    tracing::warn!(approval = %key, error = %e, "issued an approved request but could not mark it issued");
+                }
+                self.issued_response(endpoint, Operation::SimpleEnroll, issued, summary)
+            }
+            ApprovalState::Issued => {
+                let now = self.clock.now();
+                if let Some(serial) = &record.certificate {
+                    match self.authority.store().certificate(serial).await {
+                        Ok(cert) if cert.revocation.is_none() && cert.not_after > now => {
+                            // The client asked again (a lost answer): the same certificate.
+                            summary.serial = Some(cert.serial.clone());
+                            let body = codec::encode_base64(&codec::certs_only(&[&cert.der])?, endpoint.config.base64);
+                            return Ok(EstResponse::with_body(200, CERTS_ONLY, body));
+                        }
+                        Ok(_) | Err(StoreError::NotFound) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                // Its certificate is revoked or expired: the key asks again, from scratch.
+                match approvals.renew_approval(&fresh(record.version + 1)).await {
+                    Ok(()) | Err(StoreError::Conflict(_)) => Ok(pending()),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    async fn server_keygen(
+        &self,
+        endpoint: &Endpoint,
+        mut issue: IssueRequest,
+        kind: certgate_core::KeyKind,
+        summary: &mut Summary,
+    ) -> Result<EstResponse, EstError> {
+        let _slot = acquire(endpoint)?;
+        let client_csr = issue.csr.der().to_vec();
+        let generated = tokio::task::spawn_blocking(move || keygen::generate(kind, &client_csr))
+            .await
+            .map_err(|e| EstError::Task(e.to_string()))??;
+        issue.csr = generated.csr.clone();
+        let issued = self.authority.issue(issue).await?;
+        audit(Operation::ServerKeygen, &endpoint.config.name, &issued.record);
+        summary.serial = Some(issued.record.serial.clone());
+        let layout = endpoint.config.base64;
+        let certs = codec::encode_base64(&codec::certs_only(&[&issued.record.der])?, layout);
+        let key = Zeroizing::new(codec::encode_base64(&generated.pkcs8, layout));
+        let mut body = Vec::with_capacity(key.len() + certs.len() + 256);
+        let part = |body: &mut Vec<u8>, content_type: &str, content: &[u8]| {
+            body.extend_from_slice(format!("--{MULTIPART_BOUNDARY}\r\n").as_bytes());
+            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
+            body.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+            body.extend_from_slice(content);
+            if !content.ends_with(b"\r\n") {
+                body.extend_from_slice(b"\r\n");
+            }
+        };
+        part(&mut body, "application/pkcs8", &key);
+        part(&mut body, CERTS_ONLY, &certs);
+        body.extend_from_slice(format!("--{MULTIPART_BOUNDARY}--\r\n").as_bytes());
+        Ok(EstResponse::with_body(
+            200,
+            &format!("multipart/mixed; boundary={MULTIPART_BOUNDARY}"),
+            body,
+        ))
+    }
+
+    /// simpleenroll / serverkeygen: the endpoint's client authentication.
+    async fn authenticate(
+        &self,
+        endpoint: &Endpoint,
+        request: &EstRequest<'_>,
+        tls: &TlsFacts,
+    ) -> Result<Principal, EstError> {
+        let config = &endpoint.config;
+        let unauthenticated = || EstError::Unauthenticated {
+            realm: config.realm.clone(),
+        };
+        let certificate_ok = match (&endpoint.anchors, tls.client_chain.first()) {
+            (Some(anchors), Some(_)) => anchors.verify(&tls.client_chain, self.clock.now()),
+            _ => false,
+        };
+        let needs_user = match config.auth {
+            ClientAuth::Basic | ClientAuth::Both => true,
+            ClientAuth::Certificate => false,
+            ClientAuth::Either => !certificate_ok,
+        };
+        if matches!(config.auth, ClientAuth::Certificate | ClientAuth::Both) && !certificate_ok {
+            return Err(unauthenticated());
+        }
+        if needs_user {
+            let user = self.basic_user(endpoint, request).await?.ok_or_else(unauthenticated)?;
+            let requester = requester_of_user(&config.name, &user).ok_or_else(unauthenticated)?;
+            return Ok(Principal {
+                requester,
+                renewing: None,
+            });
+        }
+        let leaf = tls.client_chain.first().ok_or_else(unauthenticated)?;
+        Ok(Principal {
+            requester: requester_of_certificate(&config.name, leaf).map_err(|_| unauthenticated())?,
+            renewing: None,
+        })
+    }
+
+    /// The user name if the request carries valid HTTP Basic credentials for the endpoint.
+    /// An unknown user costs the same Argon2 evaluation as a known one.
+    async fn basic_user(&self, endpoint: &Endpoint, request: &EstRequest<'_>) -> Result<Option<String>, EstError> {
+        let Some(credentials) = request.authorization.and_then(password::parse_basic) else {
+            return Ok(None);
+        };
+        let hash = match self
+            .stores
+            .users
+            .est_user(&endpoint.config.name, &credentials.username)
+            .await
+        {
+            Ok(user) => Some(user.password_hash),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| password::dummy_hash().to_owned());
+        let username = credentials.username.clone();
+        let matches = tokio::task::spawn_blocking(move || password::verify_password(&hash, credentials.password()))
+            .await
+            .map_err(|e| EstError::Task(e.to_string()))?;
+        Ok((known && matches).then_some(username))
+    }
+
+    /// simplereenroll: the TLS client certificate must be one this endpoint issued, unexpired
+    /// and not revoked (plus HTTP Basic when the endpoint requires both).
+    async fn authenticate_renewal(
+        &self,
+        endpoint: &Endpoint,
+        request: &EstRequest<'_>,
+        tls: &TlsFacts,
+    ) -> Result<Principal, EstError> {
+        let config = &endpoint.config;
+        let unauthenticated = || EstError::Unauthenticated {
+            realm: config.realm.clone(),
+        };
+        let leaf = tls.client_chain.first().ok_or_else(unauthenticated)?;
+        let not_ours = EstError::ReenrollRefused("the client certificate was not issued by this server");
+        let Ok(cert) = Certificate::from_der(leaf) else {
+            return Err(not_ours);
+        };
+        let Ok(serial) = Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
+            return Err(not_ours);
+        };
+        let record = match self.authority.store().certificate(&serial).await {
+            Ok(record) => record,
+            Err(StoreError::NotFound) => return Err(not_ours),
+            Err(e) => return Err(e.into()),
+        };
+        if record.der != *leaf {
+            return Err(not_ours);
+        }
+        if record.protocol != Protocol::Est || record.endpoint != config.name {
+            return Err(EstError::ReenrollRefused(
+                "the client certificate was issued through another endpoint",
+            ));
+        }
+        if record.revocation.is_some() {
+            return Err(EstError::ReenrollRefused("the client certificate is revoked"));
+        }
+        let now = self.clock.now();
+        if now < record.not_before || now >= record.not_after {
+            return Err(EstError::ReenrollRefused(
+                "the client certificate is expired or not yet valid",
+            ));
+        }
+        if config.auth == ClientAuth::Both && self.basic_user(endpoint, request).await?.is_none() {
+            return Err(unauthenticated());
+        }
+        Ok(Principal {
+            requester: record.requester.clone(),
+            renewing: Some(record),
+        })
+    }
+}
+
+/// RFC 7030 4.2.2: a re-enrollment's subject and subjectAltNames equal the renewed certificate's.
+fn same_identity(old: &CertificateRecord, csr: &ParsedCsr) -> Result<(), EstError> {
+    let cert = Certificate::from_der(&old.der).map_err(|e| EstError::Encoding(e.to_string()))?;
+    let request = CertReq::from_der(csr.der()).map_err(|e| EstError::Encoding(e.to_string()))?;
+    let subject_der = |name: &x509_cert::name::Name| name.to_der().unwrap_or_default();
+    if subject_der(cert.tbs_certificate().subject()) != subject_der(&request.info.subject) {
+        return Err(EstError::ReenrollMismatch("subject"));
+    }
+    if identifier_set(&old.identifiers) != identifier_set(csr.sans()) {
+        return Err(EstError::ReenrollMismatch("subjectAltName"));
+    }
+    Ok(())
+}
+
+fn acquire(endpoint: &Endpoint) -> Result<OwnedSemaphorePermit, EstError> {
+    Arc::clone(&endpoint.slots)
+        .try_acquire_owned()
+        .map_err(|_| EstError::Overloaded {
+            retry_after: endpoint.config.overload_retry_after,
+        })
+}
+
+fn audit(operation: Operation, endpoint: &Name, record: &CertificateRecord) {
+    tracing::info!(
+        target: "certgate::audit",
+        event = "est_enrollment",
+        operation = operation.as_str(),
+        endpoint = %endpoint,
+        serial = %record.serial,
+        requester = %record.requester,
+        replaces = record.replaces.as_ref().map(ToString::to_string),
+        "EST certificate issued"
+    );
+}
+
+fn error_response(error: &EstError) -> EstResponse {
+    let status = error.status();
+    if status >= 500 && !matches!(error, EstError::NotImplemented(_) | EstError::Overloaded { .. }) {
+        tracing::error!(target: "certgate::est", error = %error, "EST request failed inside the server");
+    }
+    let mut response = EstResponse::text(status, error.client_text());
+    match error {
+        EstError::Unauthenticated { realm } => {
+            let realm = realm.replace(['"', '\\'], "");
+            response = response.header("www-authenticate", format!("Basic realm=\"{realm}\""));
+        }
+        EstError::Overloaded { retry_after } => response = response.header("retry-after", retry_after.to_string()),
+        EstError::MethodNotAllowed { allow } => response = response.header("allow", *allow),
+        _ => {}
+    }
+    response
+}
+
+/// Marks an approval key as being issued in this process until dropped.
+struct IssuingGuard<'a> {
+    set: &'a Mutex<HashSet<ApprovalKey>>,
+    key: ApprovalKey,
+}
+
+impl<'a> IssuingGuard<'a> {
+    fn claim(set: &'a Mutex<HashSet<ApprovalKey>>, key: &ApprovalKey) -> Option<Self> {
+        let mut guard = set.lock().unwrap_or_else(|poison| poison.into_inner());
+        guard.insert(key.clone()).then(|| Self { set, key: key.clone() })
+    }
+}
+
+impl Drop for IssuingGuard<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&self.key);
+    }
+}

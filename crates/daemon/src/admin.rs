@@ -13,8 +13,10 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use certgate_authority::{Authority, AuthorityConfig, AuthorityError, Profile};
 use certgate_core::{Clock, DnsName, Identifier, Name, RequesterId, RevocationReason, Serial, SystemClock};
+use certgate_store::approvals::{ApprovalFilter, ApprovalKey, ApprovalRecord};
 use certgate_store::{
-    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, SledStore,
+    ApprovalStore, CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore,
+    EstUserStore, SledStore,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -141,6 +143,204 @@ pub struct AdminService {
     pub clock: Arc<dyn Clock>,
     /// The ACME server, for EAB keys.
     pub acme: Option<Arc<certgate_acme::AcmeServer>>,
+    /// The EST endpoints' names, for user management.
+    pub est_endpoints: Vec<Name>,
+}
+
+/// A new EST user; the password travels only over the admin socket and is hashed here.
+#[derive(Serialize, Deserialize)]
+pub struct EstUserCreateBody {
+    /// The EST endpoint.
+    pub endpoint: String,
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+/// An EST user as listed (never the hash).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EstUserItem {
+    /// Endpoint.
+    pub endpoint: String,
+    /// User name.
+    pub username: String,
+    /// Created.
+    pub created_at: String,
+}
+
+/// An approval request as listed (the CSR left out).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ApprovalItem {
+    /// The id operators type (`est:default:<fingerprint>`).
+    pub id: String,
+    /// pending, approved, denied or issued.
+    pub state: String,
+    /// Who asked.
+    pub requester: String,
+    /// The CSR's subject.
+    pub subject: String,
+    /// The CSR's names.
+    pub names: Vec<String>,
+    /// The CSR's key type.
+    pub key: String,
+    /// When the client first asked.
+    pub created_at: String,
+    /// Which operator decided.
+    pub decided_by: Option<String>,
+    /// The operator's reason.
+    pub reason: Option<String>,
+    /// The certificate issued, once issued.
+    pub certificate: Option<String>,
+}
+
+impl From<ApprovalRecord> for ApprovalItem {
+    fn from(record: ApprovalRecord) -> Self {
+        Self {
+            id: record.key.to_string(),
+            state: record.state.to_string(),
+            requester: record.requester.to_string(),
+            subject: record.subject,
+            names: record.identifiers.iter().map(ToString::to_string).collect(),
+            key: record.key_kind.to_string(),
+            created_at: rfc3339(record.created_at),
+            decided_by: record.decided_by,
+            reason: record.reason,
+            certificate: record.certificate.map(|s| s.to_string()),
+        }
+    }
+}
+
+/// An operator's denial.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyBody {
+    /// Why (kept for operators).
+    pub reason: Option<String>,
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Adds an EST user after checking the endpoint exists.
+pub async fn est_user_add(
+    store: &SledStore,
+    est_endpoints: &[Name],
+    request: &EstUserCreateBody,
+    now: time::OffsetDateTime,
+) -> Result<(), (StatusCode, String)> {
+    let endpoint = match Name::new(request.endpoint.as_str()) {
+        Ok(name) if est_endpoints.contains(&name) => name,
+        _ => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no EST endpoint named {:?}", request.endpoint),
+            ));
+        }
+    };
+    match certgate_est::EstServer::add_user(store, &endpoint, &request.username, request.password.as_bytes(), now).await
+    {
+        Ok(()) => {
+            tracing::info!(target: "certgate::audit", event = "est-user-added", endpoint = %endpoint, username = %request.username, "EST user added");
+            Ok(())
+        }
+        Err(certgate_est::EstError::Store(certgate_store::StoreError::Conflict(_))) => Err((
+            StatusCode::CONFLICT,
+            format!("user {:?} already exists at EST endpoint {endpoint}", request.username),
+        )),
+        Err(certgate_est::EstError::Config(why)) => Err((StatusCode::BAD_REQUEST, why)),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Removes an EST user.
+pub async fn est_user_remove(store: &SledStore, endpoint: &str, username: &str) -> Result<(), (StatusCode, String)> {
+    let not_found = || {
+        (
+            StatusCode::NOT_FOUND,
+            format!("no user {username:?} at EST endpoint {endpoint:?}"),
+        )
+    };
+    let Ok(name) = Name::new(endpoint) else {
+        return Err(not_found());
+    };
+    match store.remove_est_user(&name, username).await {
+        Ok(()) => {
+            tracing::info!(target: "certgate::audit", event = "est-user-removed", endpoint = %name, username = %username, "EST user removed");
+            Ok(())
+        }
+        Err(certgate_store::StoreError::NotFound) => Err(not_found()),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Lists EST users (never their hashes).
+pub async fn est_user_list(store: &SledStore, endpoint: Option<&str>) -> anyhow::Result<Vec<EstUserItem>> {
+    let endpoint = endpoint.map(Name::new).transpose()?;
+    Ok(store
+        .est_users(endpoint.as_ref())
+        .await?
+        .into_iter()
+        .map(|u| EstUserItem {
+            endpoint: u.endpoint.to_string(),
+            username: u.username,
+            created_at: rfc3339(u.created_at),
+        })
+        .collect())
+}
+
+/// Lists approval requests: pending ones, or all with `all`.
+pub async fn approval_list(store: &SledStore, all: bool) -> anyhow::Result<Vec<ApprovalItem>> {
+    let filter = if all {
+        ApprovalFilter::default()
+    } else {
+        ApprovalFilter::pending()
+    };
+    Ok(store
+        .approvals(&filter, 1000)
+        .await?
+        .into_iter()
+        .map(ApprovalItem::from)
+        .collect())
+}
+
+/// Approves or denies (with `deny = Some(reason)`) one request.
+pub async fn approval_decide(
+    store: &SledStore,
+    id: &str,
+    deny: Option<Option<String>>,
+    by: &str,
+    now: time::OffsetDateTime,
+) -> Result<ApprovalItem, (StatusCode, String)> {
+    let key: ApprovalKey = id
+        .parse()
+        .map_err(|e: certgate_store::approvals::ApprovalKeyError| (StatusCode::BAD_REQUEST, e.to_string()))?;
+    let result = match &deny {
+        None => store.approve(&key, by, now).await,
+        Some(reason) => store.deny(&key, by, reason.as_deref(), now).await,
+    };
+    match result {
+        Ok(record) => {
+            let event = if deny.is_some() {
+                "approval-denied"
+            } else {
+                "approval-approved"
+            };
+            tracing::info!(target: "certgate::audit", event, id = %key, by, requester = %record.requester, "approval decided");
+            Ok(record.into())
+        }
+        Err(certgate_store::StoreError::NotFound) => Err((StatusCode::NOT_FOUND, format!("no approval request {id}"))),
+        Err(certgate_store::StoreError::Conflict(_)) => match store.approval(&key).await {
+            Ok(record) => Err((
+                StatusCode::CONFLICT,
+                format!("approval request {id} is already {}", record.state),
+            )),
+            Err(_) => Err((StatusCode::CONFLICT, format!("approval request {id} changed meanwhile"))),
+        },
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
 }
 
 /// A new EAB key request.
@@ -288,6 +488,58 @@ impl AdminService {
                 Ok(list) => json(StatusCode::OK, &list),
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             },
+            (&Method::POST, ["v1", "est", "users"]) => {
+                let request: EstUserCreateBody = match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(_) => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            "expected {\"endpoint\": …, \"username\": …, \"password\": …}",
+                        );
+                    }
+                };
+                match est_user_add(&self.store, &self.est_endpoints, &request, self.clock.now()).await {
+                    Ok(()) => text(StatusCode::CREATED, "created"),
+                    Err((status, why)) => text(status, why),
+                }
+            }
+            (&Method::DELETE, ["v1", "est", "users", endpoint, username]) => {
+                let username = crate::http::percent_decode(username);
+                match est_user_remove(&self.store, endpoint, &username).await {
+                    Ok(()) => text(StatusCode::OK, "removed"),
+                    Err((status, why)) => text(status, why),
+                }
+            }
+            (&Method::GET, ["v1", "est", "users"]) => {
+                let pairs = query_pairs(query);
+                match est_user_list(&self.store, pairs.get("endpoint").map(String::as_str)).await {
+                    Ok(list) => json(StatusCode::OK, &list),
+                    Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                }
+            }
+            (&Method::GET, ["v1", "approvals"]) => {
+                let all = query_pairs(query).get("all").is_some_and(|v| v == "true");
+                match approval_list(&self.store, all).await {
+                    Ok(list) => json(StatusCode::OK, &list),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::POST, ["v1", "approvals", id, decision @ ("approve" | "deny")]) => {
+                let deny = if *decision == "deny" {
+                    match serde_json::from_slice::<DenyBody>(body) {
+                        Ok(request) => Some(request.reason),
+                        Err(_) if body.is_empty() => Some(None),
+                        Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"reason\": …}}: {e}")),
+                    }
+                } else {
+                    None
+                };
+                let id = crate::http::percent_decode(id);
+                match approval_decide(&self.store, &id, deny, "operator:admin-socket", self.clock.now()).await {
+                    Ok(item) => json(StatusCode::OK, &item),
+                    Err((status, why)) => text(status, why),
+                }
+            }
             _ => text(StatusCode::NOT_FOUND, format!("no admin resource {method} {path}")),
         }
     }
@@ -504,6 +756,89 @@ impl Inventory {
         match self {
             Self::Daemon(client) => client.call_json(Method::GET, "/v1/acme/eab", None).await,
             Self::Store { store, .. } => eab_list(store).await,
+        }
+    }
+
+    /// Adds an EST user (the endpoint is checked against `est_endpoints` when no daemon runs).
+    pub async fn add_est_user(&self, request: &EstUserCreateBody, est_endpoints: &[Name]) -> anyhow::Result<()> {
+        match self {
+            Self::Daemon(client) => {
+                let (status, bytes) = client
+                    .call(Method::POST, "/v1/est/users", Some(serde_json::to_vec(request)?))
+                    .await?;
+                if !status.is_success() {
+                    bail!("{}", String::from_utf8_lossy(&bytes).trim());
+                }
+                Ok(())
+            }
+            Self::Store { store, .. } => est_user_add(store, est_endpoints, request, SystemClock.now())
+                .await
+                .map_err(|(_, why)| anyhow!(why)),
+        }
+    }
+
+    /// Removes an EST user.
+    pub async fn remove_est_user(&self, endpoint: &str, username: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Daemon(client) => {
+                let path = format!(
+                    "/v1/est/users/{}/{}",
+                    percent_encode(endpoint),
+                    percent_encode(username)
+                );
+                let (status, bytes) = client.call(Method::DELETE, &path, None).await?;
+                if !status.is_success() {
+                    bail!("{}", String::from_utf8_lossy(&bytes).trim());
+                }
+                Ok(())
+            }
+            Self::Store { store, .. } => est_user_remove(store, endpoint, username)
+                .await
+                .map_err(|(_, why)| anyhow!(why)),
+        }
+    }
+
+    /// Lists EST users.
+    pub async fn list_est_users(&self, endpoint: Option<&str>) -> anyhow::Result<Vec<EstUserItem>> {
+        match self {
+            Self::Daemon(client) => {
+                let path = match endpoint {
+                    Some(e) => format!("/v1/est/users?endpoint={}", percent_encode(e)),
+                    None => "/v1/est/users".to_owned(),
+                };
+                client.call_json(Method::GET, &path, None).await
+            }
+            Self::Store { store, .. } => est_user_list(store, endpoint).await,
+        }
+    }
+
+    /// Lists approval requests (pending only unless `all`).
+    pub async fn list_approvals(&self, all: bool) -> anyhow::Result<Vec<ApprovalItem>> {
+        match self {
+            Self::Daemon(client) => {
+                let path = if all { "/v1/approvals?all=true" } else { "/v1/approvals" };
+                client.call_json(Method::GET, path, None).await
+            }
+            Self::Store { store, .. } => approval_list(store, all).await,
+        }
+    }
+
+    /// Approves a request, or denies it with `deny = Some(reason)`.
+    pub async fn decide_approval(&self, id: &str, deny: Option<Option<String>>) -> anyhow::Result<ApprovalItem> {
+        match self {
+            Self::Daemon(client) => {
+                let (path, body) = match &deny {
+                    None => (format!("/v1/approvals/{}/approve", percent_encode(id)), None),
+                    Some(reason) => (
+                        format!("/v1/approvals/{}/deny", percent_encode(id)),
+                        Some(serde_json::to_vec(&DenyBody { reason: reason.clone() })?),
+                    ),
+                };
+                client.call_json(Method::POST, &path, body).await
+            }
+            Self::Store { store, .. } => approval_decide(store, id, deny, "operator:cli", SystemClock.now())
+                .await
+                .map_err(|(_, why)| anyhow!(why)),
         }
     }
 

@@ -37,6 +37,83 @@ enum Command {
     /// ACME administration.
     #[command(subcommand)]
     Acme(AcmeCommand),
+    /// EST administration.
+    #[command(subcommand)]
+    Est(EstCommand),
+    /// Enrollment requests waiting for an operator (EST endpoints with require_approval).
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EstCommand {
+    /// HTTP Basic users of EST endpoints.
+    #[command(subcommand)]
+    User(EstUserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EstUserCommand {
+    /// Add a user; the password is read from the first line of standard input.
+    Add {
+        #[command(flatten)]
+        common: Common,
+        /// The EST endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The user name.
+        username: String,
+    },
+    /// Remove a user.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        /// The EST endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// The user name.
+        username: String,
+    },
+    /// List users (names only).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this endpoint's.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalsCommand {
+    /// List pending requests (all with --all).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Include approved, denied and issued ones.
+        #[arg(long)]
+        all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+    /// Approve a request: the client's next poll gets its certificate.
+    Approve {
+        #[command(flatten)]
+        common: Common,
+        /// The request id, as listed (`est:<endpoint>:<fingerprint>`).
+        id: String,
+    },
+    /// Deny a request: the client's next poll is refused.
+    Deny {
+        #[command(flatten)]
+        common: Common,
+        /// The request id, as listed.
+        id: String,
+        /// Why (kept for operators).
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -297,6 +374,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Acme(AcmeCommand::Eab(command)) => {
             init_logging(LogFormat::Text, "warn");
             eab(command).await
+        }
+        Command::Est(EstCommand::User(command)) => {
+            init_logging(LogFormat::Text, "warn");
+            est_user(command).await
+        }
+        Command::Approvals(command) => {
+            init_logging(LogFormat::Text, "warn");
+            approvals(command).await
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let checked = Config::load(&file)?.check()?;
@@ -572,6 +657,119 @@ async fn eab(command: EabCommand) -> anyhow::Result<()> {
                         .map_or("unused".to_owned(), |a| format!("bound to account {a}"))
                 ));
             }
+            Ok(())
+        }
+    }
+}
+
+/// The password from the first line of standard input (without its line ending).
+fn read_password() -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    if password.is_empty() {
+        bail!("no password on standard input (e.g. `echo \"$PASSWORD\" | certgate est user add …`)");
+    }
+    Ok(password)
+}
+
+async fn est_user(command: EstUserCommand) -> anyhow::Result<()> {
+    match command {
+        EstUserCommand::Add {
+            common,
+            endpoint,
+            username,
+        } => {
+            let (checked, data_dir) = common.load()?;
+            let password = read_password()?;
+            let est_endpoints: Vec<Name> = checked.est.iter().map(|e| e.name.clone()).collect();
+            let inventory = Inventory::open(&data_dir).await?;
+            let request = crate::admin::EstUserCreateBody {
+                endpoint: endpoint.clone(),
+                username: username.clone(),
+                password: password.to_string(),
+            };
+            let added = inventory.add_est_user(&request, &est_endpoints).await;
+            drop(zeroize::Zeroizing::new(request.password));
+            inventory.close().await?;
+            added?;
+            say(&format!("added user {username} to EST endpoint {endpoint}"));
+            Ok(())
+        }
+        EstUserCommand::Remove {
+            common,
+            endpoint,
+            username,
+        } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let removed = inventory.remove_est_user(&endpoint, &username).await;
+            inventory.close().await?;
+            removed?;
+            say(&format!("removed user {username} from EST endpoint {endpoint}"));
+            Ok(())
+        }
+        EstUserCommand::List { common, endpoint } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let users = inventory.list_est_users(endpoint.as_deref()).await;
+            inventory.close().await?;
+            for user in users? {
+                say(&format!(
+                    "{}  endpoint={}  created={}",
+                    user.username, user.endpoint, user.created_at
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
+    match command {
+        ApprovalsCommand::List { common, all, format } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let items = inventory.list_approvals(all).await;
+            inventory.close().await?;
+            let items = items?;
+            match format {
+                OutputFormat::Json => say(&serde_json::to_string_pretty(&items)?),
+                OutputFormat::Text => {
+                    for item in items {
+                        say(&format!(
+                            "{}  {}  requester={}  subject={:?}  names={}  key={}  created={}",
+                            item.id,
+                            item.state,
+                            item.requester,
+                            item.subject,
+                            item.names.join(","),
+                            item.key,
+                            item.created_at
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        ApprovalsCommand::Approve { common, id } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let decided = inventory.decide_approval(&id, None).await;
+            inventory.close().await?;
+            let item = decided?;
+            say(&format!("approved {} (requester {})", item.id, item.requester));
+            Ok(())
+        }
+        ApprovalsCommand::Deny { common, id, reason } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let decided = inventory.decide_approval(&id, Some(reason)).await;
+            inventory.close().await?;
+            let item = decided?;
+            say(&format!("denied {} (requester {})", item.id, item.requester));
             Ok(())
         }
     }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use certgate_authority::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};
 use certgate_core::{Name, Protocol};
 use certgate_signer::{KeyType, Usage};
+use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
 /// The whole configuration.
@@ -43,7 +44,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             issuers: vec![IssuerConfig::default()],
             profiles: Vec::new(),
-            endpoints: vec![default_acme_endpoint()],
+            endpoints: vec![default_acme_endpoint(), default_est_endpoint()],
         }
     }
 }
@@ -214,6 +215,195 @@ pub struct EndpointConfig {
     /// ACME settings (only for `protocol = "acme"`).
     #[serde(default)]
     pub acme: Option<AcmeSettings>,
+    /// EST settings (only for `protocol = "est"`).
+    #[serde(default)]
+    pub est: Option<EstSettings>,
+}
+
+/// An EST endpoint's protocol settings (`[endpoints.est]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstSettings {
+    /// How clients authenticate for simpleenroll and serverkeygen: `basic` (users from
+    /// `certgate est user add`), `certificate` (a TLS client certificate chaining to
+    /// `trust_anchors`), `either` or `both`.
+    pub auth: EstAuth,
+    /// The HTTP Basic realm; "certgate EST <name>" when unset.
+    pub realm: Option<String>,
+    /// PEM files of the CAs whose certificates authenticate clients (e.g. a device maker's
+    /// factory CA). Relative paths are relative to the working directory.
+    pub trust_anchors: Vec<PathBuf>,
+    /// Require RFC 9266 channel binding: the CSR's challengePassword must be the base64 of
+    /// the connection's tls-exporter value.
+    pub channel_binding: bool,
+    /// What `/csrattrs` announces, and whether CSRs must carry it.
+    pub csr_attrs: EstCsrAttrsSettings,
+    /// Offer `/serverkeygen` with keys of this type (`p256`, `p384`, `p521`, `rsa2048`,
+    /// `rsa3072`, `rsa4096`, `ed25519`); off when unset.
+    pub server_keygen: Option<String>,
+    /// Issue only after an operator approved (`certgate approvals approve`).
+    pub require_approval: bool,
+    /// `Retry-After` seconds while a request awaits approval.
+    pub approval_retry_after_seconds: u32,
+    /// Base64 layout of responses: `wrap64` (default), `wrap76` or `single-line`.
+    pub base64: EstBase64,
+    /// Issuances in flight at once; beyond it, 503 with Retry-After.
+    pub max_in_flight: usize,
+}
+
+impl Default for EstSettings {
+    fn default() -> Self {
+        Self {
+            auth: EstAuth::Basic,
+            realm: None,
+            trust_anchors: Vec::new(),
+            channel_binding: false,
+            csr_attrs: EstCsrAttrsSettings::default(),
+            server_keygen: None,
+            require_approval: false,
+            approval_retry_after_seconds: 60,
+            base64: EstBase64::Wrap64,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// EST client authentication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EstAuth {
+    /// HTTP Basic.
+    #[default]
+    Basic,
+    /// A TLS client certificate.
+    Certificate,
+    /// Either.
+    Either,
+    /// Both.
+    Both,
+}
+
+/// EST response base64 layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EstBase64 {
+    /// 64 columns, CRLF.
+    #[default]
+    Wrap64,
+    /// 76 columns, CRLF.
+    Wrap76,
+    /// One line.
+    SingleLine,
+}
+
+/// `[endpoints.est.csr_attrs]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstCsrAttrsSettings {
+    /// Ask for challengePassword (implied by channel binding).
+    pub challenge_password: bool,
+    /// Ask for this key type (same names as `server_keygen`).
+    pub key: Option<String>,
+    /// Ask for these extensions (dotted OIDs) in an extensionRequest.
+    pub extensions: Vec<String>,
+    /// Refuse CSRs that lack any of them (400).
+    pub enforce: bool,
+}
+
+/// Parses a key type name of the EST settings.
+pub fn parse_key_kind(name: &str) -> Option<certgate_core::KeyKind> {
+    use certgate_core::KeyKind;
+    Some(match name {
+        "p256" => KeyKind::EcP256,
+        "p384" => KeyKind::EcP384,
+        "p521" => KeyKind::EcP521,
+        "rsa2048" => KeyKind::Rsa(2048),
+        "rsa3072" => KeyKind::Rsa(3072),
+        "rsa4096" => KeyKind::Rsa(4096),
+        "ed25519" => KeyKind::Ed25519,
+        _ => return None,
+    })
+}
+
+impl EstSettings {
+    /// The EST crate's configuration for endpoint `name`; reads the trust anchor files.
+    pub fn to_endpoint_config(&self, name: Name) -> Result<certgate_est::EstEndpointConfig, ConfigError> {
+        let id = format!("est endpoint {name}");
+        let invalid = |m: String| ConfigError::Invalid(format!("{id}: {m}"));
+        let key_kind = |field: &str, value: &str| {
+            parse_key_kind(value).ok_or_else(|| {
+                invalid(format!(
+                    "{field} {value:?}: expected p256, p384, p521, rsa2048, rsa3072, rsa4096 or ed25519"
+                ))
+            })
+        };
+        let mut config = certgate_est::EstEndpointConfig::new(name);
+        config.auth = match self.auth {
+            EstAuth::Basic => certgate_est::ClientAuth::Basic,
+            EstAuth::Certificate => certgate_est::ClientAuth::Certificate,
+            EstAuth::Either => certgate_est::ClientAuth::Either,
+            EstAuth::Both => certgate_est::ClientAuth::Both,
+        };
+        if let Some(realm) = &self.realm {
+            if realm.contains(['"', '\\']) || realm.chars().any(char::is_control) {
+                return Err(invalid("realm: no quotes, backslashes or control characters".into()));
+            }
+            config.realm = realm.clone();
+        }
+        for path in &self.trust_anchors {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut found = 0;
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| invalid(format!("trust anchor {}: {e}", path.display())))?;
+                config.trust_anchors.push(cert.to_vec());
+                found += 1;
+            }
+            if found == 0 {
+                return Err(invalid(format!("trust anchor {} holds no certificate", path.display())));
+            }
+        }
+        if matches!(self.auth, EstAuth::Certificate) && config.trust_anchors.is_empty() {
+            return Err(invalid("auth = \"certificate\" needs trust_anchors".into()));
+        }
+        config.channel_binding = self.channel_binding;
+        config.csr_attrs.challenge_password = self.csr_attrs.challenge_password;
+        config.csr_attrs.key = self
+            .csr_attrs
+            .key
+            .as_deref()
+            .map(|k| key_kind("csr_attrs.key", k))
+            .transpose()?;
+        for oid in &self.csr_attrs.extensions {
+            config.csr_attrs.extensions.push(
+                oid.parse()
+                    .map_err(|_| invalid(format!("csr_attrs.extensions: {oid:?} is not a dotted OID")))?,
+            );
+        }
+        config.csr_attrs.enforce = self.csr_attrs.enforce;
+        config.server_keygen = self
+            .server_keygen
+            .as_deref()
+            .map(|k| key_kind("server_keygen", k))
+            .transpose()?;
+        if config.server_keygen.is_some() && self.require_approval {
+            return Err(invalid("server_keygen and require_approval cannot be combined".into()));
+        }
+        config.require_approval = self.require_approval;
+        config.approval_retry_after = self.approval_retry_after_seconds.clamp(1, 86_400);
+        config.base64 = match self.base64 {
+            EstBase64::Wrap64 => certgate_est::Base64Layout::Wrap64,
+            EstBase64::Wrap76 => certgate_est::Base64Layout::Wrap76,
+            EstBase64::SingleLine => certgate_est::Base64Layout::SingleLine,
+        };
+        if !(1..=100_000).contains(&self.max_in_flight) {
+            return Err(invalid("max_in_flight must be 1 to 100000".into()));
+        }
+        config.max_in_flight = self.max_in_flight;
+        Ok(config)
+    }
 }
 
 /// An ACME endpoint's protocol settings.
@@ -364,6 +554,24 @@ pub fn default_acme_endpoint() -> EndpointConfig {
         keys: KeyPolicy::default(),
         names: NamePolicy::default(),
         acme: None,
+        est: None,
+    }
+}
+
+/// The embedded default EST endpoint: `/.well-known/est/<op>` on the HTTPS listener, HTTP
+/// Basic users (`certgate est user add --endpoint default`), device certificates from the
+/// default issuer.
+pub fn default_est_endpoint() -> EndpointConfig {
+    EndpointConfig {
+        protocol: Protocol::Est,
+        name: "default".into(),
+        issuer: default_name(),
+        profiles: vec!["device".into()],
+        owner_labels: BTreeMap::new(),
+        keys: KeyPolicy::default(),
+        names: NamePolicy::default(),
+        acme: None,
+        est: None,
     }
 }
 
@@ -408,6 +616,8 @@ pub struct CheckedConfig {
     pub profiles: Vec<Profile>,
     /// Endpoint policies.
     pub endpoints: Vec<EndpointPolicy>,
+    /// EST endpoints' protocol settings (trust anchors read).
+    pub est: Vec<certgate_est::EstEndpointConfig>,
 }
 
 impl Config {
@@ -496,6 +706,7 @@ impl Config {
         }
 
         let mut endpoints: Vec<EndpointPolicy> = Vec::new();
+        let mut est = Vec::new();
         for configured in &self.endpoints {
             let endpoint = EndpointPolicy {
                 protocol: configured.protocol,
@@ -533,6 +744,9 @@ impl Config {
             {
                 return Err(invalid(format!("{id} is defined twice")));
             }
+            if configured.est.is_some() && endpoint.protocol != Protocol::Est {
+                return Err(invalid(format!("{id}: [est] settings belong to EST endpoints only")));
+            }
             if configured.acme.is_some() && endpoint.protocol != Protocol::Acme {
                 return Err(invalid(format!("{id}: [acme] settings belong to ACME endpoints only")));
             }
@@ -552,6 +766,15 @@ impl Config {
                      finalize_wait_ms <= 60000"
                 )));
             }
+            if endpoint.protocol == Protocol::Est {
+                est.push(
+                    configured
+                        .est
+                        .clone()
+                        .unwrap_or_default()
+                        .to_endpoint_config(endpoint.name.clone())?,
+                );
+            }
             if endpoint.keys.min_rsa_bits < 2048 {
                 return Err(invalid(format!("{id}: keys.min_rsa_bits must be at least 2048")));
             }
@@ -561,6 +784,7 @@ impl Config {
             config: self,
             profiles,
             endpoints,
+            est,
         })
     }
 }
@@ -654,6 +878,46 @@ mod tests {
                 "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.acme]\nhttp_port = 80",
             ),
             (
+                "est_settings_on_acme",
+                "[[endpoints]]\nprotocol = \"acme\"\nname = \"a\"\n[endpoints.est]\nchannel_binding = true",
+            ),
+            (
+                "est_unknown_setting",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nbinding = true",
+            ),
+            (
+                "est_bad_auth",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nauth = \"kerberos\"",
+            ),
+            (
+                "est_certificate_auth_without_anchors",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nauth = \"certificate\"",
+            ),
+            (
+                "est_missing_anchor_file",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nauth = \"either\"\ntrust_anchors = [\"/nonexistent/ca.pem\"]",
+            ),
+            (
+                "est_bad_keygen_type",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nserver_keygen = \"dsa\"",
+            ),
+            (
+                "est_keygen_with_approval",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nserver_keygen = \"p256\"\nrequire_approval = true",
+            ),
+            (
+                "est_bad_extension_oid",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est.csr_attrs]\nextensions = [\"subjectAltName\"]",
+            ),
+            (
+                "est_realm_with_quote",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nrealm = \"a\\\"b\"",
+            ),
+            (
+                "est_zero_in_flight",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nmax_in_flight = 0",
+            ),
+            (
                 "absurd_validity",
                 "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 4000000000",
             ),
@@ -661,6 +925,33 @@ mod tests {
         for (case, text) in cases {
             assert!(check(text).is_err(), "case {case} should be refused");
         }
+    }
+
+    #[test]
+    fn est_settings_map_to_the_est_crate() {
+        let text = "[[endpoints]]\nprotocol = \"est\"\nname = \"labs\"\nprofiles = [\"device\"]\n\
+                    [endpoints.est]\nauth = \"both\"\nrealm = \"lab devices\"\nchannel_binding = true\n\
+                    server_keygen = \"rsa3072\"\nbase64 = \"single-line\"\nmax_in_flight = 8\n\
+                    [endpoints.est.csr_attrs]\nkey = \"p384\"\nextensions = [\"2.5.29.17\"]\nenforce = true";
+        let checked = check(text).unwrap();
+        let [est] = checked.est.as_slice() else {
+            panic!("one EST endpoint: {:?}", checked.est)
+        };
+        assert_eq!(est.name.as_str(), "labs");
+        assert_eq!(est.auth, certgate_est::ClientAuth::Both);
+        assert_eq!(est.realm, "lab devices");
+        assert!(est.channel_binding);
+        assert_eq!(est.server_keygen, Some(certgate_core::KeyKind::Rsa(3072)));
+        assert_eq!(est.base64, certgate_est::Base64Layout::SingleLine);
+        assert_eq!(est.max_in_flight, 8);
+        assert_eq!(est.csr_attrs.key, Some(certgate_core::KeyKind::EcP384));
+        assert_eq!(est.csr_attrs.extensions.len(), 1);
+        assert!(est.csr_attrs.enforce);
+        // The embedded defaults serve one EST endpoint, `default`, with HTTP Basic.
+        let defaults = Config::default().check().unwrap();
+        assert_eq!(defaults.est.len(), 1);
+        assert_eq!(defaults.est[0].name.as_str(), certgate_est::DEFAULT_ENDPOINT);
+        assert_eq!(defaults.est[0].auth, certgate_est::ClientAuth::Basic);
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         authority: Arc::clone(&parts.authority),
         store: parts.store.clone(),
         acme: parts.acme.clone(),
+        est: parts.est.clone(),
     });
     let mut tasks = Vec::new();
 
@@ -55,7 +56,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         .config
         .endpoints
         .iter()
-        .filter(|e| e.protocol != certgate_core::Protocol::Acme)
+        .filter(|e| e.protocol == certgate_core::Protocol::Scep)
     {
         // Policies are validated now; each protocol's front end arrives in its own release.
         tracing::warn!(
@@ -73,9 +74,12 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             &parts.clock,
         )
         .await?;
-        let mut tls = rustls::ServerConfig::builder()
-            .with_no_client_auth()
-            .with_cert_resolver(cert.resolver.clone());
+        let builder = rustls::ServerConfig::builder();
+        let mut tls = match client_verifier(&parts)? {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        }
+        .with_cert_resolver(cert.resolver.clone());
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind(address)
@@ -91,6 +95,13 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             .filter(|e| e.protocol == certgate_core::Protocol::Acme)
         {
             println!("acme: https://{bound}/acme/{}/directory", endpoint.name);
+        }
+        for endpoint in &parts.config.est {
+            if endpoint.name.as_str() == certgate_est::DEFAULT_ENDPOINT {
+                println!("est: https://{bound}/.well-known/est/ (endpoint {})", endpoint.name);
+            } else {
+                println!("est: https://{bound}/.well-known/est/{}/", endpoint.name);
+            }
         }
         tasks.push(tokio::spawn(serve_tcp(
             listener,
@@ -128,6 +139,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         store: parts.store.clone(),
         clock: Arc::clone(&parts.clock),
         acme: parts.acme.clone(),
+        est_endpoints: parts.config.est.iter().map(|e| e.name.clone()).collect(),
     });
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
@@ -156,6 +168,41 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     tracing::info!("certgate stopped");
     println!("stopped");
     Ok(())
+}
+
+/// The HTTPS listener's client-certificate verifier when EST endpoints exist: client
+/// certificates are optional (ACME clients and browsers send none) and must chain to an EST
+/// endpoint's trust anchor or to one of certgate's own issuers (re-enrollment). The issuing
+/// certificates are anchors too, so a device that sends only its leaf still verifies. Which
+/// anchor an endpoint accepts is the EST server's check; this one proves key possession.
+fn client_verifier(
+    parts: &wiring::Parts,
+) -> anyhow::Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
+    if parts.est.is_none() {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let anchors = parts
+        .config
+        .est
+        .iter()
+        .flat_map(|e| e.trust_anchors.iter().map(Vec::as_slice))
+        .chain(
+            parts
+                .authority
+                .issuers()
+                .flat_map(|i| [i.root_der(), i.certificate_der()]),
+        );
+    for der in anchors {
+        roots
+            .add(rustls_pki_types::CertificateDer::from(der.to_vec()))
+            .context("an EST trust anchor is not a usable CA certificate")?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .context("building the client certificate verifier")?;
+    Ok(Some(verifier))
 }
 
 /// Forgets expired ACME nonces every minute, so the nonce trees stay bounded.

@@ -10,8 +10,9 @@ use certgate_acme::jws::MAX_JWS_LEN;
 use certgate_acme::{AcmeRequest, AcmeServer};
 use certgate_authority::Authority;
 use certgate_core::Name;
+use certgate_est::{EstRequest, EstServer, TlsFacts, TlsVersion};
 use certgate_store::{CertificateStore, SledStore};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -34,16 +35,25 @@ pub struct Router {
     pub store: SledStore,
     /// The ACME endpoints, served under `/acme/`.
     pub acme: Option<Arc<AcmeServer>>,
+    /// The EST endpoints, served under `/.well-known/est/`.
+    pub est: Option<Arc<EstServer>>,
 }
 
 impl Router {
     /// Routes one request and logs one summary event for it.
-    pub async fn handle(&self, request: Request<Incoming>, listener: &'static str, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        listener: &'static str,
+        peer: SocketAddr,
+        tls: Option<&TlsFacts>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match &self.acme {
-            Some(acme) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
+        let response = match (&self.acme, &self.est) {
+            (Some(acme), _) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
+            (_, Some(est)) if path.starts_with("/.well-known/est/") => est_request(est, request, peer, tls).await,
             _ => self.route(&method, &path).await,
         };
         tracing::info!(
@@ -117,10 +127,7 @@ async fn acme_request(
         })
         .unwrap_or_default();
     let origin = format!("{scheme}://{host}");
-    let (body, body_too_large) = match Limited::new(body, MAX_JWS_LEN).collect().await {
-        Ok(collected) => (collected.to_bytes(), false),
-        Err(_) => (Bytes::new(), true),
-    };
+    let (body, body_too_large) = read_body(body, MAX_JWS_LEN).await;
     let content_type = parts
         .headers
         .get(hyper::header::CONTENT_TYPE)
@@ -150,6 +157,107 @@ async fn acme_request(
         }
     }
     response
+}
+
+/// How much of an oversized body is read and thrown away so the client, still sending, can
+/// read the 413 (answering early makes HTTP/1.1 clients fail with a broken pipe and HTTP/2
+/// clients with a stream error). Beyond it the connection is simply dropped.
+const MAX_DISCARDED_BODY: usize = 4 * 1024 * 1024;
+
+/// Reads a request body up to `limit` bytes; `(empty, true)` when it is larger (or broken).
+async fn read_body(mut body: Incoming, limit: usize) -> (Bytes, bool) {
+    let mut collected = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return (Bytes::new(), true);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            collected = Vec::new();
+            if seen > MAX_DISCARDED_BODY {
+                break;
+            }
+        } else {
+            collected.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        (Bytes::new(), true)
+    } else {
+        (Bytes::from(collected), false)
+    }
+}
+
+/// Hands a request to the EST server with what the TLS connection proved (none on the plain
+/// listener, which the EST server refuses).
+async fn est_request(
+    est: &EstServer,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    tls: Option<&TlsFacts>,
+) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let (body, body_too_large) = read_body(body, certgate_est::MAX_BODY_LEN).await;
+    let header = |name| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v: &hyper::header::HeaderValue| v.to_str().ok())
+    };
+    let answer = est
+        .handle(&EstRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            content_type: header(hyper::header::CONTENT_TYPE),
+            authorization: header(hyper::header::AUTHORIZATION),
+            body: &body,
+            body_too_large,
+            peer: peer.ip(),
+            tls,
+        })
+        .await;
+    let mut response = Response::new(Full::new(if parts.method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(answer.body)
+    }));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in answer.headers {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// What a TLS connection proved, for EST: the client's certificate chain, the version, and
+/// the RFC 9266 tls-exporter value for channel binding.
+fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
+    let mut exporter = [0u8; certgate_est::tls::EXPORTER_LEN];
+    let exporter = connection
+        .export_keying_material(&mut exporter, certgate_est::tls::EXPORTER_LABEL, None)
+        .ok()
+        .map(|value| *value);
+    TlsFacts {
+        version: match connection.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some(TlsVersion::Tls13),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some(TlsVersion::Tls12),
+            _ => None,
+        },
+        client_chain: connection
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+            .unwrap_or_default(),
+        exporter,
+        // rustls does not expose tls-unique; TLS 1.2 clients bind with the exporter, which
+        // rustls computes with the extended master secret it always negotiates.
+        tls_unique: None,
+    }
 }
 
 fn method_not_allowed() -> Response<Body> {
@@ -189,19 +297,25 @@ pub async fn serve_tcp(
         // Without this, Nagle plus delayed ACK stall each small exchange by ~40 ms.
         let _ = stream.set_nodelay(true);
         let router = Arc::clone(&router);
+        let router_wants_tls_facts = router.est.is_some();
         let builder = Arc::clone(&builder);
         let tls = tls.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                let router = Arc::clone(&router);
-                async move { Ok::<_, Infallible>(router.handle(request, name, peer).await) }
-            });
+            let serve = |facts: Option<Arc<TlsFacts>>| {
+                service_fn(move |request| {
+                    let router = Arc::clone(&router);
+                    let facts = facts.clone();
+                    async move { Ok::<_, Infallible>(router.handle(request, name, peer, facts.as_deref()).await) }
+                })
+            };
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
+                        // Only EST reads them; ACME-only daemons skip the exporter computation.
+                        let facts = router_wants_tls_facts.then(|| Arc::new(tls_facts(stream.get_ref().1)));
                         watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), service))
+                            .watch(builder.serve_connection(TokioIo::new(stream), serve(facts)))
                             .await
                     }
                     Ok(Err(e)) => {
@@ -215,7 +329,7 @@ pub async fn serve_tcp(
                 },
                 None => {
                     watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), service))
+                        .watch(builder.serve_connection(TokioIo::new(stream), serve(None)))
                         .await
                 }
             };

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use certgate_acme::AcmeServer;
 use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy};
 use certgate_core::{Clock, Name, Protocol, SystemClock};
+use certgate_est::{EstServer, EstStores};
 use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
 use certgate_store::SledStore;
 
@@ -33,6 +34,8 @@ pub struct Parts {
     pub clock: Arc<dyn Clock>,
     /// The ACME endpoints, if any are configured.
     pub acme: Option<Arc<AcmeServer>>,
+    /// The EST endpoints, if any are configured.
+    pub est: Option<Arc<EstServer>>,
 }
 
 /// Creates the data directory with mode 0700 if needed.
@@ -166,6 +169,19 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
             Arc::clone(&clock),
         )?))
     };
+    let est = if config.est.is_empty() {
+        None
+    } else {
+        Some(Arc::new(EstServer::new(
+            config.est.clone(),
+            EstStores {
+                users: Arc::new(store.clone()),
+                approvals: Arc::new(store.clone()),
+            },
+            Arc::clone(&authority),
+            Arc::clone(&clock),
+        )?))
+    };
     Ok(Parts {
         data_dir,
         config,
@@ -173,5 +189,6 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         authority,
         clock,
         acme,
+        est,
     })
 }

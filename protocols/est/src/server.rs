@@ -71,11 +71,13 @@ impl EstResponse {
     }
 
     fn with_body(status: u16, content_type: &str, body: Vec<u8>) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", content_type.to_owned())],
-            body,
+        let mut headers = vec![("content-type", content_type.to_owned())];
+        // RFC 7030 4.1.3 and 4.5.2 send PKCS#7 and csrattrs with this header; RFC 8951 lets
+        // clients ignore it, but older clients (libest-based) look for it.
+        if content_type.starts_with("application/pkcs7-mime") || content_type == "application/csrattrs" {
+            headers.push(("content-transfer-encoding", "base64".to_owned()));
         }
+        Self { status, headers, body }
     }
 
     fn text(status: u16, text: String) -> Self {

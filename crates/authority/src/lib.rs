@@ -14,3 +14,6 @@ mod policy;
 pub use authority::{Authority, AuthorityConfig, IssueRequest, Issued};
 pub use error::AuthorityError;
 pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};
+// Protocol crates never depend on the signer directly (design.md): the issuer handles they read
+// and SCEP's opaque RA key handle reach them through the authority.
+pub use certgate_signer::{Issuer, KeyTransport, KeyType, RaDigest, RaFiles, RaKey, RaOptions, SignerError};

@@ -10,12 +10,14 @@ mod error;
 mod issuer;
 mod keys;
 mod leaf;
+mod ra;
 
 pub use ca::{CaInitOptions, IssuerFiles, import_ca, init_ca};
 pub use error::SignerError;
 pub use issuer::{CaKey, Issuer, IssuerUrls};
 pub use keys::{KeyType, Passphrase, generate_key, read_private_key, write_private_key};
 pub use leaf::{LeafSpec, Usage};
+pub use ra::{KeyTransport, RaDigest, RaFiles, RaKey, RaOptions};
 
 /// Writes `der` certificates as PEM, one after another.
 pub fn certificates_to_pem<'a>(ders: impl IntoIterator<Item = &'a [u8]>) -> String {

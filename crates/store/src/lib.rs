@@ -14,10 +14,12 @@ pub mod approvals;
 mod error;
 pub mod est_users;
 mod model;
+pub mod scep_challenges;
 mod sled_acme;
 mod sled_approvals;
 mod sled_backend;
 mod sled_est_users;
+mod sled_scep_challenges;
 
 use async_trait::async_trait;
 use certgate_core::Serial;
@@ -31,6 +33,7 @@ pub use model::{
     CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Revocation,
     SerialReservation,
 };
+pub use scep_challenges::ScepChallengeStore;
 pub use sled_backend::SledStore;
 
 /// Every certificate matching `filter`, walking all pages (for exports and tests; the

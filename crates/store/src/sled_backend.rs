@@ -72,6 +72,7 @@ struct Inner {
     acme: AcmeTrees,
     approvals: crate::sled_approvals::ApprovalTrees,
     est_users: crate::sled_est_users::EstUserTrees,
+    scep_challenges: crate::sled_scep_challenges::ScepChallengeTrees,
     durability: Arc<GroupCommit>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     recovered_at_open: u64,
@@ -136,6 +137,7 @@ impl SledStore {
         };
         let approvals = crate::sled_approvals::ApprovalTrees::open(&db)?;
         let est_users = crate::sled_est_users::EstUserTrees::open(&db)?;
+        let scep_challenges = crate::sled_scep_challenges::ScepChallengeTrees::open(&db)?;
         // The flusher starts last: an error above must not leave a thread holding the database.
         let durability = Arc::new(GroupCommit::new(db.clone()));
         let flusher = {
@@ -158,6 +160,7 @@ impl SledStore {
             acme,
             approvals,
             est_users,
+            scep_challenges,
             db,
             durability,
             flusher: Mutex::new(Some(flusher)),
@@ -183,6 +186,10 @@ impl SledStore {
 
     pub(crate) fn est_user_trees(&self) -> &crate::sled_est_users::EstUserTrees {
         &self.inner.est_users
+    }
+
+    pub(crate) fn scep_challenge_trees(&self) -> &crate::sled_scep_challenges::ScepChallengeTrees {
+        &self.inner.scep_challenges
     }
 
     pub(crate) async fn durable(&self) -> Result<(), StoreError> {

@@ -486,7 +486,10 @@ impl EstServer {
                 }
                 let Some(_guard) = IssuingGuard::claim(&self.issuing, &key) else {
                     // Another poll of the same request is issuing right now.
-                    return Ok(pending().header("retry-after", "2"));
+                    return Ok(
+                        EstResponse::text(202, "the request is being issued; retry shortly\n".into())
+                            .header("retry-after", "2"),
+                    );
                 };
                 let _slot = acquire(endpoint)?;
                 let mut approved_issue = issue;

@@ -2,5 +2,6 @@
 //! directory, real CSRs and signatures; issued certificates re-checked with openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test loudly
 
+mod approval_races;
 mod flows;
 mod harness;

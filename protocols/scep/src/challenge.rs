@@ -1,0 +1,253 @@
+//! Challenge validation: static (constant time), one-time (the store), webhook (HTTP POST of
+//! the request's facts). Challenges are secrets: they are never logged.
+
+use std::time::Duration;
+
+use certgate_core::{Identifier, Name, ParsedCsr};
+use certgate_store::ScepChallengeStore;
+use certgate_store::scep_challenges::ScepChallengeRecord;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+use crate::config::{Secret, WebhookConfig};
+use crate::{ScepError, crypto};
+
+/// The store id of a one-time challenge: lower-case hex SHA-256 of the challenge.
+pub fn challenge_id(challenge: &str) -> String {
+    crypto::DigestAlg::Sha256
+        .digest(challenge.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `presented` equals the static challenge, in constant time (for equal lengths).
+pub fn static_matches(expected: &Secret, presented: &str) -> bool {
+    bool::from(expected.expose().ct_eq(presented.as_bytes()))
+}
+
+/// Creates a one-time challenge for `endpoint` (for the CLI): 128 random bits as 32 hex
+/// characters, valid for `ttl`, optionally bound to `subject` (the CSR's RFC 4514 subject,
+/// e.g. `CN=dev1,O=test`, or its bare common name). Returns the challenge (show it once,
+/// never log it) and the stored record (which holds only its hash).
+pub async fn create_one_time_challenge(
+    store: &dyn ScepChallengeStore,
+    endpoint: &Name,
+    subject: Option<String>,
+    ttl: time::Duration,
+    created_by: Option<String>,
+    now: OffsetDateTime,
+) -> Result<(Zeroizing<String>, ScepChallengeRecord), ScepError> {
+    if ttl <= time::Duration::ZERO {
+        return Err(ScepError::Config("a challenge's lifetime must be positive".into()));
+    }
+    let random = Zeroizing::new(crypto::random_bytes(16)?);
+    let challenge = Zeroizing::new(random.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let record = ScepChallengeRecord {
+        endpoint: endpoint.clone(),
+        id: challenge_id(&challenge),
+        subject,
+        created_by,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    store.create_scep_challenge(&record).await?;
+    tracing::info!(
+        target: "certgate::audit",
+        event = "scep_challenge_created",
+        endpoint = %endpoint,
+        challenge_id = %record.id,
+        bound_to = record.subject.as_deref(),
+        expires_at = %record.expires_at,
+        "SCEP one-time challenge created"
+    );
+    Ok((challenge, record))
+}
+
+/// What the webhook receives (JSON).
+#[derive(Debug, Serialize)]
+pub struct WebhookRequest<'a> {
+    /// The endpoint.
+    pub endpoint: &'a str,
+    /// The request's transactionID.
+    pub transaction_id: &'a str,
+    /// `PKCSReq` or `RenewalReq`.
+    pub message_type: &'a str,
+    /// The challenge password from the CSR.
+    pub challenge: &'a str,
+    /// The CSR's subject, RFC 4514.
+    pub subject: &'a str,
+    /// The CSR's common name.
+    pub common_name: Option<&'a str>,
+    /// The CSR's subjectAltNames (`dns:…`, `ip:…`, `email:…`, `uri:…`).
+    pub sans: Vec<String>,
+    /// The CSR's key type (`RSA-2048`, `P-256`, …).
+    pub key_type: String,
+}
+
+impl<'a> WebhookRequest<'a> {
+    /// The facts of `csr`.
+    pub fn new(
+        endpoint: &'a Name,
+        transaction_id: &'a str,
+        message_type: &'a str,
+        challenge: &'a str,
+        csr: &'a ParsedCsr,
+    ) -> Self {
+        Self {
+            endpoint: endpoint.as_str(),
+            transaction_id,
+            message_type,
+            challenge,
+            subject: csr.subject_text(),
+            common_name: csr.common_name(),
+            sans: csr
+                .sans()
+                .iter()
+                .map(|i: &Identifier| format!("{}:{i}", i.kind()))
+                .collect(),
+            key_type: csr.key().to_string(),
+        }
+    }
+}
+
+/// A parsed webhook URL.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    host: String,
+    port: u16,
+    path: String,
+    timeout: Duration,
+}
+
+impl Webhook {
+    /// Parses `config.url` (`http://host[:port][/path]`).
+    pub fn new(config: &WebhookConfig) -> Result<Self, ScepError> {
+        let bad = |why: &str| ScepError::Config(format!("webhook URL {:?}: {why}", config.url));
+        let rest = config
+            .url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// is supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
+                (host, port.parse::<u16>().map_err(|_| bad("invalid port"))?)
+            }
+            _ => (authority, 80),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        if config.timeout.is_zero() {
+            return Err(bad("the timeout must be positive"));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+            timeout: config.timeout,
+        })
+    }
+
+    /// Asks the webhook: `Ok(true)` for a 2xx answer, `Ok(false)` for any other status,
+    /// `Err` when it cannot be asked in time.
+    pub async fn allows(&self, request: &WebhookRequest<'_>) -> Result<bool, ScepError> {
+        let body = Zeroizing::new(serde_json::to_vec(request).map_err(|e| ScepError::Webhook(e.to_string()))?);
+        tokio::time::timeout(self.timeout, self.post(body.to_vec()))
+            .await
+            .map_err(|_| ScepError::Webhook("timed out".into()))?
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<bool, ScepError> {
+        let failed = |e: &dyn std::fmt::Display| ScepError::Webhook(e.to_string());
+        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| failed(&e))?;
+        stream.set_nodelay(true).map_err(|e| failed(&e))?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| failed(&e))?;
+        let driver = tokio::spawn(connection);
+        let host_header = if self.port == 80 {
+            self.host.clone()
+        } else if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        };
+        let request = hyper::Request::post(self.path.as_str())
+            .header(hyper::header::HOST, host_header)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| failed(&e))?;
+        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
+        let allowed = response.status().is_success();
+        // Read (and drop) a small body so the connection ends cleanly.
+        let _ = response.into_body().collect().await;
+        driver.abort();
+        Ok(allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_challenges_and_ids() {
+        let secret = Secret::new("s3cret");
+        assert!(static_matches(&secret, "s3cret"));
+        assert!(!static_matches(&secret, "s3creT"));
+        assert!(!static_matches(&secret, "s3cret "));
+        assert!(!static_matches(&secret, ""));
+        assert_eq!(format!("{secret:?}"), "Secret(<redacted>)");
+        let id = challenge_id("abc");
+        assert_eq!(id.len(), 64);
+        assert!(certgate_store::scep_challenges::valid_challenge_id(&id));
+    }
+
+    #[test]
+    fn webhook_urls() {
+        let config = |url: &str| WebhookConfig {
+            url: url.into(),
+            timeout: Duration::from_secs(2),
+        };
+        let cases = [
+            (
+                "good_port_path",
+                "http://127.0.0.1:8081/check",
+                Some(("127.0.0.1", 8081, "/check")),
+            ),
+            (
+                "good_default_port",
+                "http://hooks.example/",
+                Some(("hooks.example", 80, "/")),
+            ),
+            (
+                "good_no_path",
+                "http://hooks.example:9",
+                Some(("hooks.example", 9, "/")),
+            ),
+            ("good_ipv6", "http://[::1]:8081/x", Some(("::1", 8081, "/x"))),
+            ("bad_https", "https://hooks.example/", None),
+            ("bad_port", "http://h:99999/", None),
+            ("bad_no_host", "http:///x", None),
+        ];
+        for (case, url, want) in cases {
+            let got = Webhook::new(&config(url)).ok();
+            assert_eq!(
+                got.as_ref().map(|w| (w.host.as_str(), w.port, w.path.as_str())),
+                want,
+                "case {case}"
+            );
+        }
+    }
+}

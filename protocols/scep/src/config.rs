@@ -1,0 +1,138 @@
+//! Per-endpoint SCEP settings. The endpoint's issuance policy (issuer, profiles, key and name
+//! policy) lives in the authority's `EndpointPolicy` of the same name with protocol `scep`;
+//! these are only the protocol's own settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_authority::RaKey;
+use certgate_core::Name;
+use zeroize::Zeroizing;
+
+/// A static challenge password. Never printed.
+#[derive(Clone)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(Zeroizing::new(secret.into()))
+    }
+
+    /// The secret's bytes.
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A webhook that decides challenges: certgate POSTs a JSON document with the CSR's facts
+/// (subject, common name, SANs, key type), the challenge and the transactionID; a 2xx answer
+/// allows the enrollment, anything else (or no answer within `timeout`) refuses it.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `http://host[:port]/path` (https is not supported yet).
+    pub url: String,
+    /// How long to wait for the whole exchange.
+    pub timeout: Duration,
+}
+
+/// Interoperability switches; every default is the standard behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompatSwitches {
+    /// Put the CA chain (issuer and intermediates, not the root) next to the issued
+    /// certificate inside the CertRep (Cisco VPN clients need it; Juniper refuses it).
+    pub certrep_include_ca: bool,
+    /// GetCACert: also send the root certificate.
+    pub getcacert_include_root: bool,
+    /// GetCACert: leave out the issuing (intermediate) CA and any intermediates above it,
+    /// sending only the RA certificate (and the root when `getcacert_include_root`).
+    pub getcacert_exclude_intermediate: bool,
+    /// Accept SHA-1 signatures on PKIMessages (and advertise SHA-1 in GetCACaps). Replies are
+    /// still signed with SHA-256.
+    pub allow_sha1: bool,
+    /// Reply with single DES when the request used single DES. Otherwise a DES request is
+    /// answered with 3DES.
+    pub allow_des_reply: bool,
+}
+
+/// The certificates GetNextCACert announces while a CA rollover is prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NextCa {
+    /// The next CA certificate, its chain, and the RA certificate that goes with it (DER).
+    pub certificates: Vec<Vec<u8>>,
+}
+
+/// How PKCSReq clients authenticate. Renewal by signer certificate is separate
+/// ([`ScepEndpointConfig::renewal`]). The validators are tried in this order: static,
+/// one-time, webhook; the first that accepts wins.
+#[derive(Debug, Clone, Default)]
+pub struct ChallengeConfig {
+    /// A static challenge password (compared in constant time).
+    pub static_challenge: Option<Secret>,
+    /// Accept one-time challenges from the store (`certgate scep challenge create`).
+    pub one_time: bool,
+    /// Ask a webhook.
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl ChallengeConfig {
+    /// Whether any validator is configured.
+    pub fn any(&self) -> bool {
+        self.static_challenge.is_some() || self.one_time || self.webhook.is_some()
+    }
+}
+
+/// One SCEP endpoint's protocol settings.
+#[derive(Debug, Clone)]
+pub struct ScepEndpointConfig {
+    /// The endpoint name, served at `/scep/<name>` (and `/scep/<name>/pkiclient.exe`); the
+    /// endpoint named [`crate::DEFAULT_ENDPOINT`] is also served at `/cgi-bin/pkiclient.exe`.
+    /// The authority must have a SCEP endpoint of this name.
+    pub name: Name,
+    /// The RA key and certificate (issued by the endpoint's CA; see
+    /// `certgate_authority::RaKey::load_or_create`). An RA whose certificate *is* the issuing CA
+    /// certificate (an RSA CA acting as its own RA) makes GetCACert answer the bare DER CA
+    /// certificate.
+    pub ra: Arc<RaKey>,
+    /// Challenge validators for PKCSReq.
+    pub challenge: ChallengeConfig,
+    /// Accept renewal: RenewalReq, or PKCSReq signed by an unexpired, unrevoked certificate of
+    /// this endpoint's issuer with the same subject; the challenge is then optional.
+    pub renewal: bool,
+    /// Issue only after an operator approved the request: PKCSReq answers PENDING, CertPoll
+    /// with the same transactionID returns the certificate once approved. Renewals
+    /// authenticated by their signer certificate are not queued.
+    pub require_approval: bool,
+    /// Interoperability switches.
+    pub compat: CompatSwitches,
+    /// A prepared next CA: GetNextCACert is served (and advertised) only while this is set.
+    pub next_ca: Option<NextCa>,
+    /// PKIOperations in flight at once; beyond it, 503.
+    pub max_in_flight: usize,
+    /// Seconds in `Retry-After` of a 503.
+    pub overload_retry_after: u32,
+}
+
+impl ScepEndpointConfig {
+    /// Defaults for an endpoint named `name` with RA `ra`: no challenge (configure one),
+    /// renewal on, no approval, standard behaviour, no next CA.
+    pub fn new(name: Name, ra: Arc<RaKey>) -> Self {
+        Self {
+            name,
+            ra,
+            challenge: ChallengeConfig::default(),
+            renewal: true,
+            require_approval: false,
+            compat: CompatSwitches::default(),
+            next_ca: None,
+            max_in_flight: 64,
+            overload_retry_after: 5,
+        }
+    }
+}

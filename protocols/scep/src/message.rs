@@ -1,0 +1,834 @@
+//! SCEP PKIMessages (RFC 8894 3): parsing a request's SignedData and its signed attributes,
+//! checking its signature, opening its EnvelopedData with the RA key, and building signed
+//! CertReps and degenerate certificates-only SignedData.
+//!
+//! [`parse_pki_message`] and [`parse_envelope`] take untrusted bytes and never panic: they
+//! are the fuzzing entry points.
+
+use std::time::Duration as StdDuration;
+
+use certgate_authority::{KeyTransport, RaDigest, RaKey};
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::content_info::{CmsVersion, ContentInfo};
+use cms::enveloped_data::{
+    EncryptedContentInfo, EnvelopedData, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo, RecipientInfos,
+};
+use cms::revocation::{RevocationInfoChoice, RevocationInfoChoices};
+use cms::signed_data::{
+    CertificateSet, EncapsulatedContentInfo, SignedData, SignerIdentifier, SignerInfo, SignerInfos,
+};
+use const_oid::ObjectIdentifier;
+use const_oid::db::rfc5911;
+use der::asn1::{OctetString, PrintableString, SetOfVec, UtcTime, Utf8StringRef};
+use der::{Any, Decode, Encode, EncodingRules, Sequence, SliceReader, Tag, Tagged};
+use x509_cert::Certificate;
+use x509_cert::attr::Attribute;
+use x509_cert::crl::CertificateList;
+use x509_cert::ext::pkix::SubjectKeyIdentifier;
+use x509_cert::name::Name as X509Name;
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, ContentCipher, DigestAlg, ID_DATA, OID_RSA_ENCRYPTION};
+use crate::{FailInfo, ScepError};
+
+/// SCEP attribute OIDs (RFC 8894 3.2.1).
+pub mod oids {
+    use const_oid::ObjectIdentifier;
+
+    /// messageType (PrintableString).
+    pub const MESSAGE_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.2");
+    /// pkiStatus (PrintableString).
+    pub const PKI_STATUS: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.3");
+    /// failInfo (PrintableString).
+    pub const FAIL_INFO: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.4");
+    /// senderNonce (OCTET STRING).
+    pub const SENDER_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.5");
+    /// recipientNonce (OCTET STRING).
+    pub const RECIPIENT_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.6");
+    /// transactionID (PrintableString).
+    pub const TRANSACTION_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113733.1.9.7");
+    /// failInfoText (UTF8String, RFC 8894 3.2.1.4.1).
+    pub const FAIL_INFO_TEXT: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.24.1");
+}
+
+/// The largest number of certificates or signers read from one message.
+const MAX_ITEMS: usize = 32;
+
+/// A PKIMessage's messageType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageType {
+    /// 3: the server's reply.
+    CertRep,
+    /// 17: renewal.
+    RenewalReq,
+    /// 19: enrollment.
+    PkcsReq,
+    /// 20: polling a pending request (GetCertInitial).
+    CertPoll,
+    /// 21: fetch a certificate by issuer and serial.
+    GetCert,
+    /// 22: fetch a CRL.
+    GetCrl,
+    /// Any other value (answered with FAILURE badRequest).
+    Other(u32),
+}
+
+impl MessageType {
+    /// The decimal code.
+    pub fn code(self) -> u32 {
+        match self {
+            Self::CertRep => 3,
+            Self::RenewalReq => 17,
+            Self::PkcsReq => 19,
+            Self::CertPoll => 20,
+            Self::GetCert => 21,
+            Self::GetCrl => 22,
+            Self::Other(code) => code,
+        }
+    }
+
+    /// The type with this code.
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            3 => Self::CertRep,
+            17 => Self::RenewalReq,
+            19 => Self::PkcsReq,
+            20 => Self::CertPoll,
+            21 => Self::GetCert,
+            22 => Self::GetCrl,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CertRep => "CertRep",
+            Self::RenewalReq => "RenewalReq",
+            Self::PkcsReq => "PKCSReq",
+            Self::CertPoll => "CertPoll",
+            Self::GetCert => "GetCert",
+            Self::GetCrl => "GetCRL",
+            Self::Other(_) => "unknown",
+        }
+    }
+}
+
+/// A CertRep's pkiStatus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PkiStatus {
+    /// 0: granted.
+    Success,
+    /// 2: rejected (failInfo says why).
+    Failure,
+    /// 3: waiting for an operator.
+    Pending,
+}
+
+impl PkiStatus {
+    /// The decimal string.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Success => "0",
+            Self::Failure => "2",
+            Self::Pending => "3",
+        }
+    }
+
+    /// The name, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Failure => "FAILURE",
+            Self::Pending => "PENDING",
+        }
+    }
+
+    fn from_code(code: &str) -> Option<Self> {
+        [Self::Success, Self::Failure, Self::Pending]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+}
+
+/// A parsed PKIMessage whose signature has not been checked yet ([`PkiMessage::verify`]).
+#[derive(Debug, Clone)]
+pub struct PkiMessage {
+    /// messageType.
+    pub message_type: MessageType,
+    /// transactionID as text.
+    pub transaction_id: String,
+    /// transactionID exactly as received (echoed in the reply).
+    pub transaction_id_value: Any,
+    /// senderNonce.
+    pub sender_nonce: Vec<u8>,
+    /// recipientNonce (in CertReps).
+    pub recipient_nonce: Option<Vec<u8>>,
+    /// pkiStatus (in CertReps).
+    pub pki_status: Option<PkiStatus>,
+    /// failInfo (in CertReps).
+    pub fail_info: Option<FailInfo>,
+    /// failInfoText (in CertReps).
+    pub fail_info_text: Option<String>,
+    /// The digest algorithm, if known.
+    pub digest: Option<DigestAlg>,
+    /// The signer's certificate (DER), when the SignedData carries it.
+    pub signer_certificate: Option<Vec<u8>>,
+    /// Every certificate the SignedData carries (DER).
+    pub certificates: Vec<Vec<u8>>,
+    /// The eContent octets (a DER ContentInfo of EnvelopedData, or empty).
+    pub content: Vec<u8>,
+    signature_algorithm: ObjectIdentifier,
+    signed_attrs_der: Vec<u8>,
+    signature: Vec<u8>,
+    message_digest: Option<Vec<u8>>,
+}
+
+fn decode_content_info(der: &[u8]) -> Result<(ContentInfo, bool), ScepError> {
+    if let Ok(info) = ContentInfo::from_der(der) {
+        return Ok((info, false));
+    }
+    // Streaming clients (openssl -stream) send BER: indefinite lengths, chunked OCTET STRINGs.
+    let mut reader = SliceReader::new_with_encoding_rules(der, EncodingRules::Ber)
+        .map_err(|_| ScepError::Malformed("not a DER or BER ContentInfo"))?;
+    let info = ContentInfo::decode(&mut reader).map_err(|_| ScepError::Malformed("not a DER or BER ContentInfo"))?;
+    Ok((info, true))
+}
+
+/// The content octets of an eContent (an OCTET STRING, possibly BER-chunked).
+fn octets(any: &Any, ber: bool) -> Result<Vec<u8>, ScepError> {
+    let malformed = || ScepError::Malformed("eContent is not an OCTET STRING");
+    let octets: OctetString = if ber {
+        any.decode_as_encoding(EncodingRules::Ber).map_err(|_| malformed())?
+    } else {
+        any.decode_as().map_err(|_| malformed())?
+    };
+    let bytes = octets.as_bytes();
+    // der 0.8 returns the chunks of a constructed OCTET STRING as OCTET STRING TLVs: join them.
+    if ber && bytes.first() == Some(&0x04) {
+        let mut joined = Vec::with_capacity(bytes.len());
+        let mut reader = SliceReader::new(bytes).map_err(|_| malformed())?;
+        while !der::Reader::is_finished(&reader) {
+            let chunk = OctetString::decode(&mut reader).map_err(|_| malformed())?;
+            joined.extend_from_slice(chunk.as_bytes());
+        }
+        return Ok(joined);
+    }
+    Ok(bytes.to_vec())
+}
+
+fn string_value(value: &Any) -> Option<String> {
+    match value.tag() {
+        Tag::PrintableString | Tag::Utf8String | Tag::Ia5String | Tag::TeletexString | Tag::VisibleString => {
+            Some(String::from_utf8_lossy(value.value()).into_owned())
+        }
+        _ => None,
+    }
+}
+
+fn first_value<'a>(attrs: &'a [Attribute], oid: &ObjectIdentifier) -> Option<&'a Any> {
+    attrs
+        .iter()
+        .find(|a| a.oid == *oid)
+        .and_then(|a| a.values.iter().next())
+}
+
+/// Parses a PKIMessage (DER, or BER as streaming clients send it): the SignedData, its one
+/// SignerInfo and the SCEP signed attributes. Fails with [`ScepError::Malformed`] when no
+/// reply could be addressed (no transactionID, messageType or senderNonce); every other
+/// problem is left to [`PkiMessage::verify`] and the handlers, which answer with a CertRep.
+pub fn parse_pki_message(der: &[u8]) -> Result<PkiMessage, ScepError> {
+    if der.len() > crate::codec::MAX_MESSAGE_LEN {
+        return Err(ScepError::BodyTooLarge);
+    }
+    let (info, ber) = decode_content_info(der)?;
+    if info.content_type != rfc5911::ID_SIGNED_DATA {
+        return Err(ScepError::Malformed("not a SignedData"));
+    }
+    let signed: SignedData = if ber {
+        info.content.decode_as_encoding(EncodingRules::Ber)
+    } else {
+        info.content.decode_as()
+    }
+    .map_err(|_| ScepError::Malformed("SignedData does not decode"))?;
+    let content = match &signed.encap_content_info.econtent {
+        Some(any) => octets(any, ber)?,
+        None => Vec::new(),
+    };
+    let certificates: Vec<Certificate> = signed
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .take(MAX_ITEMS)
+        .filter_map(|choice| match choice {
+            CertificateChoices::Certificate(cert) => Some(cert.clone()),
+            CertificateChoices::Other(_) => None,
+        })
+        .collect();
+    let signer = signed
+        .signer_infos
+        .0
+        .iter()
+        .next()
+        .ok_or(ScepError::Malformed("the SignedData has no signer"))?;
+    let attrs_set = signer
+        .signed_attrs
+        .as_ref()
+        .ok_or(ScepError::Malformed("the signer has no signed attributes"))?;
+    let attrs: Vec<Attribute> = attrs_set.iter().cloned().collect();
+    let text = |oid| first_value(&attrs, &oid).and_then(string_value);
+    let bytes = |oid| {
+        first_value(&attrs, &oid)
+            .and_then(|v| v.decode_as::<OctetString>().ok())
+            .map(|o| o.as_bytes().to_vec())
+    };
+    let message_type = text(oids::MESSAGE_TYPE)
+        .and_then(|t| t.trim().parse::<u32>().ok())
+        .map(MessageType::from_code)
+        .ok_or(ScepError::Malformed("no messageType attribute"))?;
+    let transaction_id_value = first_value(&attrs, &oids::TRANSACTION_ID)
+        .cloned()
+        .ok_or(ScepError::Malformed("no transactionID attribute"))?;
+    let transaction_id =
+        string_value(&transaction_id_value).ok_or(ScepError::Malformed("the transactionID is not a string"))?;
+    if transaction_id.is_empty() || transaction_id.len() > 256 {
+        return Err(ScepError::Malformed("the transactionID is empty or too long"));
+    }
+    let sender_nonce = bytes(oids::SENDER_NONCE).ok_or(ScepError::Malformed("no senderNonce attribute"))?;
+    let pki_status = text(oids::PKI_STATUS).and_then(|s| PkiStatus::from_code(s.trim()));
+    let fail_info = text(oids::FAIL_INFO).and_then(|s| FailInfo::from_code(s.trim()));
+    let fail_info_text = text(oids::FAIL_INFO_TEXT);
+    let message_digest = bytes(rfc5911::ID_MESSAGE_DIGEST);
+    let signer_certificate = certificates
+        .iter()
+        .find(|cert| signer_matches(&signer.sid, cert))
+        .and_then(|cert| cert.to_der().ok());
+    Ok(PkiMessage {
+        message_type,
+        transaction_id,
+        transaction_id_value,
+        sender_nonce,
+        recipient_nonce: bytes(oids::RECIPIENT_NONCE),
+        pki_status,
+        fail_info,
+        fail_info_text,
+        digest: DigestAlg::from_oid(&signer.digest_alg.oid),
+        signer_certificate,
+        certificates: certificates.iter().filter_map(|c| c.to_der().ok()).collect(),
+        content,
+        signature_algorithm: signer.signature_algorithm.oid,
+        signed_attrs_der: attrs_set
+            .to_der()
+            .map_err(|_| ScepError::Malformed("signed attributes"))?,
+        signature: signer.signature.as_bytes().to_vec(),
+        message_digest,
+    })
+}
+
+fn subject_key_id(cert: &Certificate) -> Option<Vec<u8>> {
+    cert.tbs_certificate()
+        .get_extension::<SubjectKeyIdentifier>()
+        .ok()
+        .flatten()
+        .map(|(_, ski)| ski.0.as_bytes().to_vec())
+}
+
+fn issuer_and_serial_matches(isn: &IssuerAndSerialNumber, cert: &Certificate) -> bool {
+    let tbs = cert.tbs_certificate();
+    isn.serial_number == *tbs.serial_number() && isn.issuer == *tbs.issuer()
+}
+
+fn signer_matches(sid: &SignerIdentifier, cert: &Certificate) -> bool {
+    match sid {
+        SignerIdentifier::IssuerAndSerialNumber(isn) => issuer_and_serial_matches(isn, cert),
+        SignerIdentifier::SubjectKeyIdentifier(ski) => subject_key_id(cert).as_deref() == Some(ski.0.as_bytes()),
+    }
+}
+
+impl PkiMessage {
+    /// Checks the signature over the signed attributes and the messageDigest, with the
+    /// signer certificate's RSA key. SHA-1 only when `allow_sha1`. Returns the digest.
+    pub fn verify(&self, allow_sha1: bool) -> Result<DigestAlg, ScepError> {
+        let digest = self
+            .digest
+            .ok_or_else(|| ScepError::failure(FailInfo::BadAlg, "unsupported digest algorithm"))?;
+        if digest == DigestAlg::Sha1 && !allow_sha1 {
+            return Err(ScepError::failure(
+                FailInfo::BadAlg,
+                "SHA-1 is not accepted by this endpoint",
+            ));
+        }
+        let signer = self.signer_certificate.as_deref().ok_or_else(|| {
+            ScepError::failure(
+                FailInfo::BadMessageCheck,
+                "the message does not carry its signer's certificate",
+            )
+        })?;
+        let cert = Certificate::from_der(signer)
+            .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the signer certificate does not parse"))?;
+        let spki = cert.tbs_certificate().subject_public_key_info();
+        if spki.algorithm.oid != OID_RSA_ENCRYPTION {
+            return Err(ScepError::failure(
+                FailInfo::BadAlg,
+                "the signer certificate must hold an RSA key",
+            ));
+        }
+        if !crypto::rsa_signature_matches(&self.signature_algorithm, digest) {
+            return Err(ScepError::failure(FailInfo::BadAlg, "unsupported signature algorithm"));
+        }
+        let bad = || ScepError::failure(FailInfo::BadMessageCheck, "the message signature does not verify");
+        let expected = self.message_digest.as_deref().ok_or_else(bad)?;
+        if digest.digest(&self.content) != expected {
+            return Err(bad());
+        }
+        aws_lc_rs::signature::UnparsedPublicKey::new(digest.rsa_verification(), spki.subject_public_key.raw_bytes())
+            .verify(&self.signed_attrs_der, &self.signature)
+            .map_err(|_| bad())?;
+        Ok(digest)
+    }
+}
+
+/// An EnvelopedData addressed to the RA, parsed but not yet decrypted.
+#[derive(Debug, Clone)]
+pub struct SealedContent {
+    /// The content-encryption algorithm.
+    pub cipher: ContentCipher,
+    /// How the content key was wrapped.
+    pub transport: KeyTransport,
+    wrapped_key: Vec<u8>,
+    iv: Vec<u8>,
+    ciphertext: Vec<u8>,
+}
+
+/// Parses the ContentInfo(EnvelopedData) of a request and picks the recipient that is the RA
+/// certificate `ra_cert` (or the only key-transport recipient). Unsupported algorithms are
+/// FAILURE badAlg; anything else FAILURE badMessageCheck.
+pub fn parse_envelope(content: &[u8], ra_cert: &[u8]) -> Result<SealedContent, ScepError> {
+    let bad = |text: &str| ScepError::failure(FailInfo::BadMessageCheck, text);
+    let (info, ber) = decode_content_info(content).map_err(|_| bad("the message content is not a ContentInfo"))?;
+    if info.content_type != rfc5911::ID_ENVELOPED_DATA {
+        return Err(bad("the message content is not an EnvelopedData"));
+    }
+    let env: EnvelopedData = if ber {
+        info.content.decode_as_encoding(EncodingRules::Ber)
+    } else {
+        info.content.decode_as()
+    }
+    .map_err(|_| bad("the EnvelopedData does not decode"))?;
+    let ra = Certificate::from_der(ra_cert).map_err(|_| ScepError::Internal("the RA certificate does not parse"))?;
+    let ra_ski = subject_key_id(&ra);
+    let ktris: Vec<&KeyTransRecipientInfo> = env
+        .recip_infos
+        .0
+        .iter()
+        .filter_map(|ri| match ri {
+            RecipientInfo::Ktri(ktri) => Some(ktri),
+            _ => None,
+        })
+        .collect();
+    let ours = ktris.iter().find(|k| match &k.rid {
+        RecipientIdentifier::IssuerAndSerialNumber(isn) => issuer_and_serial_matches(isn, &ra),
+        RecipientIdentifier::SubjectKeyIdentifier(ski) => ra_ski.as_deref() == Some(ski.0.as_bytes()),
+    });
+    let ktri = match (ours, ktris.as_slice()) {
+        (Some(k), _) => *k,
+        (None, [only]) => *only,
+        _ => return Err(bad("the message is not encrypted to this server's RA certificate")),
+    };
+    let transport = crypto::key_transport_from(&ktri.key_enc_alg)
+        .ok_or_else(|| ScepError::failure(FailInfo::BadAlg, "unsupported key transport algorithm"))?;
+    let eci = &env.encrypted_content;
+    let cipher = ContentCipher::from_oid(&eci.content_enc_alg.oid)
+        .ok_or_else(|| ScepError::failure(FailInfo::BadAlg, "unsupported content encryption algorithm"))?;
+    let iv: OctetString = eci
+        .content_enc_alg
+        .parameters
+        .as_ref()
+        .and_then(|p| p.decode_as().ok())
+        .ok_or_else(|| bad("the content encryption algorithm has no IV"))?;
+    let ciphertext = eci
+        .encrypted_content
+        .as_ref()
+        .map(|c| c.as_bytes().to_vec())
+        .ok_or_else(|| bad("the EnvelopedData has no encrypted content"))?;
+    Ok(SealedContent {
+        cipher,
+        transport,
+        wrapped_key: ktri.enc_key.as_bytes().to_vec(),
+        iv: iv.as_bytes().to_vec(),
+        ciphertext,
+    })
+}
+
+impl SealedContent {
+    /// Decrypts with the RA key (an RSA private-key operation: call it off the reactor).
+    /// Bleichenbacher-safe: a wrong key-transport padding yields a random content key, so
+    /// every failure surfaces here, alike, as FAILURE badMessageCheck.
+    pub fn open(&self, ra: &RaKey) -> Result<Zeroizing<Vec<u8>>, ScepError> {
+        let key = ra.unwrap_key(self.transport, &self.wrapped_key, self.cipher.key_len());
+        self.cipher
+            .decrypt(&key, &self.iv, &self.ciphertext)
+            .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the message could not be decrypted"))
+    }
+
+    /// Decrypts with an explicit content key (the test client's side).
+    pub fn open_with_key(&self, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, ScepError> {
+        self.cipher
+            .decrypt(key, &self.iv, &self.ciphertext)
+            .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the message could not be decrypted"))
+    }
+
+    /// The wrapped content key.
+    pub fn wrapped_key(&self) -> &[u8] {
+        &self.wrapped_key
+    }
+}
+
+/// Encrypts `content` into a DER ContentInfo(EnvelopedData) for `recipient_cert` (RSA): a
+/// fresh content key of `cipher`, wrapped with `transport`.
+pub fn seal(
+    content: &[u8],
+    recipient_cert: &[u8],
+    cipher: ContentCipher,
+    transport: KeyTransport,
+) -> Result<Vec<u8>, ScepError> {
+    let cert = Certificate::from_der(recipient_cert)
+        .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the signer certificate does not parse"))?;
+    let tbs = cert.tbs_certificate();
+    let spki_der = tbs.subject_public_key_info().to_der()?;
+    let not_rsa = || ScepError::failure(FailInfo::BadAlg, "the signer certificate must hold an RSA key");
+    let public = aws_lc_rs::rsa::PublicEncryptingKey::from_der(&spki_der).map_err(|_| not_rsa())?;
+    let key = Zeroizing::new(crypto::random_bytes(cipher.key_len())?);
+    let iv = crypto::random_bytes(cipher.block_len())?;
+    let ciphertext = cipher
+        .encrypt(&key, &iv, content)
+        .map_err(|_| ScepError::Internal("content encryption failed"))?;
+    let mut wrapped = vec![0u8; public.key_size_bytes()];
+    let wrapped_len = match transport {
+        KeyTransport::Pkcs1v15 => aws_lc_rs::rsa::Pkcs1PublicEncryptingKey::new(public)
+            .and_then(|k| k.encrypt(&key, &mut wrapped).map(|c| c.len())),
+        KeyTransport::Oaep(digest) => {
+            let alg = match digest {
+                RaDigest::Sha1 => &aws_lc_rs::rsa::OAEP_SHA1_MGF1SHA1,
+                RaDigest::Sha256 => &aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256,
+                RaDigest::Sha384 => &aws_lc_rs::rsa::OAEP_SHA384_MGF1SHA384,
+                RaDigest::Sha512 => &aws_lc_rs::rsa::OAEP_SHA512_MGF1SHA512,
+            };
+            aws_lc_rs::rsa::OaepPublicEncryptingKey::new(public)
+                .and_then(|k| k.encrypt(alg, &key, &mut wrapped, None).map(|c| c.len()))
+        }
+    }
+    .map_err(|_| not_rsa())?;
+    wrapped.truncate(wrapped_len);
+    let ktri = KeyTransRecipientInfo {
+        version: CmsVersion::V0,
+        rid: RecipientIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+            issuer: tbs.issuer().clone(),
+            serial_number: tbs.serial_number().clone(),
+        }),
+        key_enc_alg: crypto::key_transport_identifier(transport)?,
+        enc_key: OctetString::new(wrapped)?,
+    };
+    let env = EnvelopedData {
+        version: CmsVersion::V0,
+        originator_info: None,
+        recip_infos: RecipientInfos::try_from(vec![RecipientInfo::Ktri(ktri)])?,
+        encrypted_content: EncryptedContentInfo {
+            content_type: ID_DATA,
+            content_enc_alg: cipher.algorithm_identifier(&iv)?,
+            encrypted_content: Some(OctetString::new(ciphertext)?),
+        },
+        unprotected_attrs: None,
+    };
+    Ok(ContentInfo {
+        content_type: rfc5911::ID_ENVELOPED_DATA,
+        content: Any::encode_from(&env)?,
+    }
+    .to_der()?)
+}
+
+/// A degenerate certificates-only SignedData (RFC 8894 3.4), DER: `certificates` in order,
+/// and `crls`.
+pub fn degenerate(certificates: &[&[u8]], crls: &[&[u8]]) -> Result<Vec<u8>, ScepError> {
+    let mut certs = Vec::with_capacity(certificates.len());
+    for der in certificates {
+        certs.push(CertificateChoices::Certificate(Certificate::from_der(der)?));
+    }
+    let mut revocations = Vec::with_capacity(crls.len());
+    for der in crls {
+        revocations.push(RevocationInfoChoice::Crl(CertificateList::from_der(der)?));
+    }
+    // SetOfVec sorts; a SET OF is unordered on the wire anyway, but some clients take the
+    // first certificate as the RA: keep the given order by building the SET by hand.
+    let signed = SignedData {
+        version: CmsVersion::V1,
+        digest_algorithms: SetOfVec::default(),
+        encap_content_info: EncapsulatedContentInfo {
+            econtent_type: ID_DATA,
+            econtent: None,
+        },
+        certificates: Some(CertificateSet(SetOfVec::default())),
+        crls: Some(RevocationInfoChoices(SetOfVec::try_from(revocations)?)),
+        signer_infos: SignerInfos(SetOfVec::default()),
+    };
+    let mut der = ContentInfo {
+        content_type: rfc5911::ID_SIGNED_DATA,
+        content: Any::encode_from(&signed)?,
+    }
+    .to_der()?;
+    let ordered: Vec<u8> = certs
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
+    der = insert_certificates(&der, &ordered)?;
+    Ok(der)
+}
+
+/// Replaces the empty `certificates [0]` of an encoded degenerate SignedData with `certs`
+/// (concatenated DER certificates) in the given order, fixing up the enclosing lengths.
+fn insert_certificates(content_info: &[u8], certs: &[u8]) -> Result<Vec<u8>, ScepError> {
+    let info = ContentInfo::from_der(content_info)?;
+    let signed: SignedData = info.content.decode_as()?;
+    let mut fields = Vec::new();
+    fields.extend(signed.version.to_der()?);
+    fields.extend(signed.digest_algorithms.to_der()?);
+    fields.extend(signed.encap_content_info.to_der()?);
+    fields.extend(tlv(0xA0, certs)?);
+    if let Some(crls) = &signed.crls {
+        let body = crls
+            .0
+            .iter()
+            .map(|c| c.to_der())
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        fields.extend(tlv(0xA1, &body)?);
+    }
+    fields.extend(signed.signer_infos.0.to_der()?);
+    let signed_der = tlv(0x30, &fields)?;
+    let mut outer = info.content_type.to_der()?;
+    outer.extend(tlv(0xA0, &signed_der)?);
+    tlv(0x30, &outer)
+}
+
+fn tlv(tag: u8, body: &[u8]) -> Result<Vec<u8>, ScepError> {
+    let len = der::Length::try_from(body.len())?;
+    let mut out = vec![tag];
+    out.extend(len.to_der()?);
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// The SCEP attributes of a reply or request.
+#[derive(Debug, Clone)]
+pub struct ScepAttributes {
+    /// messageType.
+    pub message_type: MessageType,
+    /// transactionID (a string value, echoed as received in replies).
+    pub transaction_id: Any,
+    /// senderNonce.
+    pub sender_nonce: Vec<u8>,
+    /// recipientNonce (replies).
+    pub recipient_nonce: Option<Vec<u8>>,
+    /// pkiStatus (replies).
+    pub pki_status: Option<PkiStatus>,
+    /// failInfo and failInfoText (FAILURE replies).
+    pub fail: Option<(FailInfo, String)>,
+}
+
+impl ScepAttributes {
+    fn to_attributes(&self) -> Result<Vec<Attribute>, ScepError> {
+        let printable = |s: &str| -> Result<Any, ScepError> { Ok(Any::encode_from(&PrintableString::new(s)?)?) };
+        let octets = |b: &[u8]| -> Result<Any, ScepError> { Ok(Any::encode_from(&OctetString::new(b)?)?) };
+        let mut attrs = vec![
+            attribute(oids::MESSAGE_TYPE, printable(&self.message_type.code().to_string())?)?,
+            attribute(oids::TRANSACTION_ID, self.transaction_id.clone())?,
+            attribute(oids::SENDER_NONCE, octets(&self.sender_nonce)?)?,
+        ];
+        if let Some(nonce) = &self.recipient_nonce {
+            attrs.push(attribute(oids::RECIPIENT_NONCE, octets(nonce)?)?);
+        }
+        if let Some(status) = self.pki_status {
+            attrs.push(attribute(oids::PKI_STATUS, printable(status.code())?)?);
+        }
+        if let Some((info, text)) = &self.fail {
+            attrs.push(attribute(oids::FAIL_INFO, printable(info.code())?)?);
+            attrs.push(attribute(
+                oids::FAIL_INFO_TEXT,
+                Any::encode_from(&Utf8StringRef::new(text)?)?,
+            )?);
+        }
+        Ok(attrs)
+    }
+}
+
+/// A transactionID value (PrintableString when it fits, UTF8String otherwise).
+pub fn transaction_id_value(id: &str) -> Result<Any, ScepError> {
+    match PrintableString::new(id) {
+        Ok(p) => Ok(Any::encode_from(&p)?),
+        Err(_) => Ok(Any::encode_from(&Utf8StringRef::new(id)?)?),
+    }
+}
+
+fn attribute(oid: ObjectIdentifier, value: Any) -> Result<Attribute, ScepError> {
+    Ok(Attribute {
+        oid,
+        values: SetOfVec::try_from(vec![value])?,
+    })
+}
+
+/// The parts of a signed PKIMessage before its signature.
+#[derive(Debug)]
+pub struct ToBeSigned {
+    /// The DER signed attributes (SET OF, universal tag): what the signature covers.
+    pub signed_attrs_der: Vec<u8>,
+    attrs: SetOfVec<Attribute>,
+    content: Option<Vec<u8>>,
+    digest: DigestAlg,
+    signer_cert: Certificate,
+}
+
+/// Prepares a SignedData over `content` (an eContent of type id-data; `None` leaves it out)
+/// with contentType, signingTime, messageDigest and the SCEP attributes, signed with
+/// `digest` by the holder of `signer_cert`. Finish with [`ToBeSigned::finish`].
+pub fn to_be_signed(
+    content: Option<Vec<u8>>,
+    scep: Option<&ScepAttributes>,
+    digest: DigestAlg,
+    signer_cert: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<ToBeSigned, ScepError> {
+    let signer_cert = Certificate::from_der(signer_cert)?;
+    let seconds = u64::try_from(now.unix_timestamp()).map_err(|_| ScepError::Internal("clock before 1970"))?;
+    let signing_time = UtcTime::from_unix_duration(StdDuration::from_secs(seconds))?;
+    let mut attrs = vec![
+        attribute(rfc5911::ID_CONTENT_TYPE, Any::encode_from(&ID_DATA)?)?,
+        attribute(rfc5911::ID_SIGNING_TIME, Any::encode_from(&signing_time)?)?,
+        attribute(
+            rfc5911::ID_MESSAGE_DIGEST,
+            Any::encode_from(&OctetString::new(
+                digest.digest(content.as_deref().unwrap_or_default()),
+            )?)?,
+        )?,
+    ];
+    if let Some(scep) = scep {
+        attrs.extend(scep.to_attributes()?);
+    }
+    let attrs = SetOfVec::try_from(attrs)?;
+    Ok(ToBeSigned {
+        signed_attrs_der: attrs.to_der()?,
+        attrs,
+        content,
+        digest,
+        signer_cert,
+    })
+}
+
+impl ToBeSigned {
+    /// The signed PKIMessage (DER ContentInfo) with `signature` over
+    /// [`ToBeSigned::signed_attrs_der`], labelled `rsaEncryption` as OpenSSL does.
+    pub fn finish(self, signature: Vec<u8>) -> Result<Vec<u8>, ScepError> {
+        let tbs = self.signer_cert.tbs_certificate();
+        let signer = SignerInfo {
+            version: CmsVersion::V1,
+            sid: SignerIdentifier::IssuerAndSerialNumber(IssuerAndSerialNumber {
+                issuer: tbs.issuer().clone(),
+                serial_number: tbs.serial_number().clone(),
+            }),
+            digest_alg: self.digest.algorithm_identifier(),
+            signed_attrs: Some(self.attrs),
+            signature_algorithm: x509_cert::spki::AlgorithmIdentifierOwned {
+                oid: OID_RSA_ENCRYPTION,
+                parameters: Some(Any::encode_from(&der::asn1::Null)?),
+            },
+            signature: OctetString::new(signature)?,
+            unsigned_attrs: None,
+        };
+        let econtent = match self.content {
+            Some(content) => Some(Any::encode_from(&OctetString::new(content)?)?),
+            None => None,
+        };
+        let signed = SignedData {
+            version: CmsVersion::V1,
+            digest_algorithms: SetOfVec::try_from(vec![self.digest.algorithm_identifier()])?,
+            encap_content_info: EncapsulatedContentInfo {
+                econtent_type: ID_DATA,
+                econtent,
+            },
+            certificates: Some(CertificateSet(SetOfVec::try_from(vec![
+                CertificateChoices::Certificate(self.signer_cert),
+            ])?)),
+            crls: None,
+            signer_infos: SignerInfos(SetOfVec::try_from(vec![signer])?),
+        };
+        Ok(ContentInfo {
+            content_type: rfc5911::ID_SIGNED_DATA,
+            content: Any::encode_from(&signed)?,
+        }
+        .to_der()?)
+    }
+}
+
+/// GetCertInitial / CertPoll content: `IssuerAndSubject ::= SEQUENCE { issuer Name, subject Name }`.
+#[derive(Debug, Clone, PartialEq, Eq, Sequence)]
+pub struct IssuerAndSubject {
+    /// The CA's name.
+    pub issuer: X509Name,
+    /// The requested subject.
+    pub subject: X509Name,
+}
+
+/// Parses the decrypted content of a GetCert or GetCRL (IssuerAndSerialNumber).
+pub fn parse_issuer_and_serial(der: &[u8]) -> Result<IssuerAndSerialNumber, ScepError> {
+    IssuerAndSerialNumber::from_der(der).map_err(|_| {
+        ScepError::failure(
+            FailInfo::BadMessageCheck,
+            "the message could not be decrypted or decoded",
+        )
+    })
+}
+
+/// Parses the decrypted content of a CertPoll (IssuerAndSubject).
+pub fn parse_issuer_and_subject(der: &[u8]) -> Result<IssuerAndSubject, ScepError> {
+    IssuerAndSubject::from_der(der).map_err(|_| {
+        ScepError::failure(
+            FailInfo::BadMessageCheck,
+            "the message could not be decrypted or decoded",
+        )
+    })
+}
+
+/// The certificates of a degenerate certs-only SignedData (DER), in order.
+pub fn certificates_of(degenerate_der: &[u8]) -> Result<Vec<Vec<u8>>, ScepError> {
+    let (info, ber) = decode_content_info(degenerate_der)?;
+    let signed: SignedData = if ber {
+        info.content.decode_as_encoding(EncodingRules::Ber)
+    } else {
+        info.content.decode_as()
+    }
+    .map_err(|_| ScepError::Malformed("SignedData does not decode"))?;
+    Ok(signed
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|choice| match choice {
+            CertificateChoices::Certificate(cert) => cert.to_der().ok(),
+            CertificateChoices::Other(_) => None,
+        })
+        .collect())
+}
+
+/// The CRLs of a degenerate SignedData (DER).
+pub fn crls_of(degenerate_der: &[u8]) -> Result<Vec<Vec<u8>>, ScepError> {
+    let info = ContentInfo::from_der(degenerate_der)?;
+    let signed: SignedData = info.content.decode_as()?;
+    Ok(signed
+        .crls
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .filter_map(|choice| match choice {
+            RevocationInfoChoice::Crl(crl) => crl.to_der().ok(),
+            RevocationInfoChoice::Other(_) => None,
+        })
+        .collect())
+}

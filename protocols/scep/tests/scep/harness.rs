@@ -1,0 +1,235 @@
+//! An in-process SCEP server over a real authority, CA, RA and sled store.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_authority::EndpointPolicy;
+use certgate_authority::{KeyType, RaKey, RaOptions};
+use certgate_core::{Protocol, SystemClock};
+use certgate_scep::message::{MessageType, parse_pki_message};
+use certgate_scep::testclient::{self, CertRepView, RequestOptions, ScepClient};
+use certgate_scep::{
+    ChallengeConfig, CompatSwitches, NextCa, ScepEndpointConfig, ScepRequest, ScepResponse, ScepServer, ScepStores,
+    Secret, WebhookConfig,
+};
+use certgate_test_support::{TestAuthority, name, test_endpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const STATIC_CHALLENGE: &str = "s3cret-challenge";
+pub const HOOK_OK: &str = "hook-allows-this";
+
+pub const ENDPOINTS: [&str; 6] = ["default", "legacy", "approve", "hook", "rollover", "norenew"];
+
+fn policy(endpoint: &str) -> EndpointPolicy {
+    let mut policy = test_endpoint();
+    policy.protocol = Protocol::Scep;
+    policy.name = name(endpoint);
+    policy.profiles = vec![name("device"), name("tls-client")];
+    policy
+}
+
+pub struct Harness {
+    pub server: ScepServer,
+    pub ta: TestAuthority,
+    pub ra: Arc<RaKey>,
+    _hook: tokio::task::JoinHandle<()>,
+}
+
+/// A webhook that allows exactly the challenge [`HOOK_OK`].
+async fn webhook() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/check", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buffer).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buffer.len() >= end + 4 + length {
+                            let body: serde_json::Value =
+                                serde_json::from_slice(&buffer[end + 4..end + 4 + length]).unwrap();
+                            let ok = body["challenge"] == HOOK_OK
+                                && body["endpoint"] == "hook"
+                                && body["subject"].as_str().unwrap().starts_with("CN=");
+                            let status = if ok { "200 OK" } else { "403 Forbidden" };
+                            let _ = socket
+                                .write_all(
+                                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                        .as_bytes(),
+                                )
+                                .await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, task)
+}
+
+impl Harness {
+    pub async fn new() -> Self {
+        let ta = TestAuthority::new(KeyType::P256, ENDPOINTS.iter().map(|e| policy(e)).collect());
+        let ra = Arc::new(
+            RaKey::load_or_create(
+                &ta.ca.dir.path().join("ra"),
+                &ta.ca.issuer,
+                &RaOptions::default(),
+                time::OffsetDateTime::now_utc(),
+            )
+            .unwrap(),
+        );
+        let (hook_url, hook) = webhook().await;
+        let configs = ENDPOINTS
+            .iter()
+            .map(|e| {
+                let mut config = ScepEndpointConfig::new(name(e), Arc::clone(&ra));
+                config.challenge = ChallengeConfig {
+                    static_challenge: Some(Secret::new(STATIC_CHALLENGE)),
+                    one_time: true,
+                    webhook: None,
+                };
+                match *e {
+                    "legacy" => {
+                        config.compat = CompatSwitches {
+                            certrep_include_ca: true,
+                            getcacert_include_root: true,
+                            getcacert_exclude_intermediate: false,
+                            allow_sha1: true,
+                            allow_des_reply: true,
+                        }
+                    }
+                    "approve" => config.require_approval = true,
+                    "hook" => {
+                        config.challenge = ChallengeConfig {
+                            static_challenge: None,
+                            one_time: false,
+                            webhook: Some(WebhookConfig {
+                                url: hook_url.clone(),
+                                timeout: Duration::from_secs(5),
+                            }),
+                        }
+                    }
+                    "rollover" => {
+                        config.next_ca = Some(NextCa {
+                            certificates: vec![ta.ca.issuer.root_der().to_vec()],
+                        })
+                    }
+                    "norenew" => config.renewal = false,
+                    _ => {}
+                }
+                config
+            })
+            .collect();
+        let store = Arc::new(ta.store.clone());
+        let stores = ScepStores {
+            approvals: store.clone(),
+            challenges: store,
+        };
+        let server = ScepServer::new(configs, stores, Arc::clone(&ta.authority), Arc::new(SystemClock)).unwrap();
+        Self {
+            server,
+            ta,
+            ra,
+            _hook: hook,
+        }
+    }
+
+    pub fn ra_der(&self) -> Vec<u8> {
+        self.ra.certificate_der().to_vec()
+    }
+
+    pub async fn get(&self, path: &str, query: &str) -> ScepResponse {
+        self.server
+            .handle(&ScepRequest {
+                method: "GET",
+                path,
+                query: Some(query),
+                body: &[],
+                body_too_large: false,
+                peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            })
+            .await
+    }
+
+    pub async fn post(&self, path: &str, query: Option<&str>, body: &[u8]) -> ScepResponse {
+        self.server
+            .handle(&ScepRequest {
+                method: "POST",
+                path,
+                query,
+                body,
+                body_too_large: false,
+                peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            })
+            .await
+    }
+
+    /// Sends a PKIMessage (POST or GET), checks the CertRep's envelope fields (transactionID
+    /// echoed, recipientNonce = our senderNonce, fresh senderNonce) and opens it.
+    pub async fn exchange(
+        &self,
+        endpoint: &str,
+        client: &ScepClient,
+        message: &[u8],
+        via_get: bool,
+    ) -> (Vec<u8>, CertRepView) {
+        let path = format!("/scep/{endpoint}");
+        let response = if via_get {
+            let query = format!(
+                "operation=PKIOperation&message={}",
+                testclient::get_message_param(message)
+            );
+            self.get(&path, &query).await
+        } else {
+            self.post(&path, Some("operation=PKIOperation"), message).await
+        };
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        assert_eq!(response.header_value("content-type"), Some("application/x-pki-message"));
+        let view = client.open_cert_rep(&response.body, self.ra.certificate_der()).unwrap();
+        let request = parse_pki_message(message).unwrap();
+        assert_eq!(view.transaction_id, request.transaction_id);
+        assert_eq!(view.recipient_nonce.as_deref(), Some(request.sender_nonce.as_slice()));
+        assert_ne!(view.sender_nonce, request.sender_nonce);
+        assert_eq!(view.sender_nonce.len(), 16);
+        (response.body, view)
+    }
+
+    /// A PKCSReq for CN=`cn` on the client's own key with `challenge`.
+    pub async fn enroll(
+        &self,
+        endpoint: &str,
+        client: &ScepClient,
+        cn: &str,
+        challenge: Option<&str>,
+        options: &RequestOptions,
+    ) -> CertRepView {
+        let csr = testclient::csr(client.key(), cn, &[], challenge).unwrap();
+        let message = client.pki_message(self.ra.certificate_der(), &csr, options).unwrap();
+        self.exchange(endpoint, client, &message, false).await.1
+    }
+}
+
+pub fn options(message_type: MessageType) -> RequestOptions {
+    RequestOptions::new(message_type)
+}

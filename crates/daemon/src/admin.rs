@@ -16,7 +16,7 @@ use certgate_core::{Clock, DnsName, Identifier, Name, RequesterId, RevocationRea
 use certgate_store::approvals::{ApprovalFilter, ApprovalKey, ApprovalRecord};
 use certgate_store::{
     ApprovalStore, CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore,
-    EstUserStore, SledStore,
+    EstUserStore, ScepChallengeStore, SledStore,
 };
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
@@ -145,6 +145,112 @@ pub struct AdminService {
     pub acme: Option<Arc<certgate_acme::AcmeServer>>,
     /// The EST endpoints' names, for user management.
     pub est_endpoints: Vec<Name>,
+    /// The SCEP endpoints' names, for one-time challenges.
+    pub scep_endpoints: Vec<Name>,
+}
+
+/// A new one-time SCEP challenge request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScepChallengeCreateBody {
+    /// The SCEP endpoint.
+    pub endpoint: String,
+    /// Bind it to this subject (RFC 4514 text or the bare common name).
+    pub subject: Option<String>,
+    /// Lifetime in seconds.
+    pub ttl_seconds: u64,
+}
+
+/// A new one-time challenge, shown once.
+#[derive(Serialize, Deserialize)]
+pub struct ScepChallengeBody {
+    /// The challenge password to give the device.
+    pub challenge: String,
+    /// Its id (a hash: what listings show).
+    pub id: String,
+    /// When it expires.
+    pub expires_at: String,
+}
+
+/// A one-time challenge as listed (never the challenge itself).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ScepChallengeItem {
+    /// Endpoint.
+    pub endpoint: String,
+    /// The challenge's id.
+    pub id: String,
+    /// The subject it is bound to.
+    pub subject: Option<String>,
+    /// Created.
+    pub created_at: String,
+    /// Expires.
+    pub expires_at: String,
+}
+
+/// The longest lifetime of a one-time challenge: 30 days.
+const MAX_CHALLENGE_TTL_SECONDS: u64 = 30 * 86_400;
+
+/// Creates a one-time SCEP challenge after checking the endpoint exists.
+pub async fn scep_challenge_create(
+    store: &SledStore,
+    scep_endpoints: &[Name],
+    request: &ScepChallengeCreateBody,
+    by: &str,
+    now: time::OffsetDateTime,
+) -> Result<ScepChallengeBody, (StatusCode, String)> {
+    let endpoint = match Name::new(request.endpoint.as_str()) {
+        Ok(name) if scep_endpoints.contains(&name) => name,
+        _ => {
+            return Err((
+                StatusCode::NOT_FOUND,
+                format!("no SCEP endpoint named {:?}", request.endpoint),
+            ));
+        }
+    };
+    if !(1..=MAX_CHALLENGE_TTL_SECONDS).contains(&request.ttl_seconds) {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the lifetime must be 1 second to {} days",
+                MAX_CHALLENGE_TTL_SECONDS / 86_400
+            ),
+        ));
+    }
+    let ttl = time::Duration::seconds(request.ttl_seconds.try_into().unwrap_or(i64::MAX));
+    match certgate_scep::create_one_time_challenge(
+        store,
+        &endpoint,
+        request.subject.clone(),
+        ttl,
+        Some(by.to_owned()),
+        now,
+    )
+    .await
+    {
+        Ok((challenge, record)) => Ok(ScepChallengeBody {
+            challenge: challenge.to_string(),
+            id: record.id,
+            expires_at: rfc3339(record.expires_at),
+        }),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+/// Lists unused one-time challenges (ids only).
+pub async fn scep_challenge_list(store: &SledStore, endpoint: Option<&str>) -> anyhow::Result<Vec<ScepChallengeItem>> {
+    let endpoint = endpoint.map(Name::new).transpose()?;
+    Ok(store
+        .scep_challenges(endpoint.as_ref(), 1000)
+        .await?
+        .into_iter()
+        .map(|c| ScepChallengeItem {
+            endpoint: c.endpoint.to_string(),
+            id: c.id,
+            subject: c.subject,
+            created_at: rfc3339(c.created_at),
+            expires_at: rfc3339(c.expires_at),
+        })
+        .collect())
 }
 
 /// A new EST user; the password travels only over the admin socket and is hashed here.
@@ -517,6 +623,36 @@ impl AdminService {
                     Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
                 }
             }
+            (&Method::POST, ["v1", "scep", "challenges"]) => {
+                let request: ScepChallengeCreateBody = match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("expected {{\"endpoint\": …, \"subject\": …, \"ttl_seconds\": …}}: {e}"),
+                        );
+                    }
+                };
+                match scep_challenge_create(
+                    &self.store,
+                    &self.scep_endpoints,
+                    &request,
+                    "operator:admin-socket",
+                    self.clock.now(),
+                )
+                .await
+                {
+                    Ok(created) => json(StatusCode::CREATED, &created),
+                    Err((status, why)) => text(status, why),
+                }
+            }
+            (&Method::GET, ["v1", "scep", "challenges"]) => {
+                let pairs = query_pairs(query);
+                match scep_challenge_list(&self.store, pairs.get("endpoint").map(String::as_str)).await {
+                    Ok(list) => json(StatusCode::OK, &list),
+                    Err(e) => text(StatusCode::BAD_REQUEST, e.to_string()),
+                }
+            }
             (&Method::GET, ["v1", "approvals"]) => {
                 let all = query_pairs(query).get("all").is_some_and(|v| v == "true");
                 match approval_list(&self.store, all).await {
@@ -809,6 +945,41 @@ impl Inventory {
                 client.call_json(Method::GET, &path, None).await
             }
             Self::Store { store, .. } => est_user_list(store, endpoint).await,
+        }
+    }
+
+    /// Creates a one-time SCEP challenge (the endpoint is checked against `scep_endpoints`
+    /// when no daemon runs).
+    pub async fn create_scep_challenge(
+        &self,
+        request: &ScepChallengeCreateBody,
+        scep_endpoints: &[Name],
+    ) -> anyhow::Result<ScepChallengeBody> {
+        match self {
+            Self::Daemon(client) => {
+                client
+                    .call_json(Method::POST, "/v1/scep/challenges", Some(serde_json::to_vec(request)?))
+                    .await
+            }
+            Self::Store { store, .. } => {
+                scep_challenge_create(store, scep_endpoints, request, "operator:cli", SystemClock.now())
+                    .await
+                    .map_err(|(_, why)| anyhow!(why))
+            }
+        }
+    }
+
+    /// Lists unused one-time SCEP challenges.
+    pub async fn list_scep_challenges(&self, endpoint: Option<&str>) -> anyhow::Result<Vec<ScepChallengeItem>> {
+        match self {
+            Self::Daemon(client) => {
+                let path = match endpoint {
+                    Some(e) => format!("/v1/scep/challenges?endpoint={}", percent_encode(e)),
+                    None => "/v1/scep/challenges".to_owned(),
+                };
+                client.call_json(Method::GET, &path, None).await
+            }
+            Self::Store { store, .. } => scep_challenge_list(store, endpoint).await,
         }
     }
 

@@ -40,9 +40,67 @@ enum Command {
     /// EST administration.
     #[command(subcommand)]
     Est(EstCommand),
-    /// Enrollment requests waiting for an operator (EST endpoints with require_approval).
+    /// SCEP administration.
+    #[command(subcommand)]
+    Scep(ScepCommand),
+    /// Enrollment requests waiting for an operator (EST and SCEP endpoints with require_approval).
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScepCommand {
+    /// One-time challenge passwords.
+    #[command(subcommand)]
+    Challenge(ScepChallengeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScepChallengeCommand {
+    /// Create a single-use challenge and print it once.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// The SCEP endpoint.
+        #[arg(long)]
+        endpoint: String,
+        /// Only a CSR with this subject (RFC 4514, e.g. `CN=dev1,O=test`, or the bare CN) may use it.
+        #[arg(long = "for")]
+        subject: Option<String>,
+        /// Lifetime: seconds, or with a unit (`30m`, `8h`, `7d`).
+        #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+        ttl: u64,
+        /// Print JSON ({"challenge": ..., "id": ..., "expires_at": ...}).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List unused challenges (ids, never the challenges).
+    List {
+        #[command(flatten)]
+        common: Common,
+        /// Only this endpoint's.
+        #[arg(long)]
+        endpoint: Option<String>,
+    },
+}
+
+/// Seconds from `90`, `90s`, `30m`, `8h` or `7d`.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: expected e.g. 90, 30m, 8h or 7d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    number.checked_mul(unit).ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +436,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Est(EstCommand::User(command)) => {
             init_logging(LogFormat::Text, "warn");
             est_user(command).await
+        }
+        Command::Scep(ScepCommand::Challenge(command)) => {
+            init_logging(LogFormat::Text, "warn");
+            scep_challenge(command).await
         }
         Command::Approvals(command) => {
             init_logging(LogFormat::Text, "warn");
@@ -771,6 +833,75 @@ async fn approvals(command: ApprovalsCommand) -> anyhow::Result<()> {
             let item = decided?;
             say(&format!("denied {} (requester {})", item.id, item.requester));
             Ok(())
+        }
+    }
+}
+
+async fn scep_challenge(command: ScepChallengeCommand) -> anyhow::Result<()> {
+    match command {
+        ScepChallengeCommand::Create {
+            common,
+            endpoint,
+            subject,
+            ttl,
+            json,
+        } => {
+            let (checked, data_dir) = common.load()?;
+            let scep_endpoints: Vec<Name> = checked.scep.iter().map(|e| e.name.clone()).collect();
+            let inventory = Inventory::open(&data_dir).await?;
+            let request = crate::admin::ScepChallengeCreateBody {
+                endpoint,
+                subject,
+                ttl_seconds: ttl,
+            };
+            let created = inventory.create_scep_challenge(&request, &scep_endpoints).await;
+            inventory.close().await?;
+            let created = created?;
+            if json {
+                say(&serde_json::to_string(&created)?);
+            } else {
+                say(&format!("challenge:  {}", created.challenge));
+                say(&format!("id:         {}", created.id));
+                say(&format!("expires at: {}", created.expires_at));
+                say("(shown once; single use, e.g. scepclient -challenge CHALLENGE)");
+            }
+            Ok(())
+        }
+        ScepChallengeCommand::List { common, endpoint } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let list = inventory.list_scep_challenges(endpoint.as_deref()).await;
+            inventory.close().await?;
+            for item in list? {
+                say(&format!(
+                    "{}  endpoint={}  for={}  expires={}",
+                    item.id,
+                    item.endpoint,
+                    item.subject.as_deref().unwrap_or("-"),
+                    item.expires_at
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ttl_cases() {
+        let cases = [
+            ("bare_seconds", "90", Some(90)),
+            ("seconds", "90s", Some(90)),
+            ("minutes", "30m", Some(1800)),
+            ("hours", "8h", Some(28_800)),
+            ("days", "7d", Some(604_800)),
+            ("unknown_unit", "3w", None),
+            ("no_number", "h", None),
+            ("overflow", "99999999999999999999d", None),
+        ];
+        for (case, text, want) in cases {
+            assert_eq!(super::parse_ttl(text).ok(), want, "{case}");
         }
     }
 }

@@ -29,6 +29,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         store: parts.store.clone(),
         acme: parts.acme.clone(),
         est: parts.est.clone(),
+        scep: parts.scep.clone(),
     });
     let mut tasks = Vec::new();
 
@@ -52,19 +53,6 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         );
     }
     println!("root certificate: {}", tls_issuer_root.display());
-    for endpoint in parts
-        .config
-        .endpoints
-        .iter()
-        .filter(|e| e.protocol == certgate_core::Protocol::Scep)
-    {
-        // Policies are validated now; each protocol's front end arrives in its own release.
-        tracing::warn!(
-            protocol = %endpoint.protocol,
-            endpoint = %endpoint.name,
-            "endpoint is configured but this build has no front end for its protocol yet; it is not served"
-        );
-    }
 
     if let Some(address) = listeners.https {
         let cert = ServerCert::prepare(
@@ -81,6 +69,11 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         }
         .with_cert_resolver(cert.resolver.clone());
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // RFC 9266 3: a TLS 1.2 exporter binds the channel only with the extended master
+        // secret. rustls does not say per connection whether it was negotiated, so an EST
+        // endpoint that requires channel binding makes the listener require it of TLS 1.2
+        // clients (TLS 1.3 is unaffected; EMS is universal in TLS 1.2 stacks since ~2016).
+        tls.require_ems = parts.config.est.iter().any(|e| e.channel_binding);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = TcpListener::bind(address)
             .await
@@ -123,6 +116,9 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         println!(
             "http: http://{bound}/ (health: http://{bound}/healthz, CA certificates: http://{bound}/ca/<issuer>.crt)"
         );
+        for endpoint in &parts.config.scep {
+            println!("scep: http://{bound}/scep/{}", endpoint.name);
+        }
         tasks.push(tokio::spawn(serve_tcp(
             listener,
             None,
@@ -140,6 +136,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         clock: Arc::clone(&parts.clock),
         acme: parts.acme.clone(),
         est_endpoints: parts.config.est.iter().map(|e| e.name.clone()).collect(),
+        scep_endpoints: parts.config.scep.iter().map(|e| e.name.clone()).collect(),
     });
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
@@ -149,6 +146,13 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     )));
     if let Some(acme) = parts.acme.clone() {
         tasks.push(tokio::spawn(sweep_nonces(acme, shutdown_rx.clone())));
+    }
+    if parts.scep.is_some() {
+        tasks.push(tokio::spawn(sweep_scep_challenges(
+            parts.store.clone(),
+            Arc::clone(&parts.clock),
+            shutdown_rx.clone(),
+        )));
     }
     println!("ready");
     tracing::info!("certgate ready");
@@ -216,6 +220,26 @@ async fn sweep_nonces(acme: Arc<certgate_acme::AcmeServer>, mut shutdown: watch:
                     tracing::debug!(swept, "expired ACME nonces swept");
                 }
             }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Forgets expired one-time SCEP challenges every minute, so their tree stays bounded.
+async fn sweep_scep_challenges(
+    store: certgate_store::SledStore,
+    clock: Arc<dyn certgate_core::Clock>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use certgate_store::ScepChallengeStore;
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match store.sweep_scep_challenges(clock.now()).await {
+                Ok(0) => {}
+                Ok(swept) => tracing::debug!(swept, "expired SCEP challenges swept"),
+                Err(e) => tracing::warn!(error = %e, "sweeping SCEP challenges failed"),
+            },
             _ = shutdown.changed() => return,
         }
     }

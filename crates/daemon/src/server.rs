@@ -11,6 +11,7 @@ use certgate_acme::{AcmeRequest, AcmeServer};
 use certgate_authority::Authority;
 use certgate_core::Name;
 use certgate_est::{EstRequest, EstServer, TlsFacts, TlsVersion};
+use certgate_scep::{ScepRequest, ScepServer};
 use certgate_store::{CertificateStore, SledStore};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -37,6 +38,8 @@ pub struct Router {
     pub acme: Option<Arc<AcmeServer>>,
     /// The EST endpoints, served under `/.well-known/est/`.
     pub est: Option<Arc<EstServer>>,
+    /// The SCEP endpoints, served under `/scep/` and at `/cgi-bin/pkiclient.exe`.
+    pub scep: Option<Arc<ScepServer>>,
 }
 
 impl Router {
@@ -51,9 +54,12 @@ impl Router {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match (&self.acme, &self.est) {
-            (Some(acme), _) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
-            (_, Some(est)) if path.starts_with("/.well-known/est/") => est_request(est, request, peer, tls).await,
+        let response = match (&self.acme, &self.est, &self.scep) {
+            (Some(acme), _, _) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
+            (_, Some(est), _) if path.starts_with("/.well-known/est/") => est_request(est, request, peer, tls).await,
+            (_, _, Some(scep)) if path.starts_with("/scep/") || path == "/cgi-bin/pkiclient.exe" => {
+                scep_request(scep, request, peer).await
+            }
             _ => self.route(&method, &path).await,
         };
         tracing::info!(
@@ -219,6 +225,35 @@ async fn est_request(
             body_too_large,
             peer: peer.ip(),
             tls,
+        })
+        .await;
+    let mut response = Response::new(Full::new(if parts.method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(answer.body)
+    }));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in answer.headers {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Hands a request to the SCEP server with its raw query (SCEP's GET messages need it as
+/// sent: `+`, `/` and `%0A` variants are decoded there).
+async fn scep_request(scep: &ScepServer, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let (body, body_too_large) = read_body(body, certgate_scep::MAX_MESSAGE_LEN).await;
+    let answer = scep
+        .handle(&ScepRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            body: &body,
+            body_too_large,
+            peer: peer.ip(),
         })
         .await;
     let mut response = Response::new(Full::new(if parts.method == Method::HEAD {

@@ -12,6 +12,7 @@ use certgate_acme::AcmeServer;
 use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy};
 use certgate_core::{Clock, Name, Protocol, SystemClock};
 use certgate_est::{EstServer, EstStores};
+use certgate_scep::{ScepServer, ScepStores};
 use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
 use certgate_store::SledStore;
 
@@ -36,6 +37,8 @@ pub struct Parts {
     pub acme: Option<Arc<AcmeServer>>,
     /// The EST endpoints, if any are configured.
     pub est: Option<Arc<EstServer>>,
+    /// The SCEP endpoints, if any are configured.
+    pub scep: Option<Arc<ScepServer>>,
 }
 
 /// Creates the data directory with mode 0700 if needed.
@@ -182,6 +185,24 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
             Arc::clone(&clock),
         )?))
     };
+    let scep = if config.scep.is_empty() {
+        None
+    } else {
+        let mut endpoints = Vec::new();
+        for checked in &config.scep {
+            let (ra, next_ca) = scep_ra_keys(checked, &authority, &data_dir, clock.now())?;
+            endpoints.push(checked.to_endpoint_config(ra, next_ca));
+        }
+        Some(Arc::new(ScepServer::new(
+            endpoints,
+            ScepStores {
+                approvals: Arc::new(store.clone()),
+                challenges: Arc::new(store.clone()),
+            },
+            Arc::clone(&authority),
+            Arc::clone(&clock),
+        )?))
+    };
     Ok(Parts {
         data_dir,
         config,
@@ -190,5 +211,51 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         clock,
         acme,
         est,
+        scep,
     })
+}
+
+/// The SCEP endpoint's RA key and certificate (RSA, issued by the endpoint's issuer) from
+/// `<data-dir>/scep/<endpoint>/ra/`, created on first start and replaced when it nears expiry
+/// or the issuer changed; and, while a rollover issuer is configured, the certificates
+/// GetNextCACert announces: that issuer, its chain, and an RA it issued (`next-ra/`).
+#[allow(clippy::type_complexity)]
+fn scep_ra_keys(
+    checked: &crate::config::CheckedScep,
+    authority: &Authority,
+    data_dir: &Path,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(Arc<certgate_authority::RaKey>, Option<Vec<Vec<u8>>>)> {
+    let dir = data_dir.join("scep").join(checked.name.as_str());
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    let options = certgate_authority::RaOptions {
+        common_name: format!("certgate SCEP RA {}", checked.name),
+        key_type: checked.ra_key_type,
+        ..certgate_authority::RaOptions::default()
+    };
+    let issuer = authority.issuer(&checked.issuer).with_context(|| {
+        format!(
+            "SCEP endpoint {}: issuer {} is not loaded",
+            checked.name, checked.issuer
+        )
+    })?;
+    let ra = certgate_authority::RaKey::load_or_create(&dir.join("ra"), issuer, &options, now)
+        .with_context(|| format!("SCEP endpoint {}: RA key", checked.name))?;
+    let next_ca = match &checked.settings.next_ca_issuer {
+        Some(next) => {
+            let next = authority
+                .issuer(&Name::new(next.as_str())?)
+                .with_context(|| format!("SCEP endpoint {}: next CA {next} is not loaded", checked.name))?;
+            let next_ra = certgate_authority::RaKey::load_or_create(&dir.join("next-ra"), next, &options, now)
+                .with_context(|| format!("SCEP endpoint {}: next RA key", checked.name))?;
+            let mut certificates = vec![next_ra.certificate_der().to_vec(), next.certificate_der().to_vec()];
+            certificates.extend(next.chain_der().iter().cloned());
+            if next.root_der() != next.certificate_der() {
+                certificates.push(next.root_der().to_vec());
+            }
+            Some(certificates)
+        }
+        None => None,
+    };
+    Ok((Arc::new(ra), next_ca))
 }

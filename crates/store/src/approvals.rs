@@ -222,8 +222,9 @@ pub trait ApprovalStore: Send + Sync + std::fmt::Debug {
     /// Approves a pending request. `NotFound` for an unknown key, `Conflict` unless pending.
     async fn approve(&self, key: &ApprovalKey, by: &str, at: OffsetDateTime) -> Result<ApprovalRecord, StoreError>;
 
-    /// Denies a pending (or approved, not yet issued) request. `NotFound` for an unknown key,
-    /// `Conflict` if it was issued or denied already.
+    /// Denies a pending request. `NotFound` for an unknown key, `Conflict` unless pending: an
+    /// approved request may be being issued by a polling client at this moment, so an approval
+    /// is final (revoke the certificate instead).
     async fn deny(
         &self,
         key: &ApprovalKey,

@@ -1,7 +1,9 @@
 //! [`ApprovalStore`] on sled: `approvals` (key -> record) and the index `approvals_pending`
 //! (created-at || key, for listing the queue oldest first). Every state change is a
 //! compare-and-swap of the whole record; the index follows it (a stale index entry is skipped
-//! on read and removed on the next change), and each change is durable before returning.
+//! on read and removed on the next change; a writer whose compare-and-swap lost takes back the
+//! entry it wrote unless the winning record is pending under that same entry), and each change
+//! is durable before returning.
 
 use async_trait::async_trait;
 use certgate_core::Serial;
@@ -45,6 +47,29 @@ fn pending_key(record: &ApprovalRecord) -> Vec<u8> {
     let mut bytes = expiry_prefix(record.created_at).to_vec();
     bytes.extend_from_slice(&record_key(&record.key));
     bytes
+}
+
+/// After a writer's compare-and-swap of record `id` lost, takes back the pending-index entry
+/// `index` it wrote first, unless the stored record (the winner's) is pending under that same
+/// entry: two writers of one key in the same second write the same entry, and it is the
+/// winner's as much as the loser's.
+fn release_lost_index(trees: &ApprovalTrees, id: &[u8], index: &[u8]) -> Result<(), StoreError> {
+    let stored_owns_it = || -> Result<bool, StoreError> {
+        let Some(bytes) = trees.approvals.get(id)? else {
+            return Ok(false);
+        };
+        let stored: ApprovalRecord = serde_json::from_slice(&bytes)?;
+        Ok(stored.state == ApprovalState::Pending && pending_key(&stored) == index)
+    };
+    if stored_owns_it()? {
+        return Ok(());
+    }
+    trees.pending.remove(index)?;
+    // A record stored under the same entry between the check and the removal: its entry back.
+    if stored_owns_it()? {
+        trees.pending.insert(index, &[])?;
+    }
+    Ok(())
 }
 
 impl SledStore {
@@ -97,7 +122,7 @@ impl ApprovalStore for SledStore {
             )?
             .is_err()
         {
-            trees.pending.remove(pending_key(record))?;
+            release_lost_index(trees, &record_key(&record.key), &pending_key(record))?;
             return Err(StoreError::Conflict("an approval request with this key exists"));
         }
         self.durable().await
@@ -168,8 +193,8 @@ impl ApprovalStore for SledStore {
         at: OffsetDateTime,
     ) -> Result<ApprovalRecord, StoreError> {
         let record = self.change_approval(key, |record| {
-            if !matches!(record.state, ApprovalState::Pending | ApprovalState::Approved) {
-                return Err(StoreError::Conflict("the request was issued or denied already"));
+            if record.state != ApprovalState::Pending {
+                return Err(StoreError::Conflict("only a pending request can be denied"));
             }
             record.state = ApprovalState::Denied;
             record.decided_at = Some(at);
@@ -220,7 +245,7 @@ impl ApprovalStore for SledStore {
             .compare_and_swap(&id, Some(old), Some(serde_json::to_vec(record)?))?
             .is_err()
         {
-            trees.pending.remove(pending_key(record))?;
+            release_lost_index(trees, &id, &pending_key(record))?;
             return Err(StoreError::Conflict("the approval request changed meanwhile"));
         }
         self.durable().await
@@ -354,5 +379,140 @@ mod tests {
             store.remove_approval(&key("cc")).await,
             Err(StoreError::NotFound)
         ));
+    }
+
+    /// Lists the fingerprints of the pending queue.
+    async fn pending_fingerprints(store: &SledStore) -> Vec<String> {
+        store
+            .approvals(&ApprovalFilter::pending(), 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.key.fingerprint().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deny_only_from_pending() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let cases = [
+            ("good_pending", None, true),
+            ("bad_approved", Some(ApprovalState::Approved), false),
+            ("bad_issued", Some(ApprovalState::Issued), false),
+            ("bad_denied", Some(ApprovalState::Denied), false),
+        ];
+        for (case, state, ok) in cases {
+            let (_dir, store) = store();
+            store.create_approval(&record("dd", 1)).await.unwrap();
+            if matches!(state, Some(ApprovalState::Approved | ApprovalState::Issued)) {
+                store.approve(&key("dd"), "operator", now).await.unwrap();
+            }
+            if state == Some(ApprovalState::Issued) {
+                store
+                    .mark_issued(&key("dd"), &Serial::from_random([3; 16]))
+                    .await
+                    .unwrap();
+            }
+            if state == Some(ApprovalState::Denied) {
+                store.deny(&key("dd"), "operator", None, now).await.unwrap();
+            }
+            let before = store.approval(&key("dd")).await.unwrap();
+            let result = store.deny(&key("dd"), "second operator", Some("late"), now).await;
+            if ok {
+                assert_eq!(result.unwrap().state, ApprovalState::Denied, "case {case}");
+            } else {
+                assert!(
+                    matches!(result, Err(StoreError::Conflict(_))),
+                    "case {case}: {result:?}"
+                );
+                assert_eq!(
+                    store.approval(&key("dd")).await.unwrap(),
+                    before,
+                    "case {case}: unchanged"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_create_leaves_the_winner_listed() {
+        let cases = [("same_second", 7, 7), ("later_second", 7, 8), ("earlier_second", 7, 6)];
+        for (case, first, second) in cases {
+            let (_dir, store) = store();
+            store.create_approval(&record("ee", first)).await.unwrap();
+            let lost = store.create_approval(&record("ee", second)).await;
+            assert!(matches!(lost, Err(StoreError::Conflict(_))), "case {case}: {lost:?}");
+            let all = store.approvals(&ApprovalFilter::default(), 100).await.unwrap();
+            assert_eq!(all.len(), 1, "case {case}: exactly one record");
+            assert_eq!(all[0].created_at.unix_timestamp(), first, "case {case}: the winner's");
+            assert_eq!(pending_fingerprints(&store).await, ["ee"], "case {case}: listed");
+            assert_eq!(
+                store.approval_trees().pending.len(),
+                1,
+                "case {case}: the loser's own entry is gone"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_creates_of_one_key_leave_it_listed() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        for round in 0..20 {
+            let fingerprint = format!("ff{round}");
+            let tasks: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = std::sync::Arc::clone(&store);
+                    let record = record(&fingerprint, 100);
+                    tokio::spawn(async move { store.create_approval(&record).await })
+                })
+                .collect();
+            let mut created = 0;
+            for task in tasks {
+                match task.await.unwrap() {
+                    Ok(()) => created += 1,
+                    Err(StoreError::Conflict(_)) => {}
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(created, 1, "round {round}");
+            assert!(
+                pending_fingerprints(&store).await.contains(&fingerprint),
+                "round {round}: listed"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_renewal_leaves_the_winner_listed() {
+        // Two renewals of one issued record in the same second both write the same index
+        // entry before their compare-and-swap; the loser's clean-up is `release_lost_index`.
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let cases = [("winner_same_entry", 30, true), ("loser_other_second", 31, false)];
+        for (case, loser_created, listed_under_loser) in cases {
+            let (_dir, store) = store();
+            store.create_approval(&record("gg", 1)).await.unwrap();
+            store.approve(&key("gg"), "operator", now).await.unwrap();
+            let issued = store
+                .mark_issued(&key("gg"), &Serial::from_random([4; 16]))
+                .await
+                .unwrap();
+            let mut winner = record("gg", 30);
+            winner.version = issued.version + 1;
+            let mut loser = record("gg", loser_created);
+            loser.version = issued.version + 1;
+            let trees = store.approval_trees();
+            // The loser wrote its entry, then the winner renewed, then the loser's CAS failed.
+            trees.pending.insert(pending_key(&loser), &[]).unwrap();
+            store.renew_approval(&winner).await.unwrap();
+            release_lost_index(trees, &record_key(&loser.key), &pending_key(&loser)).unwrap();
+            assert_eq!(pending_fingerprints(&store).await, ["gg"], "case {case}: listed");
+            assert_eq!(
+                trees.pending.contains_key(pending_key(&loser)).unwrap(),
+                listed_under_loser,
+                "case {case}"
+            );
+            assert_eq!(trees.pending.len(), 1, "case {case}: no stray entry");
+        }
     }
 }

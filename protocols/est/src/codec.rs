@@ -8,6 +8,7 @@ use certgate_core::{Name, ParsedCsr};
 use cms::content_info::ContentInfo;
 use der::{Decode, Encode};
 use x509_cert::Certificate;
+use zeroize::Zeroizing;
 
 use crate::EstError;
 use crate::config::{Base64Layout, DEFAULT_ENDPOINT};
@@ -216,6 +217,23 @@ pub fn encode_base64(bytes: &[u8], layout: Base64Layout) -> Vec<u8> {
     out
 }
 
+/// [`encode_base64`] for secrets (a private key): the result and every intermediate buffer
+/// are zeroed when dropped.
+pub fn encode_base64_secret(bytes: &[u8], layout: Base64Layout) -> Zeroizing<Vec<u8>> {
+    let text = Zeroizing::new(STANDARD.encode(bytes));
+    let width = match layout {
+        Base64Layout::Wrap64 => 64,
+        Base64Layout::Wrap76 => 76,
+        Base64Layout::SingleLine => return Zeroizing::new(text.as_bytes().to_vec()),
+    };
+    let mut out = Zeroizing::new(Vec::with_capacity(text.len() + 2 * (text.len() / width + 1)));
+    for line in text.as_bytes().chunks(width) {
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 /// A degenerate certs-only SignedData (RFC 5652 with no signers, as OpenSSL writes it: an
 /// empty CRL set included) holding `certificates`, DER.
 pub fn certs_only(certificates: &[&[u8]]) -> Result<Vec<u8>, EstError> {
@@ -379,6 +397,11 @@ mod tests {
             };
             assert_eq!(got, lines, "case {case}");
             assert_eq!(decode_body(out.as_bytes()).unwrap(), bytes, "case {case}");
+            assert_eq!(
+                encode_base64_secret(&bytes, layout).as_slice(),
+                out.as_bytes(),
+                "case {case}: the secret variant lays out the same"
+            );
         }
     }
 }

@@ -28,5 +28,8 @@ pub use codec::{MAX_BODY_LEN, Operation, decode_csr_body, parse_path};
 pub use config::{Base64Layout, ClientAuth, CsrAttrsConfig, DEFAULT_ENDPOINT, EstEndpointConfig};
 pub use error::EstError;
 pub use password::{hash_password, verify_password};
-pub use server::{EstRequest, EstResponse, EstServer, EstStores, approval_fingerprint, requester_of_user};
+pub use server::{
+    EstRequest, EstResponse, EstServer, EstStores, MIN_PASSWORD_CHECKS, approval_fingerprint,
+    default_password_check_limit, requester_of_user,
+};
 pub use tls::{TlsFacts, TlsVersion, check_channel_binding};

@@ -97,15 +97,29 @@ pub fn verify_password(hash: &str, password: &[u8]) -> bool {
 }
 
 /// A hash of a random password with the same parameters as [`hash_password`]'s, computed
-/// once, to verify against when the user does not exist.
-pub(crate) fn dummy_hash() -> &'static str {
+/// once, to verify against when the user does not exist. `Config` if it cannot be computed
+/// (then nothing is cached and the next call tries again): without it an unknown user would
+/// answer faster than a known one.
+pub(crate) fn dummy_hash() -> Result<&'static str, EstError> {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        let mut random = [0u8; 32];
-        // If the RNG fails the all-zero password still costs the same to check.
-        let _ = aws_lc_rs::rand::fill(&mut random);
-        hash_password(&random).unwrap_or_default()
-    })
+    if let Some(hash) = DUMMY.get() {
+        return Ok(hash);
+    }
+    let hash = make_dummy_hash(hash_password)?;
+    Ok(DUMMY.get_or_init(|| hash))
+}
+
+/// Hashes a random password with `hash`, and checks that the result is a PHC string a
+/// verification will actually evaluate.
+fn make_dummy_hash(hash: impl FnOnce(&[u8]) -> Result<String, EstError>) -> Result<String, EstError> {
+    let failed = |why: String| EstError::Config(format!("cannot compute the dummy password hash: {why}"));
+    let mut random = Zeroizing::new([0u8; 32]);
+    aws_lc_rs::rand::fill(random.as_mut_slice()).map_err(|_| failed("no randomness".into()))?;
+    let hashed = hash(random.as_slice()).map_err(|e| failed(e.to_string()))?;
+    if PasswordHash::new(&hashed).is_err() {
+        return Err(failed("not a PHC string".into()));
+    }
+    Ok(hashed)
 }
 
 #[cfg(test)]
@@ -159,12 +173,39 @@ mod tests {
                 b"correct horse".as_slice(),
                 false,
             ),
-            ("bad_dummy", dummy_hash(), b"correct horse".as_slice(), false),
+            ("bad_dummy", dummy_hash().unwrap(), b"correct horse".as_slice(), false),
         ];
         for (case, hash, password, ok) in cases {
             assert_eq!(verify_password(hash, password), ok, "case {case}");
         }
-        assert!(dummy_hash().starts_with("$argon2id$"));
+        assert!(dummy_hash().unwrap().starts_with("$argon2id$"));
         assert!(hash_password(b"").is_err());
+    }
+
+    #[test]
+    fn dummy_hash_failures_are_errors_not_an_empty_hash() {
+        type Hasher = fn(&[u8]) -> Result<String, EstError>;
+        let cases: [(&str, Hasher, bool); 4] = [
+            ("good_argon2", hash_password, true),
+            (
+                "bad_hasher_fails",
+                |_| Err(EstError::KeyGeneration("out of memory".into())),
+                false,
+            ),
+            ("bad_empty_hash", |_| Ok(String::new()), false),
+            ("bad_not_phc", |_| Ok("plain".into()), false),
+        ];
+        for (case, hasher, ok) in cases {
+            match make_dummy_hash(hasher) {
+                Ok(hash) => {
+                    assert!(ok, "case {case}: got {hash:?}");
+                    assert!(hash.starts_with("$argon2id$"), "case {case}: {hash}");
+                }
+                Err(e) => {
+                    assert!(!ok, "case {case}: {e}");
+                    assert!(matches!(e, EstError::Config(_)), "case {case}: {e:?}");
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use certgate_authority::{Authority, IssueRequest, Issued};
+use certgate_authority::{Authority, AuthorityError, IssueRequest, Issued};
 use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, Serial};
 use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState};
 use certgate_store::est_users::EstUserRecord;
@@ -26,8 +26,8 @@ use crate::config::{ClientAuth, CsrAttrsConfig, EstEndpointConfig};
 use crate::tls::{AnchorVerifier, TlsFacts, check_channel_binding};
 use crate::{EstError, csrattrs, keygen, password};
 
-/// A request under `/.well-known/est/`, as the daemon received it.
-#[derive(Debug)]
+/// A request under `/.well-known/est/`, as the daemon received it. Its `Debug` shows neither
+/// the credentials nor the body (only whether `Authorization` is present and the body's length).
 pub struct EstRequest<'a> {
     /// `GET`, `POST`, ...
     pub method: &'a str,
@@ -48,6 +48,22 @@ pub struct EstRequest<'a> {
     /// The TLS connection's facts; `None` for plain HTTP (EST operations other than
     /// cacerts and csrattrs then answer 403).
     pub tls: Option<&'a TlsFacts>,
+}
+
+impl std::fmt::Debug for EstRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EstRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("content_type", &self.content_type)
+            .field("authorization", &self.authorization.map(|_| "<redacted>"))
+            .field("body_len", &self.body.len())
+            .field("body_too_large", &self.body_too_large)
+            .field("peer", &self.peer)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// The answer.
@@ -143,7 +159,27 @@ pub struct EstServer {
     /// Approval keys whose issuance is running in this process, so two polls of one approved
     /// request issue one certificate.
     issuing: Mutex<HashSet<ApprovalKey>>,
+    /// Argon2 password checks running at once (each ~19 MiB and tens of milliseconds on a
+    /// blocking thread); beyond it, 503.
+    password_checks: Arc<Semaphore>,
 }
+
+/// The server-wide number of Argon2 password checks that may run at once unless set with
+/// [`EstServer::with_password_check_limit`]: two per available CPU, at least
+/// [`MIN_PASSWORD_CHECKS`].
+pub fn default_password_check_limit() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .saturating_mul(2)
+        .max(MIN_PASSWORD_CHECKS)
+}
+
+/// The least [`default_password_check_limit`] returns.
+pub const MIN_PASSWORD_CHECKS: usize = 2;
+
+/// How often one poll of an approved request re-reads a record that changed under it before
+/// answering "being issued" (two suffice: approved, then issued).
+const APPROVAL_PASSES: usize = 3;
 
 impl std::fmt::Debug for EstServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -251,15 +287,26 @@ impl EstServer {
                 return Err(EstError::Config(format!("{id} is defined twice")));
             }
         }
-        // Computed now rather than on the first unknown user, which would then answer slower.
-        let _ = password::dummy_hash();
+        // Computed now rather than on the first unknown user, which would then answer slower;
+        // without it unknown users would be told apart by timing, so it is required.
+        password::dummy_hash()?;
         Ok(Self {
             endpoints,
             stores,
             authority,
             clock,
             issuing: Mutex::new(HashSet::new()),
+            password_checks: Arc::new(Semaphore::new(default_password_check_limit())),
         })
+    }
+
+    /// Sets how many Argon2 password checks may run at once, server-wide (at least 1; the
+    /// default is [`default_password_check_limit`]). A Basic request arriving when all are
+    /// busy answers 503 with the endpoint's `Retry-After`.
+    #[must_use]
+    pub fn with_password_check_limit(mut self, limit: usize) -> Self {
+        self.password_checks = Arc::new(Semaphore::new(limit.max(1)));
+        self
     }
 
     /// Whether an EST endpoint of this name is served.
@@ -445,84 +492,118 @@ impl EstServer {
             record.version = version;
             record
         };
-        let record = match approvals.approval(&key).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound) => {
-                match approvals.create_approval(&fresh(1)).await {
-                    Ok(()) => {
-                        tracing::info!(
-                            target: "certgate::audit",
-                            event = "approval_requested",
-                            approval = %key,
-                            requester = %issue.requester,
-                            subject = issue.csr.subject_text(),
-                            "certificate request queued for approval"
-                        );
-                    }
-                    // A concurrent first request queued it: the same answer.
-                    Err(StoreError::Conflict(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                return Ok(pending());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if record.requester != issue.requester {
-            return Err(EstError::ApprovalRefused(
-                "a request for this key was made by another requester",
-            ));
-        }
-        match record.state {
-            ApprovalState::Pending => Ok(pending()),
-            ApprovalState::Denied => Err(EstError::ApprovalRefused("the request was denied by an operator")),
-            ApprovalState::Approved => {
-                let approved = ParsedCsr::from_der(&record.csr_der)?;
-                if approved.subject_text() != issue.csr.subject_text()
-                    || identifier_set(approved.sans()) != identifier_set(issue.csr.sans())
-                {
-                    return Err(EstError::ApprovalRefused(
-                        "the request's names differ from the approved request's",
-                    ));
-                }
-                let Some(_guard) = IssuingGuard::claim(&self.issuing, &key) else {
-                    // Another poll of the same request is issuing right now.
-                    return Ok(
-                        EstResponse::text(202, "the request is being issued; retry shortly\n".into())
-                            .header("retry-after", "2"),
-                    );
-                };
-                let _slot = acquire(endpoint)?;
-                let mut approved_issue = issue;
-                approved_issue.csr = approved;
-                let issued = self.authority.issue(approved_issue).await?;
-                if let Err(e) = approvals.mark_issued(&key, &issued.record.serial).await {
-                    tracing::warn!(approval = %key, error = %e, "issued an approved request but could not mark it issued");
-                }
-                self.issued_response(endpoint, Operation::SimpleEnroll, issued, summary)
-            }
-            ApprovalState::Issued => {
-                let now = self.clock.now();
-                if let Some(serial) = &record.certificate {
-                    match self.authority.store().certificate(serial).await {
-                        Ok(cert) if cert.revocation.is_none() && cert.not_after > now => {
-                            // The client asked again (a lost answer): the same certificate.
-                            summary.serial = Some(cert.serial.clone());
-                            let body = codec::encode_base64(&codec::certs_only(&[&cert.der])?, endpoint.config.base64);
-                            return Ok(EstResponse::with_body(200, CERTS_ONLY, body));
+        let being_issued =
+            || EstResponse::text(202, "the request is being issued; retry shortly\n".into()).header("retry-after", "2");
+        // Each pass answers from one read of the record. A pass that finds the record changed
+        // once it holds the issuing guard (another poll issued, or an operator acted, between
+        // its read and the claim) goes round again with the fresh record.
+        let mut fresh_read: Option<ApprovalRecord> = None;
+        for _ in 0..APPROVAL_PASSES {
+            let record = match fresh_read.take() {
+                Some(record) => record,
+                None => match approvals.approval(&key).await {
+                    Ok(record) => record,
+                    Err(StoreError::NotFound) => {
+                        match approvals.create_approval(&fresh(1)).await {
+                            Ok(()) => {
+                                tracing::info!(
+                                    target: "certgate::audit",
+                                    event = "approval_requested",
+                                    approval = %key,
+                                    requester = %issue.requester,
+                                    subject = issue.csr.subject_text(),
+                                    "certificate request queued for approval"
+                                );
+                            }
+                            // A concurrent first request queued it: the same answer.
+                            Err(StoreError::Conflict(_)) => {}
+                            Err(e) => return Err(e.into()),
                         }
-                        Ok(_) | Err(StoreError::NotFound) => {}
+                        return Ok(pending());
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if record.requester != issue.requester {
+                return Err(EstError::ApprovalRefused(
+                    "a request for this key was made by another requester",
+                ));
+            }
+            match record.state {
+                ApprovalState::Pending => return Ok(pending()),
+                ApprovalState::Denied => {
+                    return Err(EstError::ApprovalRefused("the request was denied by an operator"));
+                }
+                ApprovalState::Approved => {
+                    let approved = ParsedCsr::from_der(&record.csr_der)?;
+                    if approved.subject_text() != issue.csr.subject_text()
+                        || identifier_set(approved.sans()) != identifier_set(issue.csr.sans())
+                    {
+                        return Err(EstError::ApprovalRefused(
+                            "the request's names differ from the approved request's",
+                        ));
+                    }
+                    let Some(guard) = IssuingGuard::claim(&self.issuing, &key) else {
+                        // Another poll of the same request is issuing right now.
+                        return Ok(being_issued());
+                    };
+                    // The record read above may predate another poll's issuance that released
+                    // the guard just before this claim: issue only if it is still the approved
+                    // record we read.
+                    match approvals.approval(&key).await {
+                        Ok(current)
+                            if current.state == ApprovalState::Approved && current.version == record.version => {}
+                        Ok(current) => {
+                            drop(guard);
+                            fresh_read = Some(current);
+                            continue;
+                        }
+                        Err(StoreError::NotFound) => {
+                            drop(guard);
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                     }
+                    let _slot = acquire(endpoint)?;
+                    let mut approved_issue = issue;
+                    approved_issue.csr = approved;
+                    let issued = self.authority.issue(approved_issue).await?;
+                    if let Err(e) = approvals.mark_issued(&key, &issued.record.serial).await {
+                        tracing::warn!(approval = %key, error = %e, "issued an approved request but could not mark it issued");
+                    }
+                    drop(guard);
+                    return self.issued_response(endpoint, Operation::SimpleEnroll, issued, summary);
                 }
-                // Its certificate is revoked or expired: the key asks again, from scratch.
-                match approvals.renew_approval(&fresh(record.version + 1)).await {
-                    Ok(()) | Err(StoreError::Conflict(_)) => Ok(pending()),
-                    Err(e) => Err(e.into()),
+                ApprovalState::Issued => {
+                    let now = self.clock.now();
+                    if let Some(serial) = &record.certificate {
+                        match self.authority.store().certificate(serial).await {
+                            Ok(cert) if cert.revocation.is_none() && cert.not_after > now => {
+                                // The client asked again (a lost answer): the same certificate.
+                                summary.serial = Some(cert.serial.clone());
+                                let body =
+                                    codec::encode_base64(&codec::certs_only(&[&cert.der])?, endpoint.config.base64);
+                                return Ok(EstResponse::with_body(200, CERTS_ONLY, body));
+                            }
+                            Ok(_) | Err(StoreError::NotFound) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    // Its certificate is revoked or expired: the key asks again, from scratch.
+                    return match approvals.renew_approval(&fresh(record.version + 1)).await {
+                        Ok(()) | Err(StoreError::Conflict(_)) => Ok(pending()),
+                        Err(e) => Err(e.into()),
+                    };
                 }
             }
         }
+        // The record kept changing under this poll: let the client come back.
+        Ok(being_issued())
     }
 
+    /// serverkeygen: the authority's policy is checked on the client's CSR first, so a refused
+    /// request costs no key generation; then a key is generated, the CSR re-signed with it and
+    /// issued (the authority checks again, now with the generated key).
     async fn server_keygen(
         &self,
         endpoint: &Endpoint,
@@ -530,6 +611,7 @@ impl EstServer {
         kind: certgate_core::KeyKind,
         summary: &mut Summary,
     ) -> Result<EstResponse, EstError> {
+        self.check_before_keygen(&issue)?;
         let _slot = acquire(endpoint)?;
         let client_csr = issue.csr.der().to_vec();
         let generated = tokio::task::spawn_blocking(move || keygen::generate(kind, &client_csr))
@@ -541,25 +623,56 @@ impl EstServer {
         summary.serial = Some(issued.record.serial.clone());
         let layout = endpoint.config.base64;
         let certs = codec::encode_base64(&codec::certs_only(&[&issued.record.der])?, layout);
-        let key = Zeroizing::new(codec::encode_base64(&generated.pkcs8, layout));
-        let mut body = Vec::with_capacity(key.len() + certs.len() + 256);
-        let part = |body: &mut Vec<u8>, content_type: &str, content: &[u8]| {
-            body.extend_from_slice(format!("--{MULTIPART_BOUNDARY}\r\n").as_bytes());
-            body.extend_from_slice(format!("Content-Type: {content_type}\r\n").as_bytes());
-            body.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
+        let key = codec::encode_base64_secret(&generated.pkcs8, layout);
+        let content_type = format!("multipart/mixed; boundary={MULTIPART_BOUNDARY}");
+        let part_head = |content_type: &str| {
+            format!(
+                "--{MULTIPART_BOUNDARY}\r\nContent-Type: {content_type}\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            )
+        };
+        let parts = [
+            (part_head("application/pkcs8"), key.as_slice()),
+            (part_head(CERTS_ONLY), certs.as_slice()),
+        ];
+        let close = format!("--{MULTIPART_BOUNDARY}--\r\n");
+        // Sized exactly, so the buffer holding the key is never reallocated (which would leave
+        // an unzeroed copy behind); the body itself belongs to the HTTP stack once returned.
+        let len = parts
+            .iter()
+            .map(|(head, content)| head.len() + content.len() + 2)
+            .sum::<usize>()
+            + close.len();
+        let mut body = Vec::with_capacity(len);
+        for (head, content) in parts {
+            body.extend_from_slice(head.as_bytes());
             body.extend_from_slice(content);
             if !content.ends_with(b"\r\n") {
                 body.extend_from_slice(b"\r\n");
             }
-        };
-        part(&mut body, "application/pkcs8", &key);
-        part(&mut body, CERTS_ONLY, &certs);
-        body.extend_from_slice(format!("--{MULTIPART_BOUNDARY}--\r\n").as_bytes());
-        Ok(EstResponse::with_body(
-            200,
-            &format!("multipart/mixed; boundary={MULTIPART_BOUNDARY}"),
-            body,
-        ))
+        }
+        body.extend_from_slice(close.as_bytes());
+        // RFC 7030 4.4.2 sends the private key in this answer: no cache may keep it.
+        Ok(EstResponse::with_body(200, &content_type, body).header("cache-control", "no-store"))
+    }
+
+    /// The authority's decision on a serverkeygen request before its key exists. The client's
+    /// own key is replaced, so the key policy is left to the final check with the generated
+    /// key; a refusal of the client's key still has its names, profile and validity checked.
+    fn check_before_keygen(&self, issue: &IssueRequest) -> Result<(), EstError> {
+        match self.authority.check(issue) {
+            Err(AuthorityError::KeyNotAllowed { .. } | AuthorityError::WeakSignatureAlgorithm) => {
+                self.authority.check_order(
+                    issue.protocol,
+                    &issue.endpoint,
+                    issue.csr.sans(),
+                    issue.profile.as_ref(),
+                    issue.not_before,
+                    issue.not_after,
+                )?;
+                Ok(())
+            }
+            other => Ok(other?),
+        }
     }
 
     /// simpleenroll / serverkeygen: the endpoint's client authentication.
@@ -601,11 +714,19 @@ impl EstServer {
     }
 
     /// The user name if the request carries valid HTTP Basic credentials for the endpoint.
-    /// An unknown user costs the same Argon2 evaluation as a known one.
+    /// An unknown user costs the same Argon2 evaluation as a known one. `Overloaded` when the
+    /// server-wide password-check limit is reached.
     async fn basic_user(&self, endpoint: &Endpoint, request: &EstRequest<'_>) -> Result<Option<String>, EstError> {
         let Some(credentials) = request.authorization.and_then(password::parse_basic) else {
             return Ok(None);
         };
+        // Taken before anything else and moved into the blocking task, so a check keeps its
+        // permit until Argon2 returns even if the client goes away meanwhile.
+        let permit = Arc::clone(&self.password_checks)
+            .try_acquire_owned()
+            .map_err(|_| EstError::Overloaded {
+                retry_after: endpoint.config.overload_retry_after,
+            })?;
         let hash = match self
             .stores
             .users
@@ -617,11 +738,17 @@ impl EstServer {
             Err(e) => return Err(e.into()),
         };
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| password::dummy_hash().to_owned());
+        let hash = match hash {
+            Some(hash) => hash,
+            None => password::dummy_hash()?.to_owned(),
+        };
         let username = credentials.username.clone();
-        let matches = tokio::task::spawn_blocking(move || password::verify_password(&hash, credentials.password()))
-            .await
-            .map_err(|e| EstError::Task(e.to_string()))?;
+        let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            password::verify_password(&hash, credentials.password())
+        })
+        .await
+        .map_err(|e| EstError::Task(e.to_string()))?;
         Ok((known && matches).then_some(username))
     }
 

@@ -195,26 +195,163 @@ fn decode_content_info(der: &[u8]) -> Result<(ContentInfo, bool), ScepError> {
     Ok((info, true))
 }
 
+/// Decodes `any` as DER, else as BER (streaming clients, and go.mozilla.org/pkcs7 as used by
+/// micromdm's scepclient, which writes encryptedContent in the constructed form). Returns
+/// whether BER was needed.
+fn decode_lenient<'a, T>(any: &'a Any) -> Option<(T, bool)>
+where
+    T: der::DecodeValue<'a> + der::FixedTag + 'a,
+{
+    match any.decode_as::<T>() {
+        Ok(value) => Some((value, false)),
+        Err(_) => any
+            .decode_as_encoding(EncodingRules::Ber)
+            .ok()
+            .map(|value| (value, true)),
+    }
+}
+
+/// Joins the chunks of a constructed OCTET STRING: der 0.8 hands them back as the
+/// concatenated chunk TLVs. Only called when the encoding was constructed, so primitive
+/// content that happens to start with 0x04 is never mistaken for chunks.
+fn join_chunks(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut joined = Vec::with_capacity(bytes.len());
+    let mut reader = SliceReader::new_with_encoding_rules(bytes, EncodingRules::Ber).ok()?;
+    while !der::Reader::is_finished(&reader) {
+        let chunk = OctetString::decode(&mut reader).ok()?;
+        joined.extend_from_slice(chunk.as_bytes());
+    }
+    Some(joined)
+}
+
 /// The content octets of an eContent (an OCTET STRING, possibly BER-chunked).
 fn octets(any: &Any, ber: bool) -> Result<Vec<u8>, ScepError> {
     let malformed = || ScepError::Malformed("eContent is not an OCTET STRING");
-    let octets: OctetString = if ber {
+    let octets: OctetString = if ber || any.tag().is_constructed() {
         any.decode_as_encoding(EncodingRules::Ber).map_err(|_| malformed())?
     } else {
         any.decode_as().map_err(|_| malformed())?
     };
-    let bytes = octets.as_bytes();
-    // der 0.8 returns the chunks of a constructed OCTET STRING as OCTET STRING TLVs: join them.
-    if ber && bytes.first() == Some(&0x04) {
-        let mut joined = Vec::with_capacity(bytes.len());
-        let mut reader = SliceReader::new(bytes).map_err(|_| malformed())?;
-        while !der::Reader::is_finished(&reader) {
-            let chunk = OctetString::decode(&mut reader).map_err(|_| malformed())?;
-            joined.extend_from_slice(chunk.as_bytes());
-        }
-        return Ok(joined);
+    if any.tag().is_constructed() {
+        return join_chunks(octets.as_bytes()).ok_or_else(malformed);
     }
-    Ok(bytes.to_vec())
+    Ok(octets.as_bytes().to_vec())
+}
+
+/// One definite-length TLV with a one-byte tag at the start of `bytes`: (tag, contents, rest).
+fn read_tlv(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let n = usize::from(first & 0x7f);
+            let (len_bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+            (
+                len_bytes.iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)),
+                rest,
+            )
+        }
+        _ => return None, // indefinite length or absurd: the BER decoder's job
+    };
+    Some((tag, rest.get(..len)?, rest.get(len..)?))
+}
+
+/// A DER TLV.
+fn write_tlv(tag: u8, contents: &[u8], out: &mut Vec<u8>) {
+    out.push(tag);
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+}
+
+/// The contents of a (possibly constructed, nested) OCTET STRING's chunks, joined.
+fn join_octet_chunks(mut bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    while !bytes.is_empty() {
+        let (tag, contents, rest) = read_tlv(bytes)?;
+        match tag {
+            0x04 => out.extend_from_slice(contents),
+            0x24 => join_octet_chunks(contents, out)?,
+            _ => return None,
+        }
+        bytes = rest;
+    }
+    Some(())
+}
+
+/// Rewrites an EnvelopedData (DER TLV with definite lengths) whose encryptedContent is in the
+/// constructed form (`A0 { 04 … 04 … }`, as go.mozilla.org/pkcs7 writes it) into DER, with
+/// the chunks joined into one primitive `[0]`. None when there is nothing to rewrite or the
+/// input is not of that shape.
+fn primitive_encrypted_content(enveloped: &[u8]) -> Option<Vec<u8>> {
+    let (0x30, mut fields, _) = read_tlv(enveloped)? else {
+        return None;
+    };
+    let mut body = Vec::with_capacity(enveloped.len());
+    let mut rewritten = false;
+    while !fields.is_empty() {
+        let (tag, contents, rest) = read_tlv(fields)?;
+        if tag == 0x30 && !rewritten {
+            // encryptedContentInfo: contentType, contentEncryptionAlgorithm, [0] content.
+            let mut info = Vec::with_capacity(contents.len());
+            let mut parts = contents;
+            while !parts.is_empty() {
+                let (part_tag, part, part_rest) = read_tlv(parts)?;
+                if part_tag == 0xa0 {
+                    let mut joined = Vec::with_capacity(part.len());
+                    join_octet_chunks(part, &mut joined)?;
+                    write_tlv(0x80, &joined, &mut info);
+                    rewritten = true;
+                } else {
+                    write_tlv(part_tag, part, &mut info);
+                }
+                parts = part_rest;
+            }
+            write_tlv(0x30, &info, &mut body);
+        } else {
+            write_tlv(tag, contents, &mut body);
+        }
+        fields = rest;
+    }
+    if !rewritten {
+        return None;
+    }
+    let mut out = Vec::with_capacity(body.len() + 8);
+    write_tlv(0x30, &body, &mut out);
+    Some(out)
+}
+
+/// Whether an EnvelopedData's encryptedContent (`[0] IMPLICIT OCTET STRING` inside the one
+/// top-level SEQUENCE, encryptedContentInfo) is in the constructed form.
+fn encrypted_content_constructed(enveloped: &Any) -> bool {
+    let elements = |bytes: &[u8]| -> Vec<Any> {
+        let mut out = Vec::new();
+        if let Ok(mut reader) = SliceReader::new_with_encoding_rules(bytes, EncodingRules::Ber) {
+            while !der::Reader::is_finished(&reader) {
+                match Any::decode(&mut reader) {
+                    Ok(element) => out.push(element),
+                    Err(_) => break,
+                }
+            }
+        }
+        out
+    };
+    elements(enveloped.value())
+        .iter()
+        .find(|e| e.tag() == Tag::Sequence)
+        .map(|info| {
+            elements(info.value())
+                .iter()
+                .any(|e| matches!(e.tag(), Tag::ContextSpecific { number, constructed: true } if number.value() == 0))
+        })
+        .unwrap_or(false)
 }
 
 fn string_value(value: &Any) -> Option<String> {
@@ -245,12 +382,15 @@ pub fn parse_pki_message(der: &[u8]) -> Result<PkiMessage, ScepError> {
     if info.content_type != rfc5911::ID_SIGNED_DATA {
         return Err(ScepError::Malformed("not a SignedData"));
     }
-    let signed: SignedData = if ber {
-        info.content.decode_as_encoding(EncodingRules::Ber)
+    let (signed, signed_ber): (SignedData, bool) = if ber {
+        info.content
+            .decode_as_encoding(EncodingRules::Ber)
+            .map(|v| (v, true))
+            .map_err(|_| ScepError::Malformed("SignedData does not decode"))?
     } else {
-        info.content.decode_as()
-    }
-    .map_err(|_| ScepError::Malformed("SignedData does not decode"))?;
+        decode_lenient(&info.content).ok_or(ScepError::Malformed("SignedData does not decode"))?
+    };
+    let ber = ber || signed_ber;
     let content = match &signed.encap_content_info.econtent {
         Some(any) => octets(any, ber)?,
         None => Vec::new(),
@@ -409,12 +549,26 @@ pub fn parse_envelope(content: &[u8], ra_cert: &[u8]) -> Result<SealedContent, S
     if info.content_type != rfc5911::ID_ENVELOPED_DATA {
         return Err(bad("the message content is not an EnvelopedData"));
     }
-    let env: EnvelopedData = if ber {
-        info.content.decode_as_encoding(EncodingRules::Ber)
-    } else {
-        info.content.decode_as()
-    }
-    .map_err(|_| bad("the EnvelopedData does not decode"))?;
+    // DER; else the same with a constructed encryptedContent made primitive (micromdm's
+    // scepclient); else BER (indefinite lengths), where chunks come back as TLVs to join.
+    let (env, join): (EnvelopedData, bool) = match info.content.decode_as::<EnvelopedData>() {
+        Ok(env) if !ber => (env, false),
+        _ => match info
+            .content
+            .to_der()
+            .ok()
+            .and_then(|der| primitive_encrypted_content(&der))
+            .and_then(|der| EnvelopedData::from_der(&der).ok())
+        {
+            Some(env) => (env, false),
+            None => (
+                info.content
+                    .decode_as_encoding(EncodingRules::Ber)
+                    .map_err(|_| bad("the EnvelopedData does not decode"))?,
+                encrypted_content_constructed(&info.content),
+            ),
+        },
+    };
     let ra = Certificate::from_der(ra_cert).map_err(|_| ScepError::Internal("the RA certificate does not parse"))?;
     let ra_ski = subject_key_id(&ra);
     let ktris: Vec<&KeyTransRecipientInfo> = env
@@ -449,8 +603,12 @@ pub fn parse_envelope(content: &[u8], ra_cert: &[u8]) -> Result<SealedContent, S
     let ciphertext = eci
         .encrypted_content
         .as_ref()
-        .map(|c| c.as_bytes().to_vec())
         .ok_or_else(|| bad("the EnvelopedData has no encrypted content"))?;
+    let ciphertext = if join {
+        join_chunks(ciphertext.as_bytes()).ok_or_else(|| bad("the encrypted content is not a chunked OCTET STRING"))?
+    } else {
+        ciphertext.as_bytes().to_vec()
+    };
     Ok(SealedContent {
         cipher,
         transport,
@@ -801,12 +959,14 @@ pub fn parse_issuer_and_subject(der: &[u8]) -> Result<IssuerAndSubject, ScepErro
 /// The certificates of a degenerate certs-only SignedData (DER), in order.
 pub fn certificates_of(degenerate_der: &[u8]) -> Result<Vec<Vec<u8>>, ScepError> {
     let (info, ber) = decode_content_info(degenerate_der)?;
-    let signed: SignedData = if ber {
-        info.content.decode_as_encoding(EncodingRules::Ber)
+    let (signed, _): (SignedData, bool) = if ber {
+        info.content
+            .decode_as_encoding(EncodingRules::Ber)
+            .map(|v| (v, true))
+            .map_err(|_| ScepError::Malformed("SignedData does not decode"))?
     } else {
-        info.content.decode_as()
-    }
-    .map_err(|_| ScepError::Malformed("SignedData does not decode"))?;
+        decode_lenient(&info.content).ok_or(ScepError::Malformed("SignedData does not decode"))?
+    };
     Ok(signed
         .certificates
         .iter()

@@ -130,6 +130,8 @@ struct Summary {
     transaction_id: Option<String>,
     pki_status: Option<&'static str>,
     fail_info: Option<&'static str>,
+    /// The failInfoText sent (never secrets: texts say what was wrong, not with what).
+    fail_text: Option<String>,
     requester: Option<RequesterId>,
     serial: Option<Serial>,
 }
@@ -294,6 +296,7 @@ impl ScepServer {
             transaction_id = summary.transaction_id.as_deref(),
             pki_status = summary.pki_status,
             fail_info = summary.fail_info,
+            fail_text = summary.fail_text.as_deref(),
             method = request.method,
             status = response.status,
             requester = summary.requester.as_ref().map(RequesterId::as_str),
@@ -384,6 +387,7 @@ impl ScepServer {
                 }
                 let (info, text) = error.fail_info();
                 summary.fail_info = Some(info.as_str());
+                summary.fail_text = Some(text.clone());
                 (PkiStatus::Failure, None, Some((info, text)))
             }
         };
@@ -762,6 +766,12 @@ impl ScepServer {
                 let Some(_guard) = IssuingGuard::claim(&self.issuing, &record.key) else {
                     return Ok(Reply::Pending);
                 };
+                // Another poll may have issued between our read and the claim: only the
+                // record as it stands under the guard decides (one certificate per approval).
+                let fresh = self.stores.approvals.approval(&record.key).await?;
+                if fresh.state != ApprovalState::Approved || fresh.version != record.version {
+                    return Box::pin(self.approval_state(endpoint, fresh, summary)).await;
+                }
                 let csr = ParsedCsr::from_der(&record.csr_der)?;
                 let issue = IssueRequest::new(
                     Protocol::Scep,

@@ -12,6 +12,7 @@ use certgate_test_support::workspace_root;
 mod acme_clients;
 mod est_clients;
 mod instant;
+mod scep_clients;
 
 fn certgate() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_certgate"))

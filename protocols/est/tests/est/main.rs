@@ -5,3 +5,5 @@
 mod approval_races;
 mod flows;
 mod harness;
+mod limits;
+mod redaction;

@@ -1,0 +1,418 @@
+//! SCEP (RFC 8894) against the built daemon over real HTTP: micromdm's scepclient (Debian
+//! package `scep`) for enrollment with a static and a one-time challenge and for renewal, and
+//! the crate's Rust client (cms) for the cipher, digest and message matrix. Every issued
+//! certificate is checked with `openssl verify` and pkilint.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use certgate_scep::crypto::{ContentCipher, DigestAlg};
+use certgate_scep::testclient::{self, RequestOptions, ScepClient};
+use certgate_scep::{FailInfo, MessageType, PkiStatus};
+use certgate_test_support::{openssl_verify, pkilint, unwaived};
+
+use super::Daemon;
+
+const STATIC_CHALLENGE: &str = "static-secret-3f9a";
+
+/// SCEP endpoints: `default` (static and one-time challenges; SHA-1 allowed because
+/// micromdm's scepclient 2.1 signs its requests with SHA-1) and `approve` (manual approval).
+fn scep_config(challenge_file: &Path) -> String {
+    format!(
+        "[[issuers]]\nname = \"default\"\ncreate_if_missing = true\n\
+         [[endpoints]]\nprotocol = \"scep\"\nname = \"default\"\nprofiles = [\"device\"]\n\
+         [endpoints.scep]\nchallenge_file = \"{file}\"\none_time_challenges = true\nallow_sha1 = true\n\
+         [[endpoints]]\nprotocol = \"scep\"\nname = \"approve\"\nprofiles = [\"device\"]\n\
+         [endpoints.scep]\nchallenge_file = \"{file}\"\nrequire_approval = true\n",
+        file = challenge_file.display()
+    )
+}
+
+struct Scep {
+    daemon: Daemon,
+    work: tempfile::TempDir,
+}
+
+impl Scep {
+    fn start() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let file = work.path().join("challenge.txt");
+        std::fs::write(&file, format!("{STATIC_CHALLENGE}\n")).unwrap();
+        let daemon = Daemon::start(&scep_config(&file));
+        Self { daemon, work }
+    }
+
+    fn url(&self, endpoint: &str) -> String {
+        format!("{}/scep/{endpoint}", self.daemon.http)
+    }
+
+    fn ra_pem(&self, endpoint: &str) -> PathBuf {
+        self.daemon.dir.path().join(format!("data/scep/{endpoint}/ra/ra.pem"))
+    }
+
+    fn ra_der(&self, endpoint: &str) -> Vec<u8> {
+        openssl(&[
+            "x509",
+            "-in",
+            self.ra_pem(endpoint).to_str().unwrap(),
+            "-outform",
+            "DER",
+        ])
+    }
+
+    /// The RA certificate's SHA-256 fingerprint, lower-case hex: what scepclient's
+    /// `-ca-fingerprint` selects the recipient by (it otherwise encrypts to every certificate
+    /// GetCACert returns, and fails on the EC issuing CA).
+    fn ra_fingerprint(&self, endpoint: &str) -> String {
+        let out = String::from_utf8(openssl(&[
+            "x509",
+            "-in",
+            self.ra_pem(endpoint).to_str().unwrap(),
+            "-noout",
+            "-fingerprint",
+            "-sha256",
+        ]))
+        .unwrap();
+        out.trim().split('=').nth(1).unwrap().replace(':', "").to_lowercase()
+    }
+
+    /// Runs scepclient in `dir` (a fresh one per enrollment: it reuses a csr.pem it finds).
+    fn scepclient(&self, dir: &Path, challenge: Option<&str>, cn: &str) -> (bool, String) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut command = Command::new("scepclient");
+        command
+            .current_dir(dir)
+            .args(["-server-url", &self.url("default")])
+            .args(["-ca-fingerprint", &self.ra_fingerprint("default")])
+            .args(["-private-key", "key.pem", "-certificate", "cert.pem"])
+            .args(["-cn", cn, "-organization", "certgate-tests", "-keySize", "2048"]);
+        if let Some(challenge) = challenge {
+            command.args(["-challenge", challenge]);
+        }
+        let output = command.output().expect("scepclient is installed (Debian package scep)");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (output.status.success() && text.contains("pkiStatus=SUCCESS"), text)
+    }
+
+    /// openssl verify (client purpose) and pkilint on an issued certificate (PEM file).
+    fn check_issued(&self, pem: &Path) {
+        let issuing = self.daemon.root.with_file_name("issuer.pem");
+        openssl_verify(&self.daemon.root, &issuing, pem, Some("sslclient"))
+            .unwrap_or_else(|e| panic!("openssl verify {}: {e}", pem.display()));
+        let der = openssl(&["x509", "-in", pem.to_str().unwrap(), "-outform", "DER"]);
+        let findings = unwaived(pkilint(&der, false), false);
+        assert!(findings.is_empty(), "pkilint {}: {findings:#?}", pem.display());
+    }
+
+    fn check_issued_der(&self, der: &[u8], name: &str) {
+        let pem = self.work.path().join(format!("{name}.pem"));
+        certgate_test_support::write_pem(&pem, &[der]);
+        self.check_issued(&pem);
+    }
+
+    /// curl against the plain-HTTP listener: (status, content type, body).
+    fn curl(&self, args: &[&str]) -> (u16, String, Vec<u8>) {
+        let body = tempfile::NamedTempFile::new().unwrap();
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "-o"])
+            .arg(body.path())
+            .args(["-w", "%{http_code} %{content_type}"])
+            .args(args)
+            .output()
+            .expect("curl is installed");
+        let meta = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (status, content_type) = meta.split_once(' ').unwrap_or((&meta, ""));
+        (
+            status.parse().unwrap_or(0),
+            content_type.to_owned(),
+            std::fs::read(body.path()).unwrap(),
+        )
+    }
+
+    /// Sends a PKIMessage with POST or GET and opens the CertRep with the client's key.
+    fn exchange(&self, endpoint: &str, client: &ScepClient, message: &[u8], via_get: bool) -> testclient::CertRepView {
+        let (status, content_type, body) = if via_get {
+            let url = format!(
+                "{}?operation=PKIOperation&message={}",
+                self.url(endpoint),
+                testclient::get_message_param(message)
+            );
+            self.curl(&[&url])
+        } else {
+            let file = self.work.path().join("message.der");
+            std::fs::write(&file, message).unwrap();
+            let data = format!("@{}", file.display());
+            let url = format!("{}?operation=PKIOperation", self.url(endpoint));
+            self.curl(&[
+                "-H",
+                "Content-Type: application/x-pki-message",
+                "--data-binary",
+                &data,
+                &url,
+            ])
+        };
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(content_type, "application/x-pki-message");
+        client.open_cert_rep(&body, &self.ra_der(endpoint)).unwrap()
+    }
+}
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+fn serial_of(pem: &Path) -> String {
+    let out = String::from_utf8(openssl(&["x509", "-in", pem.to_str().unwrap(), "-noout", "-serial"])).unwrap();
+    out.trim().trim_start_matches("serial=").to_owned()
+}
+
+#[test]
+fn scepclient_enrolls_with_the_static_challenge_and_renews_without_one() {
+    let scep = Scep::start();
+    let dir = scep.work.path().join("device-1");
+    let (ok, out) = scep.scepclient(&dir, Some(STATIC_CHALLENGE), "device-1");
+    assert!(ok, "scepclient enrollment: {out}");
+    let first = dir.join("cert.pem");
+    scep.check_issued(&first);
+    let first_serial = serial_of(&first);
+    let (ok, shown, err) = scep.daemon.cli(&["cert", "show", &first_serial]);
+    assert!(ok && shown.contains("scep-device:default/static"), "{shown}{err}");
+
+    // Same directory, no challenge: scepclient sends RenewalReq signed with the old
+    // certificate, which authenticates it.
+    let renewed_copy = dir.join("first.pem");
+    std::fs::copy(&first, &renewed_copy).unwrap();
+    let (ok, out) = scep.scepclient(&dir, None, "device-1");
+    assert!(ok, "scepclient renewal: {out}");
+    let second = dir.join("cert.pem");
+    scep.check_issued(&second);
+    let second_serial = serial_of(&second);
+    assert_ne!(first_serial, second_serial, "a new certificate");
+    let (ok, shown, err) = scep.daemon.cli(&["cert", "show", &second_serial]);
+    assert!(ok, "{err}");
+    assert!(
+        shown.to_lowercase().contains(&first_serial.to_lowercase()),
+        "the renewal records the certificate it replaces: {shown}"
+    );
+
+    // A wrong static challenge is refused (a FAILURE CertRep, which scepclient reports).
+    let (ok, out) = scep.scepclient(&scep.work.path().join("intruder"), Some("guess"), "intruder");
+    assert!(!ok && out.contains("badRequest"), "wrong challenge: {out}");
+}
+
+#[test]
+fn scepclient_one_time_challenge_works_once() {
+    let scep = Scep::start();
+    let (ok, out, err) = scep.daemon.cli(&[
+        "scep",
+        "challenge",
+        "create",
+        "--endpoint",
+        "default",
+        "--ttl",
+        "10m",
+        "--json",
+    ]);
+    assert!(ok, "{out}{err}");
+    let created: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let challenge = created["challenge"].as_str().unwrap().to_owned();
+    let (ok, listed, _) = scep.daemon.cli(&["scep", "challenge", "list"]);
+    assert!(ok && listed.contains(created["id"].as_str().unwrap()), "{listed}");
+    assert!(!listed.contains(&challenge), "listings never show the challenge");
+
+    let first_dir = scep.work.path().join("one-time-1");
+    let (ok, out) = scep.scepclient(&first_dir, Some(&challenge), "one-time-1");
+    assert!(ok, "first use: {out}");
+    scep.check_issued(&first_dir.join("cert.pem"));
+    let (ok, out) = scep.scepclient(&scep.work.path().join("one-time-2"), Some(&challenge), "one-time-2");
+    assert!(!ok && out.contains("badRequest"), "second use is refused: {out}");
+}
+
+#[test]
+fn rust_client_covers_ciphers_digests_get_post_and_discovery() {
+    let scep = Scep::start();
+    // GetCACaps: honest, LF-separated.
+    let (status, content_type, caps) = scep.curl(&[&format!("{}?operation=GetCACaps", scep.url("default"))]);
+    assert_eq!((status, content_type.as_str()), (200, "text/plain"));
+    let caps = String::from_utf8(caps).unwrap();
+    for want in [
+        "POSTPKIOperation",
+        "SHA-256",
+        "SHA-512",
+        "AES",
+        "DES3",
+        "Renewal",
+        "SCEPStandard",
+        "SHA-1",
+    ] {
+        assert!(caps.lines().any(|l| l == want), "caps have {want}: {caps}");
+    }
+    assert!(!caps.contains("GetNextCACert"), "no rollover CA configured: {caps}");
+    // GetCACert: the RA and the CA chain as a degenerate PKCS#7, read by openssl.
+    let (status, content_type, body) = scep.curl(&[&format!("{}?operation=GetCACert", scep.url("default"))]);
+    assert_eq!((status, content_type.as_str()), (200, "application/x-x509-ca-ra-cert"));
+    assert_eq!(
+        testclient::ra_certificate(&content_type, &body).unwrap(),
+        scep.ra_der("default")
+    );
+    let p7 = scep.work.path().join("getcacert.p7");
+    std::fs::write(&p7, &body).unwrap();
+    let printed = String::from_utf8(openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        p7.to_str().unwrap(),
+        "-print_certs",
+        "-noout",
+    ]))
+    .unwrap();
+    assert!(
+        printed.contains("certgate SCEP RA default") && printed.contains("certgate Issuing CA"),
+        "{printed}"
+    );
+    // Cisco's /cgi-bin path maps to the default endpoint.
+    let (status, _, _) = scep.curl(&[&format!(
+        "{}/cgi-bin/pkiclient.exe?operation=GetCACaps",
+        scep.daemon.http
+    )]);
+    assert_eq!(status, 200);
+
+    let cases: Vec<(&str, ContentCipher, DigestAlg, bool)> = vec![
+        ("aes128_sha256_get", ContentCipher::Aes128, DigestAlg::Sha256, true),
+        ("aes256_sha512_post", ContentCipher::Aes256, DigestAlg::Sha512, false),
+        ("des3_sha1_post", ContentCipher::Des3, DigestAlg::Sha1, false),
+        ("des3_sha256_get", ContentCipher::Des3, DigestAlg::Sha256, true),
+    ];
+    for (case, cipher, digest, via_get) in cases {
+        let client = ScepClient::new(case).unwrap();
+        let csr = testclient::csr(client.key(), case, &[], Some(STATIC_CHALLENGE)).unwrap();
+        let mut options = RequestOptions::new(MessageType::PkcsReq);
+        options.cipher = cipher;
+        options.digest = digest;
+        let message = client.pki_message(&scep.ra_der("default"), &csr, &options).unwrap();
+        let view = scep.exchange("default", &client, &message, via_get);
+        assert_eq!(view.status, PkiStatus::Success, "{case}: {:?}", view.fail_info_text);
+        assert_eq!(view.transaction_id, options.transaction_id, "{case}");
+        scep.check_issued_der(&view.certificates[0], case);
+    }
+
+    // A wrong challenge: a signed FAILURE with badRequest, never an HTTP error.
+    let client = ScepClient::new("wrong-challenge").unwrap();
+    let csr = testclient::csr(client.key(), "wrong-challenge", &[], Some("nope")).unwrap();
+    let message = client
+        .pki_message(
+            &scep.ra_der("default"),
+            &csr,
+            &RequestOptions::new(MessageType::PkcsReq),
+        )
+        .unwrap();
+    let view = scep.exchange("default", &client, &message, false);
+    assert_eq!(
+        (view.status, view.fail_info),
+        (PkiStatus::Failure, Some(FailInfo::BadRequest))
+    );
+
+    // GetCRL answers FAILURE until the CRL issue lands; an empty POST is a clear 400.
+    let issuer_and_serial = testclient::issuer_and_serial(&view_certificate(&scep)).unwrap();
+    let mut options = RequestOptions::new(MessageType::GetCrl);
+    options.digest = DigestAlg::Sha256;
+    let message = client
+        .pki_message(&scep.ra_der("default"), &issuer_and_serial, &options)
+        .unwrap();
+    let crl = scep.exchange("default", &client, &message, false);
+    assert_eq!(crl.status, PkiStatus::Failure, "{:?}", crl.fail_info_text);
+    let (status, _, body) = scep.curl(&[
+        "-X",
+        "POST",
+        "--data-binary",
+        "",
+        &format!("{}?operation=PKIOperation", scep.url("default")),
+    ]);
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(!body.is_empty(), "a reason");
+}
+
+/// A certificate the daemon issued (for GetCRL's IssuerAndSerialNumber).
+fn view_certificate(scep: &Scep) -> Vec<u8> {
+    let client = ScepClient::new("for-getcrl").unwrap();
+    let csr = testclient::csr(client.key(), "for-getcrl", &[], Some(STATIC_CHALLENGE)).unwrap();
+    let message = client
+        .pki_message(
+            &scep.ra_der("default"),
+            &csr,
+            &RequestOptions::new(MessageType::PkcsReq),
+        )
+        .unwrap();
+    let view = scep.exchange("default", &client, &message, false);
+    assert_eq!(view.status, PkiStatus::Success);
+    view.certificates[0].clone()
+}
+
+#[test]
+fn rust_client_pending_then_cert_poll_after_cli_approval() {
+    let scep = Scep::start();
+    let client = ScepClient::new("waiting-device").unwrap();
+    let csr = testclient::csr(client.key(), "waiting-device", &[], Some(STATIC_CHALLENGE)).unwrap();
+    let options = RequestOptions::new(MessageType::PkcsReq);
+    let ra = scep.ra_der("approve");
+    let message = client.pki_message(&ra, &csr, &options).unwrap();
+    assert_eq!(
+        scep.exchange("approve", &client, &message, false).status,
+        PkiStatus::Pending
+    );
+
+    let issuer = openssl(&[
+        "x509",
+        "-in",
+        scep.daemon.root.with_file_name("issuer.pem").to_str().unwrap(),
+        "-outform",
+        "DER",
+    ]);
+    let poll_content = testclient::issuer_and_subject(&issuer, &csr).unwrap();
+    let mut poll_options = RequestOptions::new(MessageType::CertPoll);
+    poll_options.transaction_id = options.transaction_id.clone();
+    let poll = || client.pki_message(&ra, &poll_content, &poll_options).unwrap();
+    assert_eq!(
+        scep.exchange("approve", &client, &poll(), true).status,
+        PkiStatus::Pending
+    );
+
+    let (ok, listed, err) = scep.daemon.cli(&["approvals", "list"]);
+    assert!(ok, "{err}");
+    let id = listed
+        .lines()
+        .find(|l| l.contains("waiting-device"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the SCEP request is in the shared queue: {listed}"))
+        .to_owned();
+    assert!(id.starts_with("scep:approve:"), "{id}");
+    let (ok, out, err) = scep.daemon.cli(&["approvals", "approve", &id]);
+    assert!(ok, "{out}{err}");
+
+    let issued = scep.exchange("approve", &client, &poll(), false);
+    assert_eq!(issued.status, PkiStatus::Success, "{:?}", issued.fail_info_text);
+    scep.check_issued_der(&issued.certificates[0], "approved");
+
+    // GetCert by issuer and serial returns it.
+    let issuer_and_serial = testclient::issuer_and_serial(&issued.certificates[0]).unwrap();
+    let get = client
+        .pki_message(&ra, &issuer_and_serial, &RequestOptions::new(MessageType::GetCert))
+        .unwrap();
+    let fetched = scep.exchange("approve", &client, &get, false);
+    assert_eq!(fetched.status, PkiStatus::Success, "{:?}", fetched.fail_info_text);
+    assert!(fetched.certificates.contains(&issued.certificates[0]));
+}

@@ -258,6 +258,9 @@ pub struct ScepSettings {
     pub next_ca_issuer: Option<String>,
     /// PKIOperations in flight at once; beyond it, 503 with Retry-After.
     pub max_in_flight: usize,
+    /// Refuse (FAILURE badTime) a message whose signingTime is further than this from the
+    /// server's clock; 0 turns the check off (devices without a real-time clock).
+    pub max_clock_skew_seconds: u64,
 }
 
 impl Default for ScepSettings {
@@ -278,6 +281,7 @@ impl Default for ScepSettings {
             allow_des_reply: false,
             next_ca_issuer: None,
             max_in_flight: 64,
+            max_clock_skew_seconds: 86_400,
         }
     }
 }
@@ -337,6 +341,11 @@ impl CheckedScep {
         if !(1..=100_000).contains(&settings.max_in_flight) {
             return Err(invalid("max_in_flight must be 1 to 100000".into()));
         }
+        if settings.max_clock_skew_seconds > 10 * 365 * 86_400 {
+            return Err(invalid(
+                "max_clock_skew_seconds is at most ten years (0 turns the check off)".into(),
+            ));
+        }
         let ra_key_type = match settings.ra_key_type.as_str() {
             "rsa2048" => KeyType::Rsa2048,
             "rsa3072" => KeyType::Rsa3072,
@@ -392,6 +401,8 @@ impl CheckedScep {
         };
         config.next_ca = next_ca.map(|certificates| certgate_scep::NextCa { certificates });
         config.max_in_flight = s.max_in_flight;
+        config.max_clock_skew =
+            (s.max_clock_skew_seconds > 0).then(|| std::time::Duration::from_secs(s.max_clock_skew_seconds));
         config
     }
 }

@@ -20,6 +20,7 @@ static RA: LazyLock<Vec<u8>> = LazyLock::new(|| {
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = parse_pki_message(data) {
         let _ = message.verify(true);
+        let _ = message.signing_time();
         let _ = parse_envelope(&message.content, &RA);
     }
     let _ = parse_envelope(data, &RA);

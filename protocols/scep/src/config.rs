@@ -69,8 +69,10 @@ pub struct NextCa {
 }
 
 /// How PKCSReq clients authenticate. Renewal by signer certificate is separate
-/// ([`ScepEndpointConfig::renewal`]). The validators are tried in this order: static,
-/// one-time, webhook; the first that accepts wins.
+/// ([`ScepEndpointConfig::renewal`]) and tried first. The validators are tried in this order:
+/// static, one-time, webhook; the first that accepts wins. Authentication comes before the
+/// authority's policy check, so a one-time challenge is used up even when the policy then
+/// refuses the CSR (the store cannot check a challenge without consuming it).
 #[derive(Debug, Clone, Default)]
 pub struct ChallengeConfig {
     /// A static challenge password (compared in constant time).
@@ -117,11 +119,19 @@ pub struct ScepEndpointConfig {
     pub max_in_flight: usize,
     /// Seconds in `Retry-After` of a 503.
     pub overload_retry_after: u32,
+    /// How far a PKIMessage's signingTime may be from the server's clock, either way, before
+    /// the message is refused with FAILURE badTime. Checked after the signature verifies;
+    /// a message without signingTime is accepted. `None` turns the check off (devices without
+    /// a real-time clock, which sign with whatever time they booted into). Default: 24 hours.
+    pub max_clock_skew: Option<Duration>,
 }
+
+/// The default [`ScepEndpointConfig::max_clock_skew`]: 24 hours.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl ScepEndpointConfig {
     /// Defaults for an endpoint named `name` with RA `ra`: no challenge (configure one),
-    /// renewal on, no approval, standard behaviour, no next CA.
+    /// renewal on, no approval, standard behaviour, no next CA, signingTime within 24 hours.
     pub fn new(name: Name, ra: Arc<RaKey>) -> Self {
         Self {
             name,
@@ -133,6 +143,7 @@ impl ScepEndpointConfig {
             next_ca: None,
             max_in_flight: 64,
             overload_retry_after: 5,
+            max_clock_skew: Some(DEFAULT_MAX_CLOCK_SKEW),
         }
     }
 }

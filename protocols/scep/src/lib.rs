@@ -6,11 +6,12 @@
 //! GetCRL) over GET and POST. It is independent of the HTTP library: the daemon hands it a
 //! [`ScepRequest`] and writes back the [`ScepResponse`].
 //!
-//! What it does: decode GET messages leniently ([`codec`]), parse and verify PKIMessages and
-//! open their envelopes with the RA key ([`message`], through the opaque
-//! [`certgate_authority::RaKey`], off the reactor), authenticate (static, one-time and webhook
-//! challenges; renewal by signer certificate), queue requests for manual approval, have the
-//! authority issue, and answer with signed (and encrypted) CertReps. What it does not do:
+//! What it does: decode GET messages leniently ([`codec`]), parse and verify PKIMessages
+//! (signature, then signingTime against the endpoint's `max_clock_skew`) and open their
+//! envelopes with the RA key ([`message`], through the opaque [`certgate_authority::RaKey`],
+//! off the reactor), authenticate (static, one-time and webhook challenges; renewal by signer
+//! certificate) before the authority's policy check, queue requests for manual approval, have
+//! the authority issue, and answer with signed (and encrypted) CertReps. What it does not do:
 //! decide issuance policy (the authority does), hold CA keys, speak HTTP itself, publish CRLs
 //! (GetCRL asks a [`CrlSource`]).
 //!
@@ -30,7 +31,9 @@ pub mod testclient;
 
 pub use challenge::{challenge_id, create_one_time_challenge};
 pub use codec::{DEFAULT_ENDPOINT, MAX_MESSAGE_LEN, Operation, decode_message_param, decode_post_body, parse_path};
-pub use config::{ChallengeConfig, CompatSwitches, NextCa, ScepEndpointConfig, Secret, WebhookConfig};
+pub use config::{
+    ChallengeConfig, CompatSwitches, DEFAULT_MAX_CLOCK_SKEW, NextCa, ScepEndpointConfig, Secret, WebhookConfig,
+};
 pub use error::{FailInfo, ScepError};
 pub use message::{MessageType, PkiMessage, PkiStatus, parse_envelope, parse_pki_message};
 pub use server::{

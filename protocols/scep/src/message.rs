@@ -19,8 +19,9 @@ use cms::signed_data::{
 };
 use const_oid::ObjectIdentifier;
 use const_oid::db::rfc5911;
-use der::asn1::{OctetString, PrintableString, SetOfVec, UtcTime, Utf8StringRef};
+use der::asn1::{GeneralizedTime, OctetString, PrintableString, SetOfVec, UtcTime, Utf8StringRef};
 use der::{Any, Decode, Encode, EncodingRules, Sequence, SliceReader, Tag, Tagged};
+use time::OffsetDateTime;
 use x509_cert::Certificate;
 use x509_cert::attr::Attribute;
 use x509_cert::crl::CertificateList;
@@ -182,6 +183,8 @@ pub struct PkiMessage {
     signed_attrs_der: Vec<u8>,
     signature: Vec<u8>,
     message_digest: Option<Vec<u8>>,
+    /// The signingTime attribute's value, undecoded ([`PkiMessage::signing_time`]).
+    signing_time: Option<Any>,
 }
 
 fn decode_content_info(der: &[u8]) -> Result<(ContentInfo, bool), ScepError> {
@@ -439,6 +442,7 @@ pub fn parse_pki_message(der: &[u8]) -> Result<PkiMessage, ScepError> {
     let fail_info = text(oids::FAIL_INFO).and_then(|s| FailInfo::from_code(s.trim()));
     let fail_info_text = text(oids::FAIL_INFO_TEXT);
     let message_digest = bytes(rfc5911::ID_MESSAGE_DIGEST);
+    let signing_time = first_value(&attrs, &rfc5911::ID_SIGNING_TIME).cloned();
     let signer_certificate = certificates
         .iter()
         .find(|cert| signer_matches(&signer.sid, cert))
@@ -462,6 +466,7 @@ pub fn parse_pki_message(der: &[u8]) -> Result<PkiMessage, ScepError> {
             .map_err(|_| ScepError::Malformed("signed attributes"))?,
         signature: signer.signature.as_bytes().to_vec(),
         message_digest,
+        signing_time,
     })
 }
 
@@ -486,6 +491,33 @@ fn signer_matches(sid: &SignerIdentifier, cert: &Certificate) -> bool {
 }
 
 impl PkiMessage {
+    /// The signingTime signed attribute (RFC 5652 11.3, UTCTime or GeneralizedTime), if the
+    /// message carries one: FAILURE badTime when it is neither. Only meaningful once
+    /// [`PkiMessage::verify`] succeeded (an unsigned time is not evidence).
+    pub fn signing_time(&self) -> Result<Option<OffsetDateTime>, ScepError> {
+        let Some(value) = &self.signing_time else {
+            return Ok(None);
+        };
+        let bad = || {
+            ScepError::failure(
+                FailInfo::BadTime,
+                "the signingTime attribute is not a valid UTCTime or GeneralizedTime",
+            )
+        };
+        let since_epoch = match value.tag() {
+            Tag::UtcTime => value.decode_as::<UtcTime>().map_err(|_| bad())?.to_unix_duration(),
+            Tag::GeneralizedTime => value
+                .decode_as::<GeneralizedTime>()
+                .map_err(|_| bad())?
+                .to_unix_duration(),
+            _ => return Err(bad()),
+        };
+        let seconds = i64::try_from(since_epoch.as_secs()).map_err(|_| bad())?;
+        OffsetDateTime::from_unix_timestamp(seconds)
+            .map(Some)
+            .map_err(|_| bad())
+    }
+
     /// Checks the signature over the signed attributes and the messageDigest, with the
     /// signer certificate's RSA key. SHA-1 only when `allow_sha1`. Returns the digest.
     pub fn verify(&self, allow_sha1: bool) -> Result<DigestAlg, ScepError> {
@@ -846,29 +878,51 @@ pub struct ToBeSigned {
     signer_cert: Certificate,
 }
 
+/// A signingTime attribute value as RFC 5652 11.3 wants it: UTCTime for 1950 to 2049,
+/// GeneralizedTime otherwise (whole seconds).
+pub fn signing_time_value(at: OffsetDateTime) -> Result<Any, ScepError> {
+    let seconds = u64::try_from(at.unix_timestamp()).map_err(|_| ScepError::Internal("time before 1970"))?;
+    let since_epoch = StdDuration::from_secs(seconds);
+    if at.year() < 2050 {
+        Ok(Any::encode_from(&UtcTime::from_unix_duration(since_epoch)?)?)
+    } else {
+        Ok(Any::encode_from(&GeneralizedTime::from_unix_duration(since_epoch)?)?)
+    }
+}
+
 /// Prepares a SignedData over `content` (an eContent of type id-data; `None` leaves it out)
-/// with contentType, signingTime, messageDigest and the SCEP attributes, signed with
+/// with contentType, signingTime (`now`), messageDigest and the SCEP attributes, signed with
 /// `digest` by the holder of `signer_cert`. Finish with [`ToBeSigned::finish`].
 pub fn to_be_signed(
     content: Option<Vec<u8>>,
     scep: Option<&ScepAttributes>,
     digest: DigestAlg,
     signer_cert: &[u8],
-    now: time::OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<ToBeSigned, ScepError> {
+    to_be_signed_with(content, scep, digest, signer_cert, Some(signing_time_value(now)?))
+}
+
+/// [`to_be_signed`] with the signingTime attribute's value given (see
+/// [`signing_time_value`]), or left out with `None`.
+pub fn to_be_signed_with(
+    content: Option<Vec<u8>>,
+    scep: Option<&ScepAttributes>,
+    digest: DigestAlg,
+    signer_cert: &[u8],
+    signing_time: Option<Any>,
 ) -> Result<ToBeSigned, ScepError> {
     let signer_cert = Certificate::from_der(signer_cert)?;
-    let seconds = u64::try_from(now.unix_timestamp()).map_err(|_| ScepError::Internal("clock before 1970"))?;
-    let signing_time = UtcTime::from_unix_duration(StdDuration::from_secs(seconds))?;
-    let mut attrs = vec![
-        attribute(rfc5911::ID_CONTENT_TYPE, Any::encode_from(&ID_DATA)?)?,
-        attribute(rfc5911::ID_SIGNING_TIME, Any::encode_from(&signing_time)?)?,
-        attribute(
-            rfc5911::ID_MESSAGE_DIGEST,
-            Any::encode_from(&OctetString::new(
-                digest.digest(content.as_deref().unwrap_or_default()),
-            )?)?,
-        )?,
-    ];
+    let mut attrs = vec![attribute(rfc5911::ID_CONTENT_TYPE, Any::encode_from(&ID_DATA)?)?];
+    if let Some(signing_time) = signing_time {
+        attrs.push(attribute(rfc5911::ID_SIGNING_TIME, signing_time)?);
+    }
+    attrs.push(attribute(
+        rfc5911::ID_MESSAGE_DIGEST,
+        Any::encode_from(&OctetString::new(
+            digest.digest(content.as_deref().unwrap_or_default()),
+        )?)?,
+    )?);
     if let Some(scep) = scep {
         attrs.extend(scep.to_attributes()?);
     }
@@ -991,4 +1045,81 @@ pub fn crls_of(degenerate_der: &[u8]) -> Result<Vec<Vec<u8>>, ScepError> {
             RevocationInfoChoice::Other(_) => None,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PKIMessage (parsed only, not signed) whose signingTime attribute holds `value`.
+    fn message_with_signing_time(value: Option<Any>) -> PkiMessage {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec!["signer.example".to_owned()]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let attributes = ScepAttributes {
+            message_type: MessageType::PkcsReq,
+            transaction_id: transaction_id_value("t-1").unwrap(),
+            sender_nonce: vec![7; 16],
+            recipient_nonce: None,
+            pki_status: None,
+            fail: None,
+        };
+        let tbs = to_be_signed_with(
+            Some(vec![1, 2, 3]),
+            Some(&attributes),
+            DigestAlg::Sha256,
+            cert.der(),
+            value,
+        )
+        .unwrap();
+        parse_pki_message(&tbs.finish(vec![0; 64]).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn signing_time_attribute() {
+        let at = |unix: i64| OffsetDateTime::from_unix_timestamp(unix).unwrap();
+        // 2024-01-02T03:04:05Z and 2051-01-01T00:00:00Z.
+        let (t2024, t2051) = (1_704_164_645, 2_556_144_000);
+        let generalized_2024 =
+            Any::encode_from(&GeneralizedTime::from_unix_duration(StdDuration::from_secs(t2024 as u64)).unwrap())
+                .unwrap();
+        type Case = (&'static str, Option<Any>, Result<Option<OffsetDateTime>, FailInfo>);
+        let cases: [Case; 6] = [
+            ("good_absent", None, Ok(None)),
+            (
+                "good_utc_time",
+                Some(signing_time_value(at(t2024)).unwrap()),
+                Ok(Some(at(t2024))),
+            ),
+            (
+                "good_generalized_time_after_2049",
+                Some(signing_time_value(at(t2051)).unwrap()),
+                Ok(Some(at(t2051))),
+            ),
+            (
+                "good_generalized_time_before_2050",
+                Some(generalized_2024),
+                Ok(Some(at(t2024))),
+            ),
+            (
+                "bad_printable_string",
+                Some(Any::encode_from(&PrintableString::new("20240102").unwrap()).unwrap()),
+                Err(FailInfo::BadTime),
+            ),
+            (
+                "bad_utc_time_garbage",
+                Some(Any::new(Tag::UtcTime, b"not-a-time".to_vec()).unwrap()),
+                Err(FailInfo::BadTime),
+            ),
+        ];
+        for (case, value, want) in cases {
+            let got = message_with_signing_time(value)
+                .signing_time()
+                .map_err(|e| e.fail_info().0);
+            assert_eq!(got, want, "case {case}");
+        }
+        // RFC 5652 11.3: UTCTime through 2049, GeneralizedTime from 2050.
+        assert_eq!(signing_time_value(at(t2024)).unwrap().tag(), Tag::UtcTime);
+        assert_eq!(signing_time_value(at(t2051)).unwrap().tag(), Tag::GeneralizedTime);
+    }
 }

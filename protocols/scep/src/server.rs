@@ -1,13 +1,14 @@
 //! The HTTP face of SCEP, independent of the HTTP library: the daemon hands each request under
 //! `/scep/` (and `/cgi-bin/pkiclient.exe`) to [`ScepServer::handle`] and writes back the
-//! [`ScepResponse`]. A PKIOperation is parsed, its signature checked, its envelope opened
-//! with the RA key (off the reactor), the client authenticated, and one call made into the
-//! authority or the approval queue; every outcome of a parseable message is a signed CertRep.
+//! [`ScepResponse`]. A PKIOperation is parsed, its signature and signingTime checked, its
+//! envelope opened with the RA key (off the reactor), the client authenticated, the
+//! authority's policy consulted, and one call made into the authority or the approval queue;
+//! every outcome of a parseable message is a signed CertRep.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use certgate_authority::{Authority, IssueRequest};
@@ -452,6 +453,8 @@ impl ScepServer {
         summary: &mut Summary,
     ) -> Result<Reply, ScepError> {
         context.digest = message.verify(endpoint.config.compat.allow_sha1)?;
+        // Only a verified signingTime is evidence; checked before any decryption work.
+        self.check_signing_time(endpoint, message)?;
         match message.message_type {
             MessageType::PkcsReq | MessageType::RenewalReq => self.enroll(endpoint, message, context, summary).await,
             MessageType::CertPoll => self.poll(endpoint, message, context, summary).await,
@@ -461,6 +464,31 @@ impl ScepServer {
                 Err(ScepError::failure(FailInfo::BadRequest, "unsupported messageType"))
             }
         }
+    }
+
+    /// FAILURE badTime when the message's signingTime is further from the server's clock than
+    /// the endpoint allows. No signingTime, or no limit configured: accepted.
+    fn check_signing_time(&self, endpoint: &Endpoint, message: &PkiMessage) -> Result<(), ScepError> {
+        let Some(max_skew) = endpoint.config.max_clock_skew else {
+            return Ok(());
+        };
+        let Some(signed_at) = message.signing_time()? else {
+            return Ok(());
+        };
+        let offset = signed_at - self.clock.now();
+        let skew = offset.unsigned_abs();
+        if skew <= max_skew {
+            return Ok(());
+        }
+        let direction = if offset.is_positive() { "ahead of" } else { "behind" };
+        Err(ScepError::failure(
+            FailInfo::BadTime,
+            format!(
+                "the signingTime is {} {direction} the server's clock; at most {} is allowed",
+                describe_duration(skew),
+                describe_duration(max_skew)
+            ),
+        ))
     }
 
     /// Opens the request's EnvelopedData with the RA key, off the reactor.
@@ -511,19 +539,15 @@ impl ScepServer {
             summary.requester = Some(record.requester.clone());
             return self.approval_state(endpoint, record, summary).await;
         }
-        // The authority's check has no side effects: run it before authentication uses up a
-        // one-time challenge on a request that would be refused anyway.
-        let mut issue = IssueRequest::new(
-            Protocol::Scep,
-            config.name.clone(),
-            csr,
-            requester_of(&config.name, "unauthenticated")?,
-        );
-        self.authority.check(&issue)?;
-        let principal = self.authenticate(endpoint, message, &issue.csr).await?;
+        // Authenticate first: an unauthenticated client learns nothing about the policy. A
+        // one-time challenge is used up here even if the policy refuses below (the store
+        // cannot check one without consuming it); `authenticate` tries the validators without
+        // side effects (renewal signer, static) first.
+        let principal = self.authenticate(endpoint, message, &csr).await?;
         summary.requester = Some(principal.requester.clone());
-        issue.requester = principal.requester.clone();
+        let mut issue = IssueRequest::new(Protocol::Scep, config.name.clone(), csr, principal.requester.clone());
         issue.replaces = principal.renewing.as_ref().map(|old| old.serial.clone());
+        self.authority.check(&issue)?;
         if config.require_approval && principal.renewing.is_none() {
             let record = ApprovalRecord::pending(
                 approval_key.clone(),
@@ -842,6 +866,28 @@ impl ScepServer {
     }
 }
 
+/// A duration for a failInfoText, in whole seconds: `1d 2h 3m 4s`, leaving out zero parts
+/// (`0s` for less than a second).
+fn describe_duration(duration: Duration) -> String {
+    let total = duration.as_secs();
+    let parts = [
+        (total / 86_400, "d"),
+        (total / 3_600 % 24, "h"),
+        (total / 60 % 60, "m"),
+        (total % 60, "s"),
+    ];
+    let text: Vec<String> = parts
+        .iter()
+        .filter(|(value, _)| *value > 0)
+        .map(|(value, unit)| format!("{value}{unit}"))
+        .collect();
+    if text.is_empty() {
+        "0s".to_owned()
+    } else {
+        text.join(" ")
+    }
+}
+
 /// The CSR's subject forms a one-time challenge may be bound to: RFC 4514 text and the bare
 /// common name.
 fn csr_subjects(csr: &ParsedCsr) -> Vec<&str> {
@@ -920,5 +966,30 @@ impl Drop for IssuingGuard<'_> {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_for_fail_info_text() {
+        let cases = [
+            ("zero", Duration::ZERO, "0s"),
+            ("sub_second", Duration::from_millis(999), "0s"),
+            ("seconds", Duration::from_secs(59), "59s"),
+            ("minutes_and_seconds", Duration::from_secs(90), "1m 30s"),
+            ("one_day", Duration::from_secs(86_400), "1d"),
+            ("day_and_hour", Duration::from_secs(90_000), "1d 1h"),
+            (
+                "everything",
+                Duration::from_secs(86_400 + 2 * 3_600 + 3 * 60 + 4),
+                "1d 2h 3m 4s",
+            ),
+        ];
+        for (case, duration, want) in cases {
+            assert_eq!(describe_duration(duration), want, "case {case}");
+        }
     }
 }

@@ -16,8 +16,9 @@ use aws_lc_rs::signature::RsaKeyPair;
 use base64::Engine;
 use certgate_authority::{KeyTransport, RaDigest};
 use cms::cert::IssuerAndSerialNumber;
-use der::asn1::{PrintableString, SetOfVec, Utf8StringRef};
+use der::asn1::{GeneralizedTime, PrintableString, SetOfVec, Utf8StringRef};
 use der::{Any, Decode, Encode};
+use time::OffsetDateTime;
 use x509_cert::Certificate;
 
 use crate::crypto::{ContentCipher, DigestAlg};
@@ -26,6 +27,34 @@ use crate::{FailInfo, ScepError};
 
 /// A failure of the test client.
 pub type ClientError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The signingTime signed attribute a PKIMessage carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningTime {
+    /// The time the message is built, encoded as RFC 5652 wants (UTCTime until 2049).
+    Now,
+    /// This time, encoded as RFC 5652 wants (UTCTime for 1950 to 2049, else GeneralizedTime).
+    At(OffsetDateTime),
+    /// This time as GeneralizedTime whatever the year (as some clients send it).
+    Generalized(OffsetDateTime),
+    /// No signingTime attribute.
+    Absent,
+}
+
+impl SigningTime {
+    fn value(self) -> Result<Option<Any>, ClientError> {
+        Ok(match self {
+            Self::Now => Some(message::signing_time_value(OffsetDateTime::now_utc())?),
+            Self::At(at) => Some(message::signing_time_value(at)?),
+            Self::Generalized(at) => {
+                let seconds = u64::try_from(at.unix_timestamp())?;
+                let time = GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(seconds))?;
+                Some(Any::encode_from(&time)?)
+            }
+            Self::Absent => None,
+        })
+    }
+}
 
 /// How to build one PKIMessage.
 #[derive(Debug, Clone)]
@@ -42,10 +71,13 @@ pub struct RequestOptions {
     pub digest: DigestAlg,
     /// Flip a bit in the wrapped content key (a Bleichenbacher-style probe).
     pub corrupt_key_transport: bool,
+    /// The signingTime attribute (default: the time the message is built).
+    pub signing_time: SigningTime,
 }
 
 impl RequestOptions {
-    /// A PKCSReq with AES-256, PKCS#1 v1.5 and SHA-256, and a random transactionID.
+    /// A PKCSReq with AES-256, PKCS#1 v1.5 and SHA-256, a random transactionID and the
+    /// current signingTime.
     pub fn new(message_type: MessageType) -> Self {
         Self {
             message_type,
@@ -54,6 +86,7 @@ impl RequestOptions {
             transport: KeyTransport::Pkcs1v15,
             digest: DigestAlg::Sha256,
             corrupt_key_transport: false,
+            signing_time: SigningTime::Now,
         }
     }
 }
@@ -160,12 +193,12 @@ impl ScepClient {
             pki_status: None,
             fail: None,
         };
-        let tbs = message::to_be_signed(
+        let tbs = message::to_be_signed_with(
             Some(enveloped),
             Some(&attributes),
             options.digest,
             &self.certificate,
-            time::OffsetDateTime::now_utc(),
+            options.signing_time.value()?,
         )?;
         let signature = self.sign(options.digest, &tbs.signed_attrs_der)?;
         Ok(tbs.finish(signature)?)

@@ -416,3 +416,124 @@ fn rust_client_pending_then_cert_poll_after_cli_approval() {
     assert_eq!(fetched.status, PkiStatus::Success, "{:?}", fetched.fail_info_text);
     assert!(fetched.certificates.contains(&issued.certificates[0]));
 }
+
+/// A daemon whose `default` SCEP endpoint announces a rollover CA (`next_ca_issuer`).
+fn rollover_config(challenge_file: &Path) -> String {
+    format!(
+        "[[issuers]]\nname = \"default\"\ncreate_if_missing = true\n\
+         [[issuers]]\nname = \"next\"\ncreate_if_missing = true\ncommon_name = \"certgate-next\"\n\
+         [[endpoints]]\nprotocol = \"scep\"\nname = \"default\"\nprofiles = [\"device\"]\n\
+         [endpoints.scep]\nchallenge_file = \"{}\"\nnext_ca_issuer = \"next\"\n",
+        challenge_file.display()
+    )
+}
+
+#[test]
+fn rust_client_ec_csr_renewal_refusals_and_get_next_ca_cert() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("challenge.txt");
+    std::fs::write(&file, format!("{STATIC_CHALLENGE}\n")).unwrap();
+    let scep = Scep {
+        daemon: Daemon::start(&rollover_config(&file)),
+        work,
+    };
+    let ra = scep.ra_der("default");
+
+    // GetNextCACert is advertised and answered only because a rollover CA is configured.
+    let (_, _, caps) = scep.curl(&[&format!("{}?operation=GetCACaps", scep.url("default"))]);
+    assert!(String::from_utf8_lossy(&caps).lines().any(|l| l == "GetNextCACert"));
+    let (status, content_type, body) = scep.curl(&[&format!("{}?operation=GetNextCACert", scep.url("default"))]);
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "application/x-x509-next-ca-cert")
+    );
+    // A SignedData by the current RA whose content is a certs-only PKCS#7 of the next CA:
+    // openssl checks the RA's signature, then reads the inner certificates.
+    let p7 = scep.work.path().join("next.p7");
+    std::fs::write(&p7, &body).unwrap();
+    let inner = scep.work.path().join("next-inner.p7");
+    openssl(&[
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        p7.to_str().unwrap(),
+        "-noverify",
+        "-binary",
+        "-certfile",
+        scep.ra_pem("default").to_str().unwrap(),
+        "-out",
+        inner.to_str().unwrap(),
+    ]);
+    let printed = String::from_utf8(openssl(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        inner.to_str().unwrap(),
+        "-print_certs",
+        "-noout",
+    ]))
+    .unwrap();
+    assert!(
+        printed.contains("certgate-next Issuing CA"),
+        "the next CA is announced: {printed}"
+    );
+
+    // An EC key in the CSR (the PKIMessage itself is signed with the client's RSA key).
+    let client = ScepClient::new("ec-device").unwrap();
+    let ec_key = rcgen::KeyPair::generate().unwrap();
+    let csr = testclient::csr(&ec_key, "ec-device", &[], Some(STATIC_CHALLENGE)).unwrap();
+    let message = client
+        .pki_message(&ra, &csr, &RequestOptions::new(MessageType::PkcsReq))
+        .unwrap();
+    let view = scep.exchange("default", &client, &message, false);
+    assert_eq!(view.status, PkiStatus::Success, "{:?}", view.fail_info_text);
+    scep.check_issued_der(&view.certificates[0], "ec-device");
+    let text = String::from_utf8(openssl(&[
+        "x509",
+        "-in",
+        scep.work.path().join("ec-device.pem").to_str().unwrap(),
+        "-noout",
+        "-text",
+    ]))
+    .unwrap();
+    assert!(text.contains("id-ecPublicKey"), "{text}");
+
+    // Renewal signed by a foreign (self-signed) certificate: FAILURE, nothing issued.
+    let foreign = ScepClient::new("renewing").unwrap();
+    let csr = testclient::csr(foreign.key(), "renewing", &[], None).unwrap();
+    let message = foreign
+        .pki_message(&ra, &csr, &RequestOptions::new(MessageType::RenewalReq))
+        .unwrap();
+    let view = scep.exchange("default", &foreign, &message, false);
+    assert_eq!(view.status, PkiStatus::Failure, "foreign signer");
+
+    // Enroll, revoke through the CLI, then renew signed by the revoked certificate: FAILURE.
+    let csr = testclient::csr(foreign.key(), "renewing", &[], Some(STATIC_CHALLENGE)).unwrap();
+    let message = foreign
+        .pki_message(&ra, &csr, &RequestOptions::new(MessageType::PkcsReq))
+        .unwrap();
+    let enrolled = scep.exchange("default", &foreign, &message, false);
+    assert_eq!(enrolled.status, PkiStatus::Success, "{:?}", enrolled.fail_info_text);
+    let issued = enrolled.certificates[0].clone();
+    scep.check_issued_der(&issued, "renewing");
+    let renewing = foreign.with_certificate(issued.clone()).unwrap();
+    let serial = serial_of(&scep.work.path().join("renewing.pem"));
+    let (ok, out, err) = scep
+        .daemon
+        .cli(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    assert!(ok, "{out}{err}");
+    let csr = testclient::csr(renewing.key(), "renewing", &[], None).unwrap();
+    let message = renewing
+        .pki_message(&ra, &csr, &RequestOptions::new(MessageType::RenewalReq))
+        .unwrap();
+    let view = scep.exchange("default", &renewing, &message, false);
+    assert_eq!(
+        view.status,
+        PkiStatus::Failure,
+        "revoked signer: {:?}",
+        view.fail_info_text
+    );
+}

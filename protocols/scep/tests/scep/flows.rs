@@ -4,7 +4,7 @@ use certgate_authority::{KeyTransport, RaDigest};
 use certgate_core::{Protocol, RevocationReason, Serial};
 use certgate_scep::crypto::{ContentCipher, DigestAlg};
 use certgate_scep::message::{MessageType, PkiStatus, certificates_of};
-use certgate_scep::testclient::{self, ScepClient};
+use certgate_scep::testclient::{self, ScepClient, SigningTime};
 use certgate_scep::{FailInfo, approval_fingerprint, create_one_time_challenge};
 use certgate_store::approvals::ApprovalKey;
 use certgate_store::{ApprovalStore, CertificateStore};
@@ -12,7 +12,7 @@ use certgate_test_support::{name, openssl_verify, write_pem};
 use der::Decode;
 use x509_cert::Certificate;
 
-use crate::harness::{HOOK_OK, Harness, STATIC_CHALLENGE, options};
+use crate::harness::{DENIED_SUFFIX, HOOK_OK, Harness, STATIC_CHALLENGE, options};
 
 fn serial_of(der: &[u8]) -> Serial {
     let cert = Certificate::from_der(der).unwrap();
@@ -761,4 +761,256 @@ async fn http_level_errors() {
     }
     let _ = Serial::from_random([1; 16]);
     let _: &dyn ApprovalStore = &h.ta.store;
+}
+
+#[tokio::test]
+async fn signing_time_is_checked() {
+    let h = Harness::new().await;
+    let now = time::OffsetDateTime::now_utc();
+    let hours = time::Duration::hours;
+    struct Case {
+        name: &'static str,
+        endpoint: &'static str,
+        message_type: MessageType,
+        signing_time: SigningTime,
+        corrupt: bool,
+        /// Ok: the request is served (SUCCESS); Err: FAILURE badTime with these words.
+        want: Result<(), &'static [&'static str]>,
+    }
+    let base = Case {
+        name: "",
+        endpoint: "default",
+        message_type: MessageType::PkcsReq,
+        signing_time: SigningTime::Now,
+        corrupt: false,
+        want: Ok(()),
+    };
+    let cases = [
+        Case {
+            name: "good_now",
+            ..base
+        },
+        Case {
+            name: "good_absent",
+            signing_time: SigningTime::Absent,
+            ..base
+        },
+        Case {
+            name: "good_23h_behind",
+            signing_time: SigningTime::At(now - hours(23)),
+            ..base
+        },
+        Case {
+            name: "good_23h_ahead",
+            signing_time: SigningTime::At(now + hours(23)),
+            ..base
+        },
+        Case {
+            name: "good_generalized_time_now",
+            signing_time: SigningTime::Generalized(now),
+            ..base
+        },
+        Case {
+            name: "bad_25h_behind",
+            signing_time: SigningTime::At(now - hours(25)),
+            want: Err(&["signingTime is 1d ", "behind", "at most 1d is allowed"]),
+            ..base
+        },
+        Case {
+            name: "bad_25h_ahead",
+            signing_time: SigningTime::At(now + hours(25)),
+            want: Err(&["signingTime is 1d ", "ahead of"]),
+            ..base
+        },
+        Case {
+            name: "bad_generalized_time_far_ahead",
+            signing_time: SigningTime::At(time::macros::datetime!(2051-01-01 0:00 UTC)),
+            want: Err(&["ahead of"]),
+            ..base
+        },
+        Case {
+            name: "bad_cert_poll",
+            message_type: MessageType::CertPoll,
+            signing_time: SigningTime::At(now - hours(48)),
+            want: Err(&["is 2d", "behind"]),
+            ..base
+        },
+        Case {
+            // Checked before the envelope is opened: badTime, not badMessageCheck.
+            name: "bad_time_checked_before_decryption",
+            signing_time: SigningTime::At(now - hours(25)),
+            corrupt: true,
+            want: Err(&["behind"]),
+            ..base
+        },
+        Case {
+            name: "good_skew_check_disabled",
+            endpoint: "nortc",
+            signing_time: SigningTime::At(now - hours(24 * 3650)),
+            ..base
+        },
+    ];
+    for case in cases {
+        let cn = format!("dev-{}", case.name.replace('_', "-"));
+        let client = ScepClient::new(&cn).unwrap();
+        let csr = testclient::csr(client.key(), &cn, &[], Some(STATIC_CHALLENGE)).unwrap();
+        let content = match case.message_type {
+            MessageType::CertPoll => testclient::issuer_and_subject(h.ta.ca.issuer.certificate_der(), &csr).unwrap(),
+            _ => csr,
+        };
+        let mut opts = options(case.message_type);
+        opts.signing_time = case.signing_time;
+        opts.corrupt_key_transport = case.corrupt;
+        let message = client.pki_message(&h.ra_der(), &content, &opts).unwrap();
+        let (_, view) = h.exchange(case.endpoint, &client, &message, false).await;
+        match case.want {
+            Ok(()) => assert_eq!(
+                view.status,
+                PkiStatus::Success,
+                "case {}: {:?}",
+                case.name,
+                view.fail_info_text
+            ),
+            Err(words) => {
+                assert_eq!(view.status, PkiStatus::Failure, "case {}", case.name);
+                assert_eq!(
+                    view.fail_info,
+                    Some(FailInfo::BadTime),
+                    "case {}: {:?}",
+                    case.name,
+                    view.fail_info_text
+                );
+                let text = view.fail_info_text.unwrap_or_default();
+                for word in words {
+                    assert!(text.contains(word), "case {}: {word:?} not in {text:?}", case.name);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn authentication_comes_before_policy() {
+    let h = Harness::new().await;
+    let denied = format!("host.{DENIED_SUFFIX}");
+    struct Case<'a> {
+        name: &'static str,
+        sans: &'a [&'a str],
+        /// A P-256 key, which the `strict` policy refuses, instead of the client's RSA key.
+        p256: bool,
+        challenge: Option<&'static str>,
+        /// Ok: SUCCESS; Err: FAILURE badRequest whose text has this word.
+        want: Result<(), &'static str>,
+    }
+    let cases = [
+        Case {
+            name: "bad_denied_name_wrong_challenge",
+            sans: &[&denied],
+            p256: false,
+            challenge: Some("not-the-challenge"),
+            want: Err("challenge"),
+        },
+        Case {
+            name: "bad_denied_name_no_challenge",
+            sans: &[&denied],
+            p256: false,
+            challenge: None,
+            want: Err("challenge"),
+        },
+        Case {
+            name: "bad_refused_key_wrong_challenge",
+            sans: &["ok.example"],
+            p256: true,
+            challenge: Some("not-the-challenge"),
+            want: Err("challenge"),
+        },
+        Case {
+            name: "bad_denied_name_good_challenge",
+            sans: &[&denied],
+            p256: false,
+            challenge: Some(STATIC_CHALLENGE),
+            want: Err("not allowed"),
+        },
+        Case {
+            name: "bad_refused_key_good_challenge",
+            sans: &["ok.example"],
+            p256: true,
+            challenge: Some(STATIC_CHALLENGE),
+            want: Err("not allowed"),
+        },
+        Case {
+            name: "good_allowed_name_good_challenge",
+            sans: &["ok.example"],
+            p256: false,
+            challenge: Some(STATIC_CHALLENGE),
+            want: Ok(()),
+        },
+    ];
+    for case in cases {
+        let client = ScepClient::new("dev-strict").unwrap();
+        let p256 = certgate_test_support::rcgen::KeyPair::generate().unwrap();
+        let key = if case.p256 { &p256 } else { client.key() };
+        let csr = testclient::csr(key, "dev-strict", case.sans, case.challenge).unwrap();
+        let message = client
+            .pki_message(&h.ra_der(), &csr, &options(MessageType::PkcsReq))
+            .unwrap();
+        let (_, view) = h.exchange("strict", &client, &message, false).await;
+        match case.want {
+            Ok(()) => assert_eq!(
+                view.status,
+                PkiStatus::Success,
+                "case {}: {:?}",
+                case.name,
+                view.fail_info_text
+            ),
+            Err(word) => {
+                assert_eq!(view.fail_info, Some(FailInfo::BadRequest), "case {}", case.name);
+                let text = view.fail_info_text.unwrap_or_default();
+                assert!(text.contains(word), "case {}: {word:?} not in {text:?}", case.name);
+                if word == "challenge" {
+                    assert!(
+                        !text.contains("not allowed"),
+                        "case {}: policy leaked: {text:?}",
+                        case.name
+                    );
+                }
+            }
+        }
+    }
+
+    // Documented: a one-time challenge is used up by a request the policy then refuses (the
+    // challenge store cannot check a challenge without consuming it).
+    let (challenge, _) = create_one_time_challenge(
+        &h.ta.store,
+        &name("strict"),
+        None,
+        time::Duration::hours(1),
+        None,
+        time::OffsetDateTime::now_utc(),
+    )
+    .await
+    .unwrap();
+    let client = ScepClient::new("dev-strict").unwrap();
+    let mut answers = Vec::new();
+    for san in [denied.as_str(), "ok.example"] {
+        let csr = testclient::csr(client.key(), "dev-strict", &[san], Some(&challenge)).unwrap();
+        let message = client
+            .pki_message(&h.ra_der(), &csr, &options(MessageType::PkcsReq))
+            .unwrap();
+        answers.push(h.exchange("strict", &client, &message, false).await.1);
+    }
+    assert!(
+        answers[0]
+            .fail_info_text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not allowed")
+    );
+    assert!(
+        answers[1]
+            .fail_info_text
+            .as_deref()
+            .unwrap_or_default()
+            .contains("challenge")
+    );
 }

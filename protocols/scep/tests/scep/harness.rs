@@ -13,19 +13,30 @@ use certgate_scep::{
     ChallengeConfig, CompatSwitches, NextCa, ScepEndpointConfig, ScepRequest, ScepResponse, ScepServer, ScepStores,
     Secret, WebhookConfig,
 };
+use certgate_store::{ApprovalStore, SledStore};
 use certgate_test_support::{TestAuthority, name, test_endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const STATIC_CHALLENGE: &str = "s3cret-challenge";
 pub const HOOK_OK: &str = "hook-allows-this";
 
-pub const ENDPOINTS: [&str; 6] = ["default", "legacy", "approve", "hook", "rollover", "norenew"];
+/// DNS names at or below this are refused by the `strict` endpoint's policy.
+pub const DENIED_SUFFIX: &str = "denied.example";
+
+pub const ENDPOINTS: [&str; 8] = [
+    "default", "legacy", "approve", "hook", "rollover", "norenew", "strict", "nortc",
+];
 
 fn policy(endpoint: &str) -> EndpointPolicy {
     let mut policy = test_endpoint();
     policy.protocol = Protocol::Scep;
     policy.name = name(endpoint);
     policy.profiles = vec![name("device"), name("tls-client")];
+    if endpoint == "strict" {
+        // Refuses names under DENIED_SUFFIX and P-256 keys.
+        policy.names.denied_dns_suffixes = vec![DENIED_SUFFIX.to_owned()];
+        policy.keys.allow_p256 = false;
+    }
     policy
 }
 
@@ -89,6 +100,11 @@ async fn webhook() -> (String, tokio::task::JoinHandle<()>) {
 
 impl Harness {
     pub async fn new() -> Self {
+        Self::with_approval_store(|store| Arc::new(store.clone())).await
+    }
+
+    /// The same, with the approval queue `approvals(store)` (a test double around the store).
+    pub async fn with_approval_store(approvals: impl FnOnce(&SledStore) -> Arc<dyn ApprovalStore>) -> Self {
         let ta = TestAuthority::new(KeyType::P256, ENDPOINTS.iter().map(|e| policy(e)).collect());
         let ra = Arc::new(
             RaKey::load_or_create(
@@ -136,15 +152,16 @@ impl Harness {
                         })
                     }
                     "norenew" => config.renewal = false,
+                    // A device without a real-time clock: signingTime is not checked.
+                    "nortc" => config.max_clock_skew = None,
                     _ => {}
                 }
                 config
             })
             .collect();
-        let store = Arc::new(ta.store.clone());
         let stores = ScepStores {
-            approvals: store.clone(),
-            challenges: store,
+            approvals: approvals(&ta.store),
+            challenges: Arc::new(ta.store.clone()),
         };
         let server = ScepServer::new(configs, stores, Arc::clone(&ta.authority), Arc::new(SystemClock)).unwrap();
         Self {

@@ -3,6 +3,7 @@
 //! with real crypto; issued certificates and one CertRep re-checked with openssl.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test loudly
 
+mod approval_races;
 mod flows;
 mod harness;
 mod real_clients;

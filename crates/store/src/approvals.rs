@@ -8,7 +8,9 @@
 //! request cannot both move it. A `renew` replaces a finished record (issued, or one whose
 //! certificate is gone) with a fresh pending one.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use certgate_core::{Identifier, KeyKind, Name, Protocol, RequesterId, Serial};
@@ -202,6 +204,43 @@ impl ApprovalFilter {
         self.state.is_none_or(|s| s == record.state)
             && self.protocol.is_none_or(|p| p == record.key.protocol)
             && self.endpoint.as_ref().is_none_or(|e| *e == record.key.endpoint)
+    }
+}
+
+/// The approvals being issued by this process right now. A poll claims its approval before
+/// issuing and re-reads the record under the claim, so two polls of one approved request never
+/// issue twice (EST and SCEP both rely on it). Per process: replicas sharing a database would
+/// need the claim in the store.
+#[derive(Debug, Default)]
+pub struct IssuanceClaims {
+    keys: Mutex<HashSet<ApprovalKey>>,
+}
+
+impl IssuanceClaims {
+    /// Claims `key` until the returned claim is dropped; None while another caller holds it.
+    pub fn claim(&self, key: &ApprovalKey) -> Option<IssuanceClaim<'_>> {
+        let mut keys = self.keys.lock().unwrap_or_else(|poison| poison.into_inner());
+        keys.insert(key.clone()).then(|| IssuanceClaim {
+            claims: self,
+            key: key.clone(),
+        })
+    }
+}
+
+/// A held claim on one approval (see [`IssuanceClaims`]).
+#[derive(Debug)]
+pub struct IssuanceClaim<'a> {
+    claims: &'a IssuanceClaims,
+    key: ApprovalKey,
+}
+
+impl Drop for IssuanceClaim<'_> {
+    fn drop(&mut self) {
+        self.claims
+            .keys
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&self.key);
     }
 }
 

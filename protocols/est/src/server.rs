@@ -4,14 +4,14 @@
 //! authority (or the approval queue) and render; errors become statuses only in
 //! [`EstServer::handle`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use certgate_authority::{Authority, AuthorityError, IssueRequest, Issued};
 use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, Serial};
-use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState};
+use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState, IssuanceClaims};
 use certgate_store::est_users::EstUserRecord;
 use certgate_store::{ApprovalStore, CertificateRecord, EstUserStore, StoreError};
 use der::{Decode, Encode};
@@ -158,7 +158,7 @@ pub struct EstServer {
     clock: Arc<dyn Clock>,
     /// Approval keys whose issuance is running in this process, so two polls of one approved
     /// request issue one certificate.
-    issuing: Mutex<HashSet<ApprovalKey>>,
+    issuing: IssuanceClaims,
     /// Argon2 password checks running at once (each ~19 MiB and tens of milliseconds on a
     /// blocking thread); beyond it, 503.
     password_checks: Arc<Semaphore>,
@@ -295,7 +295,7 @@ impl EstServer {
             stores,
             authority,
             clock,
-            issuing: Mutex::new(HashSet::new()),
+            issuing: IssuanceClaims::default(),
             password_checks: Arc::new(Semaphore::new(default_password_check_limit())),
         })
     }
@@ -543,7 +543,7 @@ impl EstServer {
                             "the request's names differ from the approved request's",
                         ));
                     }
-                    let Some(guard) = IssuingGuard::claim(&self.issuing, &key) else {
+                    let Some(guard) = self.issuing.claim(&key) else {
                         // Another poll of the same request is issuing right now.
                         return Ok(being_issued());
                     };
@@ -855,26 +855,4 @@ fn error_response(error: &EstError) -> EstResponse {
         _ => {}
     }
     response
-}
-
-/// Marks an approval key as being issued in this process until dropped.
-struct IssuingGuard<'a> {
-    set: &'a Mutex<HashSet<ApprovalKey>>,
-    key: ApprovalKey,
-}
-
-impl<'a> IssuingGuard<'a> {
-    fn claim(set: &'a Mutex<HashSet<ApprovalKey>>, key: &ApprovalKey) -> Option<Self> {
-        let mut guard = set.lock().unwrap_or_else(|poison| poison.into_inner());
-        guard.insert(key.clone()).then(|| Self { set, key: key.clone() })
-    }
-}
-
-impl Drop for IssuingGuard<'_> {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(&self.key);
-    }
 }

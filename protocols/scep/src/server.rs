@@ -5,16 +5,16 @@
 //! authority's policy consulted, and one call made into the authority or the approval queue;
 //! every outcome of a parseable message is a signed CertRep.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use certgate_authority::{Authority, IssueRequest};
 use certgate_authority::{Issuer, KeyTransport, RaKey};
 use certgate_core::{Clock, CsrError, Name, ParsedCsr, Protocol, RequesterId, Serial};
-use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState};
+use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState, IssuanceClaims};
 use certgate_store::{ApprovalStore, CertificateRecord, ScepChallengeStore, StoreError};
 use der::{Decode, Encode};
 use tokio::sync::Semaphore;
@@ -167,7 +167,7 @@ pub struct ScepServer {
     clock: Arc<dyn Clock>,
     crl: Arc<dyn CrlSource>,
     /// Approval keys whose issuance is running in this process.
-    issuing: Mutex<HashSet<ApprovalKey>>,
+    issuing: IssuanceClaims,
 }
 
 impl std::fmt::Debug for ScepServer {
@@ -266,7 +266,7 @@ impl ScepServer {
             authority,
             clock,
             crl: Arc::new(NoCrl),
-            issuing: Mutex::new(HashSet::new()),
+            issuing: IssuanceClaims::default(),
         })
     }
 
@@ -787,7 +787,7 @@ impl ScepServer {
                 "the request was denied by an operator",
             )),
             ApprovalState::Approved => {
-                let Some(_guard) = IssuingGuard::claim(&self.issuing, &record.key) else {
+                let Some(_guard) = self.issuing.claim(&record.key) else {
                     return Ok(Reply::Pending);
                 };
                 // Another poll may have issued between our read and the claim: only the
@@ -945,28 +945,6 @@ fn error_response(error: &ScepError) -> ScepResponse {
         _ => {}
     }
     response
-}
-
-/// Marks an approval key as being issued in this process until dropped.
-struct IssuingGuard<'a> {
-    set: &'a Mutex<HashSet<ApprovalKey>>,
-    key: ApprovalKey,
-}
-
-impl<'a> IssuingGuard<'a> {
-    fn claim(set: &'a Mutex<HashSet<ApprovalKey>>, key: &ApprovalKey) -> Option<Self> {
-        let mut guard = set.lock().unwrap_or_else(|poison| poison.into_inner());
-        guard.insert(key.clone()).then(|| Self { set, key: key.clone() })
-    }
-}
-
-impl Drop for IssuingGuard<'_> {
-    fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-            .remove(&self.key);
-    }
 }
 
 #[cfg(test)]

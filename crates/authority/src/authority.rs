@@ -1,11 +1,14 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use certgate_core::{
     Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, RevocationReason, Serial, SubjectAttribute,
 };
 use certgate_signer::{Issuer, IssuerUrls, LeafSpec, Usage};
-use certgate_store::{CertificateRecord, CertificateStore, Revocation, SerialReservation, StoreError};
+use certgate_store::audit::{AuditEvent, AuditKind, AuditLog};
+use certgate_store::{
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation, StoreError,
+};
 use time::{Duration, OffsetDateTime};
 
 use crate::{AuthorityError, EndpointPolicy, Profile};
@@ -151,6 +154,12 @@ pub struct Authority {
     endpoints: HashMap<(Protocol, Name), EndpointPolicy>,
     store: Arc<dyn CertificateStore>,
     clock: Arc<dyn Clock>,
+    /// Bumped after every revocation, so CRLs and cached OCSP answers know they are stale.
+    revocations: tokio::sync::watch::Sender<u64>,
+    /// Where issuances and revocations are recorded, hash-chained.
+    audit: Option<Arc<dyn AuditLog>>,
+    /// Where issuance results and revocations are counted.
+    metrics: Option<Arc<certgate_metrics::Metrics>>,
 }
 
 impl std::fmt::Debug for Authority {
@@ -224,7 +233,38 @@ impl Authority {
             endpoints,
             store,
             clock,
+            revocations: tokio::sync::watch::Sender::new(0),
+            audit: None,
+            metrics: None,
         })
+    }
+
+    /// Counts issuance results and revocations in `metrics` from now on.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<certgate_metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records every issuance and revocation in `audit` from now on.
+    #[must_use]
+    pub fn with_audit(mut self, audit: Arc<dyn AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// Appends to the audit log, if there is one. The entry rides on the store's next
+    /// group-committed flush, which the caller's own durable write triggers.
+    async fn audit(&self, event: AuditEvent, at: OffsetDateTime) -> Result<(), AuthorityError> {
+        if let Some(audit) = &self.audit {
+            audit.append(&event, at).await?;
+        }
+        Ok(())
+    }
+
+    /// A receiver whose value changes after every revocation.
+    pub fn revocation_updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     /// The store, for protocol crates' reads.
@@ -343,6 +383,24 @@ impl Authority {
 
     /// Decides, signs and durably records one certificate. A refusal writes nothing.
     pub async fn issue(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
+        let (endpoint, protocol) = (request.endpoint.clone(), request.protocol);
+        let result = self.issue_counted(request).await;
+        if let Some(metrics) = &self.metrics {
+            use certgate_metrics::IssuanceResult;
+            let outcome = match &result {
+                Ok(_) => IssuanceResult::Issued,
+                Err(e) if e.kind() == certgate_core::ErrorKind::Internal => IssuanceResult::Error,
+                Err(_) => IssuanceResult::Refused,
+            };
+            let protocol = certgate_metrics::Protocol::from_name(protocol.as_str());
+            if let Some(protocol) = protocol {
+                metrics.issuance(endpoint.as_str(), protocol, outcome);
+            }
+        }
+        result
+    }
+
+    async fn issue_counted(&self, request: IssueRequest) -> Result<Issued, AuthorityError> {
         let now = self.clock.now();
         let Decision {
             endpoint,
@@ -354,6 +412,10 @@ impl Authority {
             not_after,
         } = self.decide(&request, now)?;
         let csr = &request.csr;
+        let replaces = match &request.replaces {
+            Some(serial) => Some(serial.clone()),
+            None => self.implied_predecessor(&request, &identifiers, now).await?,
+        };
 
         let serial = self.reserve_serial(&entry.issuer, &request.endpoint, now).await?;
         // If this future is dropped from here on (client gone, shutdown), the guard gives the
@@ -398,10 +460,41 @@ impl Authority {
             not_before,
             not_after,
             issued_at: now,
-            replaces: request.replaces.clone(),
+            replaces,
             revocation: None,
             der,
         };
+        // The audit entry goes first, so that the flush that makes the certificate durable
+        // makes its entry durable too. Should the record then fail, the entry stays (the log is
+        // append-only) and the abandonment below is logged: the serial was signed, never handed out.
+        let event = AuditEvent::new(
+            AuditKind::Issuance,
+            record.requester.as_str(),
+            record.serial.to_string(),
+        )
+        .detail("issuer", record.issuer.as_str())
+        .detail("endpoint", record.endpoint.as_str())
+        .detail("protocol", record.protocol.as_str())
+        .detail("profile", record.profile.as_str())
+        .detail(
+            "identifiers",
+            record
+                .identifiers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+        .detail("subject", record.subject.as_str())
+        .detail("not_after", record.not_after.to_string());
+        let event = match &record.replaces {
+            Some(old) => event.detail("replaces", old.to_string()),
+            None => event,
+        };
+        if let Err(e) = self.audit(event, now).await {
+            guard.abandon(&e.to_string()).await;
+            return Err(e);
+        }
         if let Err(e) = self.store.record_issued(&record).await {
             // Signed but never handed out: give the serial up (the store finishes the record
             // instead if the certificate was already written) and refuse.
@@ -426,6 +519,51 @@ impl Authority {
         let mut chain = vec![record.der.clone()];
         chain.extend(entry.issuer.chain_after_leaf().into_iter().map(<[u8]>::to_vec));
         Ok(Issued { record, chain })
+    }
+
+    /// The certificate a request renews when it does not say so: the newest live certificate
+    /// of the same requester and endpoint with exactly the same names (what Boulder and
+    /// step-ca treat as a renewal). Found through the first name's index; only certificates
+    /// without a successor qualify, so a chain of renewals stays a chain.
+    async fn implied_predecessor(
+        &self,
+        request: &IssueRequest,
+        identifiers: &[Identifier],
+        now: OffsetDateTime,
+    ) -> Result<Option<Serial>, AuthorityError> {
+        /// Certificates naming one identifier looked at; a name with more is a shared name
+        /// (a load balancer's), where guessing is worse than not linking.
+        const MAX_CANDIDATES: usize = 256;
+        let Some(first) = identifiers.first() else {
+            return Ok(None);
+        };
+        let page = self
+            .store
+            .list_certificates(&CertificateQuery {
+                filter: CertificateFilter::Identifier(first.clone()),
+                limit: MAX_CANDIDATES,
+                after: None,
+            })
+            .await?;
+        let wanted: HashSet<&Identifier> = identifiers.iter().collect();
+        let mut best: Option<CertificateRecord> = None;
+        for candidate in page.items {
+            let same = candidate.requester == request.requester
+                && candidate.endpoint == request.endpoint
+                && candidate.protocol == request.protocol
+                && candidate.revocation.is_none()
+                && candidate.not_after > now
+                && candidate.identifiers.len() == identifiers.len()
+                && candidate.identifiers.iter().all(|i| wanted.contains(i));
+            if same && best.as_ref().is_none_or(|b| candidate.issued_at > b.issued_at) {
+                best = Some(candidate);
+            }
+        }
+        let Some(best) = best else { return Ok(None) };
+        if self.store.successor(&best.serial).await?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(best.serial))
     }
 
     async fn reserve_serial(
@@ -510,11 +648,28 @@ impl Authority {
             revoked_at: self.clock.now(),
             by: by.to_owned(),
         };
+        // Checked first so the audit log records only revocations that can happen; the
+        // store's compare-and-swap below still decides a race.
+        match self.store.certificate(serial).await {
+            Ok(record) if record.revocation.is_some() => return Err(AuthorityError::AlreadyRevoked),
+            Ok(_) => {}
+            Err(StoreError::NotFound) => return Err(AuthorityError::NotFound),
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(
+            AuditEvent::new(AuditKind::Revocation, by, serial.to_string()).detail("reason", reason.as_str()),
+            revocation.revoked_at,
+        )
+        .await?;
         let record = self.store.revoke(serial, &revocation).await.map_err(|e| match e {
             StoreError::NotFound => AuthorityError::NotFound,
             StoreError::Conflict(_) => AuthorityError::AlreadyRevoked,
             other => AuthorityError::Store(other),
         })?;
+        self.revocations.send_modify(|generation| *generation += 1);
+        if let Some(metrics) = &self.metrics {
+            metrics.revocation(reason.as_str());
+        }
         tracing::info!(
             target: "certgate::audit",
             event = "revocation",

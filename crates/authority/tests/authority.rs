@@ -467,3 +467,57 @@ async fn validity_edges() {
         "refusals wrote nothing"
     );
 }
+
+/// A renewal that does not name its predecessor is linked to the newest live certificate of
+/// the same requester, endpoint and name set; other requesters, other name sets and
+/// certificates that already have a successor are never guessed.
+#[tokio::test]
+async fn same_requester_and_names_link_as_successor() {
+    let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
+    let key = generate_key(KeyType::P256).unwrap();
+    let issue = |sans: &'static [&'static str], requester: &'static str| {
+        let der = csr(&key, None, sans);
+        let mut req = request(&der);
+        req.requester = RequesterId::new(requester).unwrap();
+        let authority = Arc::clone(&t.authority);
+        async move { authority.issue(req).await.unwrap().record }
+    };
+    let first = issue(&["a.example.com", "b.example.com"], "acme-account:one").await;
+    assert_eq!(first.replaces, None, "nothing to renew");
+    let cases = [
+        (
+            "other_requester",
+            &["a.example.com", "b.example.com"][..],
+            "acme-account:two",
+            None,
+        ),
+        ("other_names", &["a.example.com"][..], "acme-account:one", None),
+        (
+            "same_names_other_order",
+            &["b.example.com", "a.example.com"][..],
+            "acme-account:one",
+            Some(first.serial.clone()),
+        ),
+    ];
+    for (case, sans, requester, want) in cases {
+        let der = csr(&key, None, sans);
+        let mut req = request(&der);
+        req.requester = RequesterId::new(requester).unwrap();
+        let record = t.authority.issue(req).await.unwrap().record;
+        assert_eq!(record.replaces, want, "case {case}");
+    }
+    // `first` has a successor now: the next renewal links to that successor, not to `first`.
+    let newest = t.store.successor(&first.serial).await.unwrap().unwrap();
+    let again = issue(&["a.example.com", "b.example.com"], "acme-account:one").await;
+    assert_eq!(again.replaces, Some(newest.serial.clone()));
+
+    // Revocations bump the generation CRLs and OCSP caches watch.
+    let mut updates = t.authority.revocation_updates();
+    let before = *updates.borrow_and_update();
+    t.authority
+        .revoke(&again.serial, RevocationReason::Superseded, "test")
+        .await
+        .unwrap();
+    assert!(updates.has_changed().unwrap());
+    assert_eq!(*updates.borrow(), before + 1);
+}

@@ -76,6 +76,9 @@ pub struct LoadConfig {
     pub server_pid: Option<u32>,
     /// Account key algorithm.
     pub key_alg: KeyAlg,
+    /// Ask for certificates valid this long (newOrder `notAfter`), for soaks where the
+    /// server's retention must be seen to remove expired certificates.
+    pub validity: Option<Duration>,
 }
 
 /// Latency per full order, milliseconds.
@@ -270,7 +273,7 @@ async fn client_loop(
         }
         attempts += 1;
         let began = Instant::now();
-        let flow = full_order(&mut client, &names, cfg.challenge, cfg.http01.as_ref());
+        let flow = full_order(&mut client, &names, cfg.challenge, cfg.http01.as_ref(), cfg.validity);
         match tokio::time::timeout_at(deadline, flow).await {
             Ok(Ok(())) => out.latencies.push(began.elapsed()),
             Ok(Err(e)) => {
@@ -316,9 +319,17 @@ pub async fn full_order(
     names: &[String],
     challenge: ChallengeKind,
     http01: Option<&Http01Tokens>,
+    validity: Option<Duration>,
 ) -> Result<(), Error> {
     let identifiers: Vec<(&str, &str)> = names.iter().map(|n| ("dns", n.as_str())).collect();
-    let order = client.new_order(&identifiers, None).await?;
+    let extra = validity.map(|validity| {
+        let not_after = time::OffsetDateTime::now_utc() + validity;
+        let text = not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        serde_json::Map::from_iter([("notAfter".to_owned(), serde_json::Value::String(text))])
+    });
+    let order = client.new_order(&identifiers, extra).await?;
     if order.status == Status::Pending {
         let mut served = ServedTokens {
             tokens: http01,

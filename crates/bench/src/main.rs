@@ -81,6 +81,9 @@ struct AcmeArgs {
     /// Account key algorithm.
     #[arg(long, value_enum, default_value = "es256")]
     key: KeyArg,
+    /// Request certificates valid this many seconds (newOrder notAfter).
+    #[arg(long)]
+    validity_seconds: Option<u64>,
 }
 
 // The load generator shares the machine with the server: the cheaper it is, the less it skews.
@@ -133,6 +136,7 @@ async fn acme(args: AcmeArgs) -> anyhow::Result<()> {
             http01: responder.as_ref().map(Http01Responder::tokens),
             server_pid: args.server_pid,
             key_alg,
+            validity: args.validity_seconds.map(Duration::from_secs),
         };
         let report = load::run(&cfg).await.with_context(|| format!("run with C={clients}"))?;
         tracing::info!(clients, certs_per_s = report.certs_per_s, "run done");

@@ -336,6 +336,7 @@ async fn pebble_load_run_reports_figures() {
         http01: Some(responder.tokens()),
         server_pid: Some(pid),
         key_alg: KeyAlg::Es256,
+        validity: None,
     };
     let report = load::run(&cfg).await.expect("run");
     assert_eq!(report.errors, 0, "{:?}", report.error_samples);

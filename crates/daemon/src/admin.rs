@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use base64::Engine;
 use certgate_authority::{Authority, AuthorityConfig, AuthorityError, Profile};
-use certgate_core::{Clock, DnsName, Identifier, Name, RequesterId, RevocationReason, Serial, SystemClock};
+use certgate_core::{Clock, Name, RevocationReason, Serial, SystemClock};
+use certgate_store::AdminTokenStore;
+use certgate_store::admin_tokens::{AdminRole, AdminTokenRecord};
 use certgate_store::approvals::{ApprovalFilter, ApprovalKey, ApprovalRecord};
-use certgate_store::{
-    ApprovalStore, CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore,
-    EstUserStore, ScepChallengeStore, SledStore,
-};
+use certgate_store::audit::{AuditEvent, AuditKind, AuditLog, SledAuditLog};
+use certgate_store::notifications::NotificationStore;
+use certgate_store::{ApprovalStore, CertificateRecord, CertificateStore, EstUserStore, ScepChallengeStore, SledStore};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::service::service_fn;
@@ -25,26 +27,19 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 
-use crate::http::{Body, json, percent_encode, query_pairs, text};
+use crate::http::{Body, json, percent_encode, query_pairs, text, with_type};
+use crate::inventory::{InventoryFilter, InventoryPage};
 
 /// Request bodies on the admin socket are small JSON documents.
-const MAX_ADMIN_BODY: usize = 64 * 1024;
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// The socket's path in a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
-}
-
-/// A page of certificates on the wire.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PageBody {
-    /// The certificates.
-    pub items: Vec<CertificateRecord>,
-    /// Cursor for the next page.
-    pub next: Option<String>,
 }
 
 /// A revocation request on the wire.
@@ -64,15 +59,11 @@ pub struct StatusBody {
     pub journal: certgate_store::JournalStatus,
 }
 
-/// Which certificates a listing asks for, as the CLI says it.
+/// Which certificates a listing asks for.
 #[derive(Debug, Clone, Default)]
 pub struct ListRequest {
-    /// Only those expiring within this many days.
-    pub expiring_within_days: Option<u32>,
-    /// Only this requester's.
-    pub requester: Option<String>,
-    /// Only those naming this DNS name or IP address.
-    pub name: Option<String>,
+    /// The filters.
+    pub filter: InventoryFilter,
     /// Page size.
     pub limit: usize,
     /// Cursor.
@@ -80,40 +71,10 @@ pub struct ListRequest {
 }
 
 impl ListRequest {
-    fn to_query(&self, clock: &dyn Clock) -> anyhow::Result<CertificateQuery> {
-        let filter = match (&self.expiring_within_days, &self.requester, &self.name) {
-            (Some(days), None, None) => {
-                let now = clock.now();
-                let to = now
-                    .checked_add(time::Duration::days((*days).into()))
-                    .ok_or_else(|| anyhow::anyhow!("expiring_within_days is too large"))?;
-                CertificateFilter::ExpiringBetween { from: now, to }
-            }
-            (None, Some(requester), None) => CertificateFilter::Requester(RequesterId::new(requester.as_str())?),
-            (None, None, Some(name)) => CertificateFilter::Identifier(match name.parse() {
-                Ok(ip) => Identifier::Ip(ip),
-                Err(_) => Identifier::Dns(DnsName::new(name)?),
-            }),
-            (None, None, None) => CertificateFilter::All,
-            _ => bail!("give at most one of --expiring-within, --requester and --name"),
-        };
-        Ok(CertificateQuery {
-            filter,
-            limit: self.limit.clamp(1, 1000),
-            after: self.after.clone(),
-        })
-    }
-
     fn to_query_string(&self) -> String {
         let mut parts = vec![format!("limit={}", self.limit)];
-        if let Some(days) = self.expiring_within_days {
-            parts.push(format!("expiring_within_days={days}"));
-        }
-        if let Some(requester) = &self.requester {
-            parts.push(format!("requester={}", percent_encode(requester)));
-        }
-        if let Some(name) = &self.name {
-            parts.push(format!("name={}", percent_encode(name)));
+        for (key, value) in self.filter.to_pairs() {
+            parts.push(format!("{key}={}", percent_encode(&value)));
         }
         if let Some(after) = &self.after {
             parts.push(format!("after={}", percent_encode(after)));
@@ -124,9 +85,7 @@ impl ListRequest {
     fn from_query(query: Option<&str>) -> anyhow::Result<Self> {
         let pairs = query_pairs(query);
         Ok(Self {
-            expiring_within_days: pairs.get("expiring_within_days").map(|d| d.parse()).transpose()?,
-            requester: pairs.get("requester").cloned(),
-            name: pairs.get("name").cloned(),
+            filter: InventoryFilter::from_pairs(&pairs)?,
             limit: pairs.get("limit").map(|l| l.parse()).transpose()?.unwrap_or(100),
             after: pairs.get("after").cloned(),
         })
@@ -147,6 +106,22 @@ pub struct AdminService {
     pub est_endpoints: Vec<Name>,
     /// The SCEP endpoints' names, for one-time challenges.
     pub scep_endpoints: Vec<Name>,
+    /// Where in a certificate's lifetime its renewal window starts (inventory status).
+    pub renewal_fraction: f64,
+    /// The audit log admin actions are recorded in.
+    pub audit: Option<Arc<dyn AuditLog>>,
+    /// SHA-256 fingerprints (hex) of client certificates with the admin role.
+    pub admin_certificates: Vec<String>,
+    /// Deployment verification on demand.
+    pub deployment: Option<certgate_lifecycle::DeploymentVerifier>,
+}
+
+/// A deployment check request: these `host:port` targets, or the configured ones when empty.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifyBody {
+    /// `host:port` addresses.
+    pub targets: Vec<String>,
 }
 
 /// A new one-time SCEP challenge request.
@@ -325,6 +300,28 @@ pub struct DenyBody {
     pub reason: Option<String>,
 }
 
+/// Records an action the CLI took on the store directly (no daemon running).
+async fn record_admin_action(audit: &SledAuditLog, action: &str, subject: &str) {
+    let event = AuditEvent {
+        kind: AuditKind::Admin,
+        actor: "operator:cli".into(),
+        subject: subject.to_owned(),
+        details: std::collections::BTreeMap::from([("action".to_owned(), action.to_owned())]),
+    };
+    if let Err(e) = audit.append_durable(&event, SystemClock.now()).await {
+        tracing::error!(error = %e, action, "could not record an admin action in the audit log");
+    }
+}
+
+fn unauthorized(why: &str) -> Response<Body> {
+    let mut response = text(StatusCode::UNAUTHORIZED, why);
+    response.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        hyper::header::HeaderValue::from_static("Bearer realm=\"certgate-admin\""),
+    );
+    response
+}
+
 fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -497,6 +494,132 @@ pub async fn eab_list(store: &SledStore) -> anyhow::Result<Vec<EabListItem>> {
         .collect())
 }
 
+/// Who calls the admin API, and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// How the audit log and the logs name them.
+    pub name: String,
+    /// What they may do.
+    pub role: AdminRole,
+}
+
+impl Actor {
+    /// The local socket's caller: file-system access is the authorization.
+    pub fn socket() -> Self {
+        Self {
+            name: "operator:admin-socket".into(),
+            role: AdminRole::Admin,
+        }
+    }
+}
+
+/// The token prefix: makes a leaked token recognisable to secret scanners.
+const TOKEN_PREFIX: &str = "cgt_";
+
+/// A new admin token: the string to give the operator (shown once) and the record to store.
+pub fn new_admin_token(
+    name: &str,
+    role: AdminRole,
+    expires_at: Option<time::OffsetDateTime>,
+    by: &str,
+    now: time::OffsetDateTime,
+) -> anyhow::Result<(String, AdminTokenRecord)> {
+    let mut id = [0u8; 8];
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow!("random number generator failed"))?;
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow!("random number generator failed"))?;
+    let id = hex::encode(id);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let record = AdminTokenRecord {
+        id: id.clone(),
+        name: name.to_owned(),
+        role,
+        secret_sha256: hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes())),
+        created_at: now,
+        expires_at,
+        created_by: by.to_owned(),
+    };
+    Ok((format!("{TOKEN_PREFIX}{id}_{secret}"), record))
+}
+
+/// The actor a bearer token stands for, or why not. The secret is compared in constant time
+/// (as its SHA-256), so response timing says nothing about it.
+pub async fn authenticate_token(
+    store: &dyn AdminTokenStore,
+    token: &str,
+    now: time::OffsetDateTime,
+) -> Result<Actor, &'static str> {
+    let Some((id, secret)) = token.strip_prefix(TOKEN_PREFIX).and_then(|t| t.split_once('_')) else {
+        return Err("malformed admin token");
+    };
+    let record = match store.admin_token(id).await {
+        Ok(record) => record,
+        Err(_) => return Err("unknown admin token"),
+    };
+    let presented = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes()));
+    if !bool::from(presented.as_bytes().ct_eq(record.secret_sha256.as_bytes())) {
+        return Err("unknown admin token");
+    }
+    if record.expires_at.is_some_and(|at| at <= now) {
+        return Err("the admin token has expired");
+    }
+    Ok(Actor {
+        name: format!("token:{}:{}", record.id, record.name),
+        role: record.role,
+    })
+}
+
+/// A new admin token request.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreateBody {
+    /// What to call it.
+    pub name: String,
+    /// `admin` or `read-only`.
+    pub role: AdminRole,
+    /// Lifetime in seconds; none for no expiry.
+    pub ttl_seconds: Option<u64>,
+}
+
+/// A token as listed (never its secret).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenItem {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: AdminRole,
+    /// Created.
+    pub created_at: String,
+    /// Expires.
+    pub expires_at: Option<String>,
+    /// Created by.
+    pub created_by: String,
+}
+
+impl From<AdminTokenRecord> for TokenItem {
+    fn from(record: AdminTokenRecord) -> Self {
+        Self {
+            id: record.id,
+            name: record.name,
+            role: record.role,
+            created_at: rfc3339(record.created_at),
+            expires_at: record.expires_at.map(rfc3339),
+            created_by: record.created_by,
+        }
+    }
+}
+
+/// A new token, shown once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenCreatedBody {
+    /// The bearer token.
+    pub token: String,
+    /// Its listing.
+    pub item: TokenItem,
+}
+
 impl AdminService {
     async fn handle(&self, request: Request<Incoming>) -> Response<Body> {
         let method = request.method().clone();
@@ -506,12 +629,89 @@ impl AdminService {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
         };
-        let response = self.route(&method, &path, query.as_deref(), &body).await;
+        let response = self
+            .route(&Actor::socket(), &method, &path, query.as_deref(), &body)
+            .await;
         tracing::info!(target: "certgate::request", listener = "admin", method = %method, path = %path, status = response.status().as_u16(), "request");
         response
     }
 
-    async fn route(&self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response<Body> {
+    /// The HTTPS admin API (`/admin/v1/...` on the HTTPS listener): a bearer token or a
+    /// client certificate whose SHA-256 fingerprint is configured as an admin.
+    pub async fn handle_https(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&str>,
+        client_leaf: Option<&[u8]>,
+        body: &[u8],
+    ) -> Response<Body> {
+        let now = self.clock.now();
+        let actor = match authorization.and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer "))) {
+            Some(token) => match authenticate_token(&self.store, token.trim(), now).await {
+                Ok(actor) => actor,
+                Err(why) => return unauthorized(why),
+            },
+            None => {
+                let fingerprint =
+                    client_leaf.map(|der| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)));
+                match fingerprint {
+                    Some(fp)
+                        if self
+                            .admin_certificates
+                            .iter()
+                            .any(|pinned| pinned.eq_ignore_ascii_case(&fp)) =>
+                    {
+                        Actor {
+                            name: format!("client-certificate:{fp}"),
+                            role: AdminRole::Admin,
+                        }
+                    }
+                    _ => return unauthorized("an admin bearer token or admin client certificate is required"),
+                }
+            }
+        };
+        let Some(path) = path.strip_prefix("/admin") else {
+            return text(StatusCode::NOT_FOUND, "no such admin resource");
+        };
+        self.route(&actor, method, path, query, body).await
+    }
+
+    /// Records an operator's action in the audit log (and the logs); a failure to record is
+    /// logged, not fatal: the action itself already happened and was durable.
+    async fn audit_admin(&self, actor: &Actor, action: &str, subject: &str, details: &[(&str, String)]) {
+        tracing::info!(target: "certgate::audit", event = "admin", action, actor = %actor.name, subject, "admin action");
+        if let Some(audit) = &self.audit {
+            let mut map = std::collections::BTreeMap::new();
+            map.insert("action".to_owned(), action.to_owned());
+            for (k, v) in details {
+                map.insert((*k).to_owned(), v.clone());
+            }
+            let event = AuditEvent {
+                kind: AuditKind::Admin,
+                actor: actor.name.clone(),
+                subject: subject.to_owned(),
+                details: map,
+            };
+            if let Err(e) = audit.append_durable(&event, self.clock.now()).await {
+                tracing::error!(error = %e, action, "could not record an admin action in the audit log");
+            }
+        }
+    }
+
+    async fn route(
+        &self,
+        actor: &Actor,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Response<Body> {
+        if actor.role == AdminRole::ReadOnly && *method != Method::GET {
+            return text(StatusCode::FORBIDDEN, "this token may only read");
+        }
+        let by = actor.name.as_str();
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             (&Method::GET, ["v1", "status"]) => match self.store.journal_status().await {
@@ -525,16 +725,173 @@ impl AdminService {
                 Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             },
             (&Method::GET, ["v1", "certificates"]) => {
-                let query = match ListRequest::from_query(query).and_then(|l| l.to_query(self.clock.as_ref())) {
-                    Ok(query) => query,
+                let request = match ListRequest::from_query(query) {
+                    Ok(request) => request,
                     Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
                 };
-                match self.store.list_certificates(&query).await {
-                    Ok(CertificatePage { items, next }) => json(StatusCode::OK, &PageBody { items, next }),
+                match crate::inventory::list(
+                    &self.store,
+                    &request.filter,
+                    request.limit,
+                    request.after,
+                    self.clock.now(),
+                    self.renewal_fraction,
+                )
+                .await
+                {
+                    Ok(page) => json(StatusCode::OK, &page),
                     Err(certgate_store::StoreError::Conflict(why)) => text(StatusCode::BAD_REQUEST, why),
                     Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
                 }
             }
+            (&Method::GET, ["v1", "certificates", "export"]) => {
+                let pairs = query_pairs(query);
+                let filter = match InventoryFilter::from_pairs(&pairs) {
+                    Ok(filter) => filter,
+                    Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                };
+                let items =
+                    match crate::inventory::list_all(&self.store, &filter, self.clock.now(), self.renewal_fraction)
+                        .await
+                    {
+                        Ok(items) => items,
+                        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                    };
+                match pairs.get("format").map(String::as_str) {
+                    Some("csv") => with_type(
+                        StatusCode::OK,
+                        "text/csv; charset=utf-8",
+                        crate::inventory::to_csv(&items).into_bytes(),
+                    ),
+                    Some("json") | None => json(StatusCode::OK, &items),
+                    Some(other) => text(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown export format {other:?} (csv, json)"),
+                    ),
+                }
+            }
+            (&Method::GET, ["v1", "audit"]) => {
+                let pairs = query_pairs(query);
+                let after: u64 = pairs.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+                let limit: usize = pairs
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(1000)
+                    .clamp(1, 10_000);
+                let Some(audit) = &self.audit else {
+                    return text(StatusCode::NOT_FOUND, "no audit log");
+                };
+                match audit.entries(after, limit).await {
+                    Ok(entries) => {
+                        let mut lines = String::new();
+                        for entry in entries {
+                            match serde_json::to_string(&entry) {
+                                Ok(line) => {
+                                    lines.push_str(&line);
+                                    lines.push('\n');
+                                }
+                                Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                            }
+                        }
+                        with_type(StatusCode::OK, "application/jsonl", lines.into_bytes())
+                    }
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::POST, ["v1", "deployments", "verify"]) => {
+                let request: VerifyBody = if body.is_empty() {
+                    VerifyBody::default()
+                } else {
+                    match serde_json::from_slice(body) {
+                        Ok(request) => request,
+                        Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"targets\": […]}}: {e}")),
+                    }
+                };
+                let Some(verifier) = &self.deployment else {
+                    return text(StatusCode::NOT_FOUND, "deployment verification is not configured");
+                };
+                let result = if request.targets.is_empty() {
+                    verifier.run_once().await
+                } else {
+                    let settings = match crate::wiring::deployment_settings(&Default::default(), &request.targets) {
+                        Ok(settings) => settings,
+                        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                    };
+                    verifier.verify_targets(&settings.targets).await
+                };
+                match result {
+                    Ok(reports) => json(StatusCode::OK, &reports),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::GET, ["v1", "deployments"]) => match self.store.deployments().await {
+                Ok(observations) => json(StatusCode::OK, &observations),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
+            (&Method::GET, ["v1", "deliveries"]) => {
+                let pairs = query_pairs(query);
+                let query = certgate_store::notifications::DeliveryQuery {
+                    webhook: pairs.get("webhook").cloned(),
+                    alert_key: pairs.get("alert_key").cloned(),
+                    failed_only: pairs.get("failed").is_some_and(|v| v == "true"),
+                    limit: pairs.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
+                };
+                match self.store.deliveries(&query).await {
+                    Ok(records) => json(StatusCode::OK, &records),
+                    Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                }
+            }
+            (&Method::POST, ["v1", "tokens"]) => {
+                let request: TokenCreateBody = match serde_json::from_slice(body) {
+                    Ok(request) => request,
+                    Err(e) => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            format!("expected {{\"name\": …, \"role\": …}}: {e}"),
+                        );
+                    }
+                };
+                let now = self.clock.now();
+                let expires_at = request
+                    .ttl_seconds
+                    .map(|s| now + time::Duration::seconds(s.min(10 * 365 * 86_400) as i64));
+                let (token, record) = match new_admin_token(&request.name, request.role, expires_at, by, now) {
+                    Ok(created) => created,
+                    Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+                };
+                if let Err(e) = self.store.insert_admin_token(&record).await {
+                    return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+                }
+                self.audit_admin(
+                    actor,
+                    "token-created",
+                    &record.id,
+                    &[("name", record.name.clone()), ("role", record.role.as_str().into())],
+                )
+                .await;
+                json(
+                    StatusCode::CREATED,
+                    &TokenCreatedBody {
+                        token,
+                        item: record.into(),
+                    },
+                )
+            }
+            (&Method::GET, ["v1", "tokens"]) => match self.store.admin_tokens().await {
+                Ok(tokens) => json(
+                    StatusCode::OK,
+                    &tokens.into_iter().map(TokenItem::from).collect::<Vec<_>>(),
+                ),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
+            (&Method::DELETE, ["v1", "tokens", id]) => match self.store.remove_admin_token(id).await {
+                Ok(()) => {
+                    self.audit_admin(actor, "token-removed", id, &[]).await;
+                    text(StatusCode::OK, "removed")
+                }
+                Err(certgate_store::StoreError::NotFound) => text(StatusCode::NOT_FOUND, "no such token"),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            },
             (&Method::GET, ["v1", "certificates", serial]) => {
                 let Ok(serial) = Serial::parse_hex(serial) else {
                     return text(StatusCode::BAD_REQUEST, "the serial must be hexadecimal");
@@ -555,11 +912,7 @@ impl AdminService {
                     Ok(request) => request,
                     Err(e) => return text(StatusCode::BAD_REQUEST, format!("expected {{\"reason\": …}}: {e}")),
                 };
-                match self
-                    .authority
-                    .revoke(&serial, request.reason, "operator:admin-socket")
-                    .await
-                {
+                match self.authority.revoke(&serial, request.reason, by).await {
                     Ok(record) => json(StatusCode::OK, &record),
                     Err(AuthorityError::NotFound) => text(StatusCode::NOT_FOUND, "no certificate with this serial"),
                     Err(AuthorityError::AlreadyRevoked) => {
@@ -584,7 +937,13 @@ impl AdminService {
                 };
                 match certgate_acme::AcmeServer::create_eab_key(&self.store, &endpoint, self.clock.now()).await {
                     Ok((key_id, hmac_key)) => {
-                        tracing::info!(target: "certgate::audit", event = "acme-eab-key-created", endpoint = %endpoint, key_id = %key_id, "EAB key created");
+                        self.audit_admin(
+                            actor,
+                            "acme-eab-key-created",
+                            &key_id,
+                            &[("endpoint", endpoint.to_string())],
+                        )
+                        .await;
                         json(StatusCode::CREATED, &EabKeyBody { key_id, hmac_key })
                     }
                     Err(problem) => text(StatusCode::INTERNAL_SERVER_ERROR, problem.detail),
@@ -605,14 +964,22 @@ impl AdminService {
                     }
                 };
                 match est_user_add(&self.store, &self.est_endpoints, &request, self.clock.now()).await {
-                    Ok(()) => text(StatusCode::CREATED, "created"),
+                    Ok(()) => {
+                        let subject = format!("{}/{}", request.endpoint, request.username);
+                        self.audit_admin(actor, "est-user-added", &subject, &[]).await;
+                        text(StatusCode::CREATED, "created")
+                    }
                     Err((status, why)) => text(status, why),
                 }
             }
             (&Method::DELETE, ["v1", "est", "users", endpoint, username]) => {
                 let username = crate::http::percent_decode(username);
                 match est_user_remove(&self.store, endpoint, &username).await {
-                    Ok(()) => text(StatusCode::OK, "removed"),
+                    Ok(()) => {
+                        self.audit_admin(actor, "est-user-removed", &format!("{endpoint}/{username}"), &[])
+                            .await;
+                        text(StatusCode::OK, "removed")
+                    }
                     Err((status, why)) => text(status, why),
                 }
             }
@@ -633,16 +1000,17 @@ impl AdminService {
                         );
                     }
                 };
-                match scep_challenge_create(
-                    &self.store,
-                    &self.scep_endpoints,
-                    &request,
-                    "operator:admin-socket",
-                    self.clock.now(),
-                )
-                .await
-                {
-                    Ok(created) => json(StatusCode::CREATED, &created),
+                match scep_challenge_create(&self.store, &self.scep_endpoints, &request, by, self.clock.now()).await {
+                    Ok(created) => {
+                        self.audit_admin(
+                            actor,
+                            "scep-challenge-created",
+                            &created.id,
+                            &[("endpoint", request.endpoint.clone())],
+                        )
+                        .await;
+                        json(StatusCode::CREATED, &created)
+                    }
                     Err((status, why)) => text(status, why),
                 }
             }
@@ -671,8 +1039,11 @@ impl AdminService {
                     None
                 };
                 let id = crate::http::percent_decode(id);
-                match approval_decide(&self.store, &id, deny, "operator:admin-socket", self.clock.now()).await {
-                    Ok(item) => json(StatusCode::OK, &item),
+                match approval_decide(&self.store, &id, deny, by, self.clock.now()).await {
+                    Ok(item) => {
+                        self.audit_admin(actor, &format!("approval-{decision}"), &id, &[]).await;
+                        json(StatusCode::OK, &item)
+                    }
                     Err((status, why)) => text(status, why),
                 }
             }
@@ -758,7 +1129,8 @@ impl AdminClient {
         Ok((status, bytes))
     }
 
-    async fn call_json<T: for<'de> Deserialize<'de>>(
+    /// Calls the daemon and decodes a JSON answer (an error for a non-2xx status).
+    pub async fn call_json<T: for<'de> Deserialize<'de>>(
         &self,
         method: Method,
         path: &str,
@@ -783,6 +1155,8 @@ pub enum Inventory {
         store: SledStore,
         /// An authority for revocations (no issuers: it only records).
         authority: Authority,
+        /// The store's audit log.
+        audit: Arc<SledAuditLog>,
     },
 }
 
@@ -805,8 +1179,14 @@ impl Inventory {
             endpoints: Vec::new(),
             public_base_url: None,
         };
-        let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?;
-        Ok(Self::Store { store, authority })
+        let audit = Arc::new(SledAuditLog::open(&store)?);
+        let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?
+            .with_audit(Arc::clone(&audit) as Arc<dyn AuditLog>);
+        Ok(Self::Store {
+            store,
+            authority,
+            audit,
+        })
     }
 
     /// Whether a running daemon answers these calls.
@@ -815,7 +1195,7 @@ impl Inventory {
     }
 
     /// A page of certificates.
-    pub async fn list(&self, request: &ListRequest) -> anyhow::Result<PageBody> {
+    pub async fn list(&self, request: &ListRequest, renewal_fraction: f64) -> anyhow::Result<InventoryPage> {
         match self {
             Self::Daemon(client) => {
                 client
@@ -826,12 +1206,121 @@ impl Inventory {
                     )
                     .await
             }
+            Self::Store { store, .. } => Ok(crate::inventory::list(
+                store,
+                &request.filter,
+                request.limit,
+                request.after.clone(),
+                SystemClock.now(),
+                renewal_fraction,
+            )
+            .await?),
+        }
+    }
+
+    /// Every certificate matching `filter`, as CSV or JSON text.
+    pub async fn export(&self, filter: &InventoryFilter, csv: bool, renewal_fraction: f64) -> anyhow::Result<String> {
+        match self {
+            Self::Daemon(client) => {
+                let mut query = vec![format!("format={}", if csv { "csv" } else { "json" })];
+                for (key, value) in filter.to_pairs() {
+                    query.push(format!("{key}={}", percent_encode(&value)));
+                }
+                let (status, bytes) = client
+                    .call(
+                        Method::GET,
+                        &format!("/v1/certificates/export?{}", query.join("&")),
+                        None,
+                    )
+                    .await?;
+                if !status.is_success() {
+                    bail!("{}", String::from_utf8_lossy(&bytes));
+                }
+                Ok(String::from_utf8(bytes.to_vec())?)
+            }
             Self::Store { store, .. } => {
-                let page = store.list_certificates(&request.to_query(&SystemClock)?).await?;
-                Ok(PageBody {
-                    items: page.items,
-                    next: page.next,
+                let items = crate::inventory::list_all(store, filter, SystemClock.now(), renewal_fraction).await?;
+                Ok(if csv {
+                    crate::inventory::to_csv(&items)
+                } else {
+                    serde_json::to_string_pretty(&items)?
                 })
+            }
+        }
+    }
+
+    /// Creates an admin token; returns the token (shown once) and its listing.
+    pub async fn create_token(&self, request: &TokenCreateBody) -> anyhow::Result<TokenCreatedBody> {
+        match self {
+            Self::Daemon(client) => {
+                client
+                    .call_json(Method::POST, "/v1/tokens", Some(serde_json::to_vec(request)?))
+                    .await
+            }
+            Self::Store { store, audit, .. } => {
+                let now = SystemClock.now();
+                let expires_at = request.ttl_seconds.map(|s| now + time::Duration::seconds(s as i64));
+                let (token, record) = new_admin_token(&request.name, request.role, expires_at, "operator:cli", now)?;
+                store.insert_admin_token(&record).await?;
+                record_admin_action(audit, "token-created", &record.id).await;
+                Ok(TokenCreatedBody {
+                    token,
+                    item: record.into(),
+                })
+            }
+        }
+    }
+
+    /// Lists admin tokens.
+    pub async fn list_tokens(&self) -> anyhow::Result<Vec<TokenItem>> {
+        match self {
+            Self::Daemon(client) => client.call_json(Method::GET, "/v1/tokens", None).await,
+            Self::Store { store, .. } => Ok(store.admin_tokens().await?.into_iter().map(TokenItem::from).collect()),
+        }
+    }
+
+    /// Removes an admin token.
+    pub async fn remove_token(&self, id: &str) -> anyhow::Result<()> {
+        match self {
+            Self::Daemon(client) => {
+                let (status, bytes) = client
+                    .call(Method::DELETE, &format!("/v1/tokens/{}", percent_encode(id)), None)
+                    .await?;
+                if !status.is_success() {
+                    bail!("{}", String::from_utf8_lossy(&bytes));
+                }
+                Ok(())
+            }
+            Self::Store { store, audit, .. } => {
+                store.remove_admin_token(id).await.map_err(|e| match e {
+                    certgate_store::StoreError::NotFound => anyhow!("no admin token {id}"),
+                    other => other.into(),
+                })?;
+                record_admin_action(audit, "token-removed", id).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// The audit log as JSON lines, from entry `after + 1` on.
+    pub async fn audit_lines(&self, after: u64, limit: usize) -> anyhow::Result<String> {
+        match self {
+            Self::Daemon(client) => {
+                let (status, bytes) = client
+                    .call(Method::GET, &format!("/v1/audit?after={after}&limit={limit}"), None)
+                    .await?;
+                if !status.is_success() {
+                    bail!("{}", String::from_utf8_lossy(&bytes));
+                }
+                Ok(String::from_utf8(bytes.to_vec())?)
+            }
+            Self::Store { audit, .. } => {
+                let mut lines = String::new();
+                for entry in audit.entries(after, limit).await? {
+                    lines.push_str(&serde_json::to_string(&entry)?);
+                    lines.push('\n');
+                }
+                Ok(lines)
             }
         }
     }
@@ -1007,9 +1496,18 @@ impl Inventory {
                 };
                 client.call_json(Method::POST, &path, body).await
             }
-            Self::Store { store, .. } => approval_decide(store, id, deny, "operator:cli", SystemClock.now())
-                .await
-                .map_err(|(_, why)| anyhow!(why)),
+            Self::Store { store, audit, .. } => {
+                let action = if deny.is_some() {
+                    "approval-deny"
+                } else {
+                    "approval-approve"
+                };
+                let item = approval_decide(store, id, deny, "operator:cli", SystemClock.now())
+                    .await
+                    .map_err(|(_, why)| anyhow!(why))?;
+                record_admin_action(audit, action, id).await;
+                Ok(item)
+            }
         }
     }
 

@@ -46,6 +46,83 @@ enum Command {
     /// Enrollment requests waiting for an operator (EST and SCEP endpoints with require_approval).
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Admin API access (bearer tokens for `/admin/v1/` on the HTTPS listener).
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Connect to the configured TLS endpoints (and opted-in certificates' names) and report
+    /// which serve the current certificate and which a superseded, revoked, expiring or
+    /// unknown one.
+    VerifyDeployment {
+        #[command(flatten)]
+        common: Common,
+        /// Check only these `host:port` addresses instead of the configured targets.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Admin API bearer tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token; it is printed once and only its hash is stored.
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// What to call it.
+        #[arg(long)]
+        name: String,
+        /// `admin` or `read-only`.
+        #[arg(long, default_value = "admin")]
+        role: String,
+        /// Lifetime, e.g. `90d`, `12h` (none: no expiry).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<u64>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Remove a token by id.
+    Remove {
+        #[command(flatten)]
+        common: Common,
+        /// The token's id (the 16 hex digits after `cgt_`).
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the audit log as JSON lines.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        /// Start after this entry number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Check the hash chain: of an exported file, or of the store (through the daemon if
+    /// one runs). Exits non-zero naming the first entry that was altered, removed or moved.
+    Verify {
+        #[command(flatten)]
+        common: Common,
+        /// A JSON-lines export to check instead of the store.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -325,15 +402,8 @@ enum CertCommand {
     List {
         #[command(flatten)]
         common: Common,
-        /// Only those expiring within this many days.
-        #[arg(long)]
-        expiring_within: Option<u32>,
-        /// Only this requester's.
-        #[arg(long)]
-        requester: Option<String>,
-        /// Only those naming this DNS name or IP address.
-        #[arg(long)]
-        name: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         /// At most this many.
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -343,6 +413,16 @@ enum CertCommand {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
+    },
+    /// Export every matching certificate as CSV or JSON.
+    Export {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// `csv` or `json`.
+        #[arg(long, default_value = "csv")]
+        format: String,
     },
     /// Show one certificate (serial in hex, as `openssl x509 -serial` prints it).
     Show {
@@ -365,6 +445,55 @@ enum CertCommand {
         #[arg(long, default_value = "unspecified")]
         reason: String,
     },
+}
+
+/// Inventory filters (all optional, combined with AND).
+#[derive(Debug, Args, Clone, Default)]
+struct FilterArgs {
+    /// Only those expiring within this many days.
+    #[arg(long)]
+    expiring_within: Option<u32>,
+    /// Only this requester's (e.g. `acme-account:default/…`, `est-user:default/alice`).
+    #[arg(long)]
+    requester: Option<String>,
+    /// Only those naming this DNS name or IP address.
+    #[arg(long)]
+    name: Option<String>,
+    /// Only those from this endpoint.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Only those from this protocol (acme, est, scep).
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Only those whose `owner` label is this.
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only those with this label, `key=value`.
+    #[arg(long)]
+    label: Option<String>,
+    /// Only those with this status (valid, renewal_due, superseded, expired, revoked).
+    #[arg(long)]
+    status: Option<String>,
+}
+
+impl FilterArgs {
+    fn to_filter(&self) -> anyhow::Result<crate::inventory::InventoryFilter> {
+        let mut pairs = std::collections::HashMap::new();
+        let mut put = |key: &str, value: &Option<String>| {
+            if let Some(value) = value {
+                pairs.insert(key.to_owned(), value.clone());
+            }
+        };
+        put("expiring_within_days", &self.expiring_within.map(|d| d.to_string()));
+        put("requester", &self.requester);
+        put("name", &self.name);
+        put("endpoint", &self.endpoint);
+        put("protocol", &self.protocol);
+        put("owner", &self.owner);
+        put("label", &self.label);
+        put("status", &self.status);
+        Ok(crate::inventory::InventoryFilter::from_pairs(&pairs)?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -444,6 +573,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approvals(command) => {
             init_logging(LogFormat::Text, "warn");
             approvals(command).await
+        }
+        Command::Admin(AdminCommand::Token(command)) => {
+            init_logging(LogFormat::Text, "warn");
+            token(command).await
+        }
+        Command::Audit(command) => {
+            init_logging(LogFormat::Text, "warn");
+            audit(command).await
+        }
+        Command::VerifyDeployment {
+            common,
+            targets,
+            format,
+        } => {
+            init_logging(LogFormat::Text, "warn");
+            verify_deployment(common, targets, format).await
         }
         Command::Config(ConfigCommand::Check { file }) => {
             let checked = Config::load(&file)?.check()?;
@@ -597,28 +742,25 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
     match command {
         CertCommand::List {
             common,
-            expiring_within,
-            requester,
-            name,
+            filter,
             limit,
             after,
             format,
         } => {
-            let (_, data_dir) = common.load()?;
+            let (checked, data_dir) = common.load()?;
             let inventory = Inventory::open(&data_dir).await?;
             let request = ListRequest {
-                expiring_within_days: expiring_within,
-                requester,
-                name,
+                filter: filter.to_filter()?,
                 limit,
                 after,
             };
-            let page = inventory.list(&request).await?;
+            let page = inventory
+                .list(&request, checked.config.lifecycle.renewal_fraction())
+                .await?;
             inventory.close().await?;
             match format {
                 OutputFormat::Json => say(&serde_json::to_string_pretty(&page.items)?),
                 OutputFormat::Text => {
-                    let now = OffsetDateTime::now_utc();
                     say("SERIAL\tNOT_AFTER\tSTATUS\tPROTOCOL/ENDPOINT\tREQUESTER\tNAMES");
                     for r in &page.items {
                         let names: Vec<String> = r.identifiers.iter().map(ToString::to_string).collect();
@@ -626,7 +768,7 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
                             "{}\t{}\t{}\t{}/{}\t{}\t{}",
                             r.serial,
                             r.not_after.date(),
-                            status(r, now),
+                            r.status.as_str(),
                             r.protocol,
                             r.endpoint,
                             r.requester,
@@ -642,6 +784,21 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
                     }
                 }
             }
+            Ok(())
+        }
+        CertCommand::Export { common, filter, format } => {
+            let csv = match format.as_str() {
+                "csv" => true,
+                "json" => false,
+                other => bail!("unknown format {other:?} (csv, json)"),
+            };
+            let (checked, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let text = inventory
+                .export(&filter.to_filter()?, csv, checked.config.lifecycle.renewal_fraction())
+                .await?;
+            inventory.close().await?;
+            print_raw(&text);
             Ok(())
         }
         CertCommand::Show { common, serial, pem } => {
@@ -680,6 +837,155 @@ async fn cert(command: CertCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            common,
+            name,
+            role,
+            ttl,
+        } => {
+            let role = role.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let created = inventory
+                .create_token(&crate::admin::TokenCreateBody {
+                    name,
+                    role,
+                    ttl_seconds: ttl,
+                })
+                .await?;
+            inventory.close().await?;
+            say(&created.token);
+            Ok(())
+        }
+        TokenCommand::List { common } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            let tokens = inventory.list_tokens().await?;
+            inventory.close().await?;
+            say("ID\tNAME\tROLE\tCREATED\tEXPIRES");
+            for t in tokens {
+                say(&format!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.created_at,
+                    t.expires_at.as_deref().unwrap_or("never")
+                ));
+            }
+            Ok(())
+        }
+        TokenCommand::Remove { common, id } => {
+            let (_, data_dir) = common.load()?;
+            let inventory = Inventory::open(&data_dir).await?;
+            inventory.remove_token(&id).await?;
+            inventory.close().await?;
+            say(&format!("removed admin token {id}"));
+            Ok(())
+        }
+    }
+}
+
+async fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    /// Entries per call to the daemon or store.
+    const PAGE: usize = 5000;
+    async fn all_lines(common: &Common, after: u64) -> anyhow::Result<String> {
+        let (_, data_dir) = common.load()?;
+        let inventory = Inventory::open(&data_dir).await?;
+        let mut text = String::new();
+        let mut after = after;
+        loop {
+            let page = inventory.audit_lines(after, PAGE).await?;
+            let lines = page.lines().count();
+            if let Some(last) = page.lines().last() {
+                let entry: certgate_store::audit::AuditEntry = serde_json::from_str(last)?;
+                after = entry.seq;
+            }
+            text.push_str(&page);
+            if lines < PAGE {
+                break;
+            }
+        }
+        inventory.close().await?;
+        Ok(text)
+    }
+    match command {
+        AuditCommand::Export { common, after } => {
+            print_raw(&all_lines(&common, after).await?);
+            Ok(())
+        }
+        AuditCommand::Verify { common, file } => {
+            let text = match file {
+                Some(file) => std::fs::read_to_string(&file)?,
+                None => all_lines(&common, 0).await?,
+            };
+            match certgate_store::audit::verify_jsonl(text.as_bytes()) {
+                Ok(summary) => {
+                    say(&format!("audit log ok: {} entries, chain intact", summary.entries));
+                    Ok(())
+                }
+                Err(e) => bail!("audit log broken: {e}"),
+            }
+        }
+    }
+}
+
+/// `certgate verify-deployment`: through the running daemon (which records the findings and
+/// alerts), or standalone from the store (findings recorded, no alerts sent).
+async fn verify_deployment(common: Common, targets: Vec<String>, format: OutputFormat) -> anyhow::Result<()> {
+    let (checked, data_dir) = common.load()?;
+    let reports: serde_json::Value = match crate::admin::AdminClient::connect(&data_dir).await {
+        Some(client) => {
+            let body = serde_json::to_vec(&crate::admin::VerifyBody { targets })?;
+            client
+                .call_json(hyper::Method::POST, "/v1/deployments/verify", Some(body))
+                .await?
+        }
+        None => {
+            let store = crate::wiring::open_store(&data_dir)?;
+            let clock: std::sync::Arc<dyn certgate_core::Clock> = std::sync::Arc::new(certgate_core::SystemClock);
+            let lifecycle = &checked.config.lifecycle;
+            let verifier = certgate_lifecycle::DeploymentVerifier::new(
+                certgate_lifecycle::LifecycleDeps {
+                    certificates: std::sync::Arc::new(store.clone()),
+                    notifications: std::sync::Arc::new(store.clone()),
+                    clock,
+                },
+                crate::wiring::deployment_settings(&lifecycle.deployment, &targets)?,
+                crate::wiring::monitor_settings(lifecycle),
+                None,
+            )?;
+            let reports = verifier.run_once().await?;
+            certgate_store::CertificateStore::flush(&store).await?;
+            serde_json::to_value(&reports)?
+        }
+    };
+    match format {
+        OutputFormat::Json => say(&serde_json::to_string_pretty(&reports)?),
+        OutputFormat::Text => {
+            say("TARGET\tSTATE\tSERIAL\tNOT_AFTER");
+            for report in reports.as_array().into_iter().flatten() {
+                let observation = &report["observation"];
+                let field = |v: &serde_json::Value| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| if v.is_null() { "-".to_owned() } else { v.to_string() })
+                };
+                say(&format!(
+                    "{}\t{}\t{}\t{}",
+                    field(&observation["target"]),
+                    field(&observation["state"]),
+                    field(&observation["serial"]),
+                    field(&observation["not_after"]),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn eab(command: EabCommand) -> anyhow::Result<()> {

@@ -32,6 +32,14 @@ pub struct Config {
     pub profiles: Vec<ProfileConfig>,
     /// Protocol endpoints.
     pub endpoints: Vec<EndpointConfig>,
+    /// CRLs and the OCSP responder.
+    pub revocation: RevocationConfig,
+    /// Expiry monitoring, webhooks and deployment verification.
+    pub lifecycle: LifecycleConfig,
+    /// The HTTPS admin API.
+    pub admin: AdminConfig,
+    /// How long finished state is kept before the sweeper removes it.
+    pub retention: RetentionConfig,
 }
 
 impl Default for Config {
@@ -45,6 +53,175 @@ impl Default for Config {
             issuers: vec![IssuerConfig::default()],
             profiles: Vec::new(),
             endpoints: vec![default_acme_endpoint(), default_est_endpoint(), default_scep_endpoint()],
+            revocation: RevocationConfig::default(),
+            lifecycle: LifecycleConfig::default(),
+            admin: AdminConfig::default(),
+            retention: RetentionConfig::default(),
+        }
+    }
+}
+
+/// CRLs (served at `/crl/<issuer>.crl`) and OCSP (at `/ocsp/<issuer>`), on both listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RevocationConfig {
+    /// Hours from a CRL's thisUpdate to its nextUpdate; a new CRL is made after half of it,
+    /// and after every revocation.
+    pub crl_validity_hours: u32,
+    /// Minutes from an OCSP response's thisUpdate to its nextUpdate.
+    pub ocsp_validity_minutes: u32,
+    /// Days the delegated OCSP signing certificate is valid; it is replaced after two thirds.
+    pub ocsp_signer_validity_days: u32,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        Self {
+            crl_validity_hours: 24,
+            ocsp_validity_minutes: 60,
+            ocsp_signer_validity_days: 30,
+        }
+    }
+}
+
+/// Expiry monitoring, notifications and deployment verification.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleConfig {
+    /// Where in its lifetime a certificate's renewal window starts, in percent (default 66:
+    /// two thirds).
+    pub renewal_window_percent: u8,
+    /// A certificate without a live successor this many days before notAfter gets an
+    /// `expiring` notification.
+    pub expiring_within_days: u32,
+    /// Seconds between expiry scans.
+    pub scan_interval_seconds: u64,
+    /// Webhooks notified of renewal windows, coming expiries and deployment findings.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Deployment verification.
+    pub deployment: DeploymentConfig,
+}
+
+impl Default for LifecycleConfig {
+    fn default() -> Self {
+        Self {
+            renewal_window_percent: 66,
+            expiring_within_days: 7,
+            scan_interval_seconds: 300,
+            webhooks: Vec::new(),
+            deployment: DeploymentConfig::default(),
+        }
+    }
+}
+
+impl LifecycleConfig {
+    /// The renewal window start as a fraction of the lifetime.
+    pub fn renewal_fraction(&self) -> f64 {
+        // 66 means two thirds, as the default says; other values are taken literally.
+        if self.renewal_window_percent == 66 {
+            2.0 / 3.0
+        } else {
+            f64::from(self.renewal_window_percent) / 100.0
+        }
+    }
+}
+
+/// One webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Its name (in delivery records and metrics).
+    pub name: String,
+    /// `http://` or `https://` URL it is POSTed to.
+    pub url: String,
+    /// The HMAC-SHA256 signing secret, from the first line of this file.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The signing secret, from this environment variable.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// PEM CA certificates to trust for an `https://` URL (the system's otherwise).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Only these event kinds (`renewal_due`, `expiring`, `deployment`); all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// Deployment verification targets and schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentConfig {
+    /// Seconds between scheduled checks; 0 turns the schedule off (`certgate
+    /// verify-deployment` still works).
+    pub interval_seconds: u64,
+    /// Seconds one connection may take.
+    pub timeout_seconds: u64,
+    /// Also check the DNS names of certificates whose `verify_deployment` owner label names a port.
+    pub from_inventory: bool,
+    /// Endpoints to check.
+    pub targets: Vec<DeploymentTargetConfig>,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 3600,
+            timeout_seconds: 10,
+            from_inventory: true,
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// One TLS endpoint to check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentTargetConfig {
+    /// `host:port`.
+    pub address: String,
+    /// The SNI name to send (the host when it is a name).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Who owns it (copied into findings).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// The HTTPS admin API at `/admin/v1/` (bearer tokens from `certgate admin token create`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// SHA-256 fingerprints (hex) of client certificates that have the admin role. The
+    /// certificate must also chain to a CA the HTTPS listener trusts for client certificates
+    /// (certgate's own issuers, or an EST endpoint's anchors).
+    pub client_certificate_sha256: Vec<String>,
+}
+
+/// How long finished state is kept; the sweeper runs every `sweep_interval_seconds`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Seconds between sweeps.
+    pub sweep_interval_seconds: u64,
+    /// Seconds an ACME order or authorization is kept after it expired.
+    pub acme_seconds_after_expiry: u64,
+    /// Seconds a certificate stays in the inventory after notAfter.
+    pub certificate_seconds_after_expiry: u64,
+    /// Seconds a decided approval is kept; pending ones are dropped after the same time.
+    pub approval_seconds: u64,
+    /// Days webhook delivery records and deployment observations are kept.
+    pub delivery_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval_seconds: 300,
+            acme_seconds_after_expiry: 7 * 86_400,
+            certificate_seconds_after_expiry: 365 * 86_400,
+            approval_seconds: 30 * 86_400,
+            delivery_days: 30,
         }
     }
 }
@@ -184,9 +361,18 @@ pub struct ProfileConfig {
     /// `tls-server`, `tls-client` or `device`.
     pub usage: Usage,
     /// Validity when a request names none.
+    #[serde(default)]
     pub default_validity_days: u32,
     /// The longest validity allowed.
+    #[serde(default)]
     pub max_validity_days: u32,
+    /// Validity in minutes instead of `default_validity_days`, for short-lived certificates
+    /// (workload identities, soak tests of the retention sweep).
+    #[serde(default)]
+    pub default_validity_minutes: Option<u32>,
+    /// The longest validity in minutes, instead of `max_validity_days`.
+    #[serde(default)]
+    pub max_validity_minutes: Option<u32>,
 }
 
 /// A protocol endpoint.
@@ -609,6 +795,9 @@ pub struct AcmeSettings {
     pub external_account_required: bool,
     /// Hours an order may stay unfinalized.
     pub order_lifetime_hours: u32,
+    /// Seconds an order may stay unfinalized, overriding `order_lifetime_hours` (short-lived
+    /// orders for soak tests, where the sweeper must be seen to keep the store bounded).
+    pub order_lifetime_seconds: Option<u32>,
     /// Hours a pending authorization waits.
     pub pending_authorization_hours: u32,
     /// Days a valid authorization is reused.
@@ -642,6 +831,7 @@ impl Default for AcmeSettings {
             caa: false,
             external_account_required: false,
             order_lifetime_hours: 24,
+            order_lifetime_seconds: None,
             pending_authorization_hours: 24,
             valid_authorization_days: 7,
             reuse_authorizations: true,
@@ -703,7 +893,10 @@ impl AcmeSettings {
         config.caa_identities = self.caa_identities.clone();
         config.caa_enabled = self.caa;
         config.external_account_required = self.external_account_required;
-        config.order_lifetime = time::Duration::hours(self.order_lifetime_hours.into());
+        config.order_lifetime = match self.order_lifetime_seconds {
+            Some(seconds) => time::Duration::seconds(seconds.max(60).into()),
+            None => time::Duration::hours(self.order_lifetime_hours.into()),
+        };
         config.pending_authz_lifetime = time::Duration::hours(self.pending_authorization_hours.into());
         config.valid_authz_lifetime = time::Duration::days(self.valid_authorization_days.into());
         config.reuse_authorizations = self.reuse_authorizations;
@@ -847,6 +1040,59 @@ impl Config {
         })
     }
 
+    fn check_lifecycle(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let lifecycle = &self.lifecycle;
+        if !(1..=99).contains(&lifecycle.renewal_window_percent) {
+            return invalid("lifecycle.renewal_window_percent must be between 1 and 99".into());
+        }
+        if lifecycle.scan_interval_seconds == 0 || self.retention.sweep_interval_seconds == 0 {
+            return invalid(
+                "lifecycle.scan_interval_seconds and retention.sweep_interval_seconds must be positive".into(),
+            );
+        }
+        let mut names = Vec::new();
+        for hook in &lifecycle.webhooks {
+            let id = format!("webhook {:?}", hook.name);
+            if hook.name.is_empty() || names.contains(&hook.name) {
+                return invalid(format!("{id}: names must be unique and not empty"));
+            }
+            names.push(hook.name.clone());
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return invalid(format!("{id}: url must be http:// or https://"));
+            }
+            if hook.secret_file.is_some() == hook.secret_env.is_some() {
+                return invalid(format!("{id}: give exactly one of secret_file and secret_env"));
+            }
+            if let Some(kind) = hook
+                .events
+                .iter()
+                .find(|e| !matches!(e.as_str(), "renewal_due" | "expiring" | "deployment"))
+            {
+                return invalid(format!(
+                    "{id}: unknown event {kind:?} (renewal_due, expiring, deployment)"
+                ));
+            }
+        }
+        for target in &lifecycle.deployment.targets {
+            let ok = target
+                .address
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                return invalid(format!("deployment target {:?}: expected host:port", target.address));
+            }
+        }
+        for fingerprint in &self.admin.client_certificate_sha256 {
+            if fingerprint.len() != 64 || !fingerprint.chars().all(|c| c.is_ascii_hexdigit()) {
+                return invalid(format!(
+                    "admin.client_certificate_sha256 {fingerprint:?}: expected 64 hex digits"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks names and cross-references (every endpoint's issuer and profiles exist, names
     /// are unique, TLS files come in pairs).
     pub fn check(self) -> Result<CheckedConfig, ConfigError> {
@@ -895,10 +1141,16 @@ impl Config {
             let profile = Profile {
                 name: name("profile", &configured.name)?,
                 usage: configured.usage,
-                default_validity: time::Duration::days(configured.default_validity_days.into()),
-                max_validity: time::Duration::days(configured.max_validity_days.into()),
+                default_validity: match configured.default_validity_minutes {
+                    Some(minutes) => time::Duration::minutes(minutes.into()),
+                    None => time::Duration::days(configured.default_validity_days.into()),
+                },
+                max_validity: match configured.max_validity_minutes {
+                    Some(minutes) => time::Duration::minutes(minutes.into()),
+                    None => time::Duration::days(configured.max_validity_days.into()),
+                },
             };
-            if configured.max_validity_days > 36_500 {
+            if configured.max_validity_days > 36_500 || profile.max_validity > time::Duration::days(36_500) {
                 return Err(invalid(format!(
                     "profile {}: max_validity_days is at most 36500",
                     profile.name
@@ -1001,6 +1253,7 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
+        self.check_lifecycle()?;
         Ok(CheckedConfig {
             config: self,
             profiles,

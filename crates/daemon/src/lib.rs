@@ -10,6 +10,8 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod inventory;
+pub mod jobs;
 pub mod serve;
 pub mod server;
 pub mod tls;

@@ -11,8 +11,12 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use certgate_revocation::RevocationServer;
+use certgate_store::audit::{AuditEvent, AuditKind, AuditLog};
+
 use crate::admin::{self, AdminService};
 use crate::config::CheckedConfig;
+use crate::jobs;
 use crate::server::{Router, serve_tcp};
 use crate::tls::ServerCert;
 use crate::wiring;
@@ -24,13 +28,43 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     let listeners = parts.config.config.listeners.clone();
     let grace = Duration::from_secs(listeners.shutdown_grace_seconds);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let admin_service = Arc::new(AdminService {
+        authority: Arc::clone(&parts.authority),
+        store: parts.store.clone(),
+        clock: Arc::clone(&parts.clock),
+        acme: parts.acme.clone(),
+        est_endpoints: parts.config.est.iter().map(|e| e.name.clone()).collect(),
+        scep_endpoints: parts.config.scep.iter().map(|e| e.name.clone()).collect(),
+        renewal_fraction: parts.config.config.lifecycle.renewal_fraction(),
+        audit: Some(Arc::clone(&parts.audit) as Arc<dyn AuditLog>),
+        admin_certificates: parts.config.config.admin.client_certificate_sha256.clone(),
+        deployment: Some(parts.lifecycle.verifier.clone()),
+    });
     let router = Arc::new(Router {
         authority: Arc::clone(&parts.authority),
         store: parts.store.clone(),
         acme: parts.acme.clone(),
         est: parts.est.clone(),
         scep: parts.scep.clone(),
+        revocation: Some(Arc::new(RevocationServer::new(Arc::clone(&parts.revocation)))),
+        admin: Some(Arc::clone(&admin_service)),
+        metrics: Arc::clone(&parts.metrics),
     });
+    // The configuration in force, in the audit log: which file, and a digest of what it said.
+    let config_digest = hex::encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{:?}", parts.config.config).as_bytes(),
+    ));
+    parts
+        .audit
+        .append_durable(
+            &AuditEvent::new(AuditKind::Config, "system", "config-loaded")
+                .detail("digest", config_digest)
+                .detail("version", env!("CARGO_PKG_VERSION")),
+            parts.clock.now(),
+        )
+        .await
+        .context("recording the configuration in the audit log")?;
     let mut tasks = Vec::new();
 
     let tls_issuer_root = parts
@@ -130,28 +164,74 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
     }
     let admin_listener = admin::bind(&parts.data_dir)?;
     println!("admin socket: {}", admin::socket_path(&parts.data_dir).display());
-    let admin_service = Arc::new(AdminService {
-        authority: Arc::clone(&parts.authority),
-        store: parts.store.clone(),
-        clock: Arc::clone(&parts.clock),
-        acme: parts.acme.clone(),
-        est_endpoints: parts.config.est.iter().map(|e| e.name.clone()).collect(),
-        scep_endpoints: parts.config.scep.iter().map(|e| e.name.clone()).collect(),
-    });
     tasks.push(tokio::spawn(admin::serve(
         admin_listener,
         admin_service,
         shutdown_rx.clone(),
         grace,
     )));
-    if let Some(acme) = parts.acme.clone() {
-        tasks.push(tokio::spawn(sweep_nonces(acme, shutdown_rx.clone())));
-    }
-    if parts.scep.is_some() {
-        tasks.push(tokio::spawn(sweep_scep_challenges(
-            parts.store.clone(),
-            Arc::clone(&parts.clock),
+    {
+        let (revocation, clock) = (Arc::clone(&parts.revocation), Arc::clone(&parts.clock));
+        tasks.push(tokio::spawn(jobs::every(
+            Duration::from_secs(60),
             shutdown_rx.clone(),
+            move || {
+                let (revocation, clock) = (Arc::clone(&revocation), Arc::clone(&clock));
+                async move { jobs::refresh_revocation(&revocation, clock.as_ref()).await }
+            },
+        )));
+    }
+    {
+        let sweeper = Arc::new(jobs::Sweeper {
+            store: parts.store.clone(),
+            acme: parts.acme.clone(),
+            monitor: Some(Arc::clone(&parts.lifecycle.monitor)),
+            retention: parts.config.config.retention.clone(),
+            clock: Arc::clone(&parts.clock),
+        });
+        let period = Duration::from_secs(parts.config.config.retention.sweep_interval_seconds);
+        tasks.push(tokio::spawn(jobs::every(period, shutdown_rx.clone(), move || {
+            let sweeper = Arc::clone(&sweeper);
+            async move { sweeper.run_once().await }
+        })));
+    }
+    {
+        let lifecycle = parts.lifecycle.clone();
+        let (store, metrics, clock) = (
+            parts.store.clone(),
+            Arc::clone(&parts.metrics),
+            Arc::clone(&parts.clock),
+        );
+        let fraction = parts.config.config.lifecycle.renewal_fraction();
+        let period = Duration::from_secs(parts.config.config.lifecycle.scan_interval_seconds);
+        let seen_failures = Arc::new(std::sync::Mutex::new(0u64));
+        tasks.push(tokio::spawn(jobs::every(period, shutdown_rx.clone(), move || {
+            let (lifecycle, store, metrics, clock) = (
+                lifecycle.clone(),
+                store.clone(),
+                Arc::clone(&metrics),
+                Arc::clone(&clock),
+            );
+            let seen_failures = Arc::clone(&seen_failures);
+            async move {
+                jobs::scan_expiries(&lifecycle.monitor).await;
+                jobs::inventory_gauges(&store, Some(&lifecycle.monitor), &metrics, clock.as_ref(), fraction).await;
+                if let Ok(mut seen) = seen_failures.lock() {
+                    jobs::webhook_failures(&lifecycle.notifier, &metrics, &mut seen);
+                }
+            }
+        })));
+    }
+    let deployment_interval = parts.config.config.lifecycle.deployment.interval_seconds;
+    if deployment_interval > 0 {
+        let verifier = parts.lifecycle.verifier.clone();
+        tasks.push(tokio::spawn(jobs::every(
+            Duration::from_secs(deployment_interval),
+            shutdown_rx.clone(),
+            move || {
+                let verifier = verifier.clone();
+                async move { jobs::verify_deployments(&verifier).await }
+            },
         )));
     }
     println!("ready");
@@ -182,7 +262,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
 fn client_verifier(
     parts: &wiring::Parts,
 ) -> anyhow::Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>> {
-    if parts.est.is_none() {
+    if parts.est.is_none() && parts.config.config.admin.client_certificate_sha256.is_empty() {
         return Ok(None);
     }
     let mut roots = rustls::RootCertStore::empty();
@@ -207,40 +287,4 @@ fn client_verifier(
         .build()
         .context("building the client certificate verifier")?;
     Ok(Some(verifier))
-}
-
-/// Forgets expired ACME nonces every minute, so the nonce trees stay bounded.
-async fn sweep_nonces(acme: Arc<certgate_acme::AcmeServer>, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                let swept = acme.sweep_nonces().await;
-                if swept > 0 {
-                    tracing::debug!(swept, "expired ACME nonces swept");
-                }
-            }
-            _ = shutdown.changed() => return,
-        }
-    }
-}
-
-/// Forgets expired one-time SCEP challenges every minute, so their tree stays bounded.
-async fn sweep_scep_challenges(
-    store: certgate_store::SledStore,
-    clock: Arc<dyn certgate_core::Clock>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    use certgate_store::ScepChallengeStore;
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => match store.sweep_scep_challenges(clock.now()).await {
-                Ok(0) => {}
-                Ok(swept) => tracing::debug!(swept, "expired SCEP challenges swept"),
-                Err(e) => tracing::warn!(error = %e, "sweeping SCEP challenges failed"),
-            },
-            _ = shutdown.changed() => return,
-        }
-    }
 }

@@ -11,6 +11,8 @@ use certgate_acme::{AcmeRequest, AcmeServer};
 use certgate_authority::Authority;
 use certgate_core::Name;
 use certgate_est::{EstRequest, EstServer, TlsFacts, TlsVersion};
+use certgate_metrics::{Metrics, RequestProtocol};
+use certgate_revocation::{RevocationServer, StatusRequest};
 use certgate_scep::{ScepRequest, ScepServer};
 use certgate_store::{CertificateStore, SledStore};
 use http_body_util::{BodyExt, Full};
@@ -24,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::AdminService;
 use crate::http::{Body, text, with_type};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +43,12 @@ pub struct Router {
     pub est: Option<Arc<EstServer>>,
     /// The SCEP endpoints, served under `/scep/` and at `/cgi-bin/pkiclient.exe`.
     pub scep: Option<Arc<ScepServer>>,
+    /// CRLs (`/crl/`) and OCSP (`/ocsp/`), on both listeners.
+    pub revocation: Option<Arc<RevocationServer>>,
+    /// The admin API (`/admin/v1/`), on the HTTPS listener only.
+    pub admin: Option<Arc<AdminService>>,
+    /// `/metrics`.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Router {
@@ -54,14 +63,33 @@ impl Router {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = match (&self.acme, &self.est, &self.scep) {
-            (Some(acme), _, _) if path.starts_with("/acme/") => acme_request(acme, request, listener, peer).await,
-            (_, Some(est), _) if path.starts_with("/.well-known/est/") => est_request(est, request, peer, tls).await,
-            (_, _, Some(scep)) if path.starts_with("/scep/") || path == "/cgi-bin/pkiclient.exe" => {
-                scep_request(scep, request, peer).await
+        let (response, protocol) = match (&self.acme, &self.est, &self.scep) {
+            (Some(acme), _, _) if path.starts_with("/acme/") => {
+                (acme_request(acme, request, listener, peer).await, RequestProtocol::Acme)
             }
-            _ => self.route(&method, &path).await,
+            (_, Some(est), _) if path.starts_with("/.well-known/est/") => {
+                (est_request(est, request, peer, tls).await, RequestProtocol::Est)
+            }
+            (_, _, Some(scep)) if path.starts_with("/scep/") || path == "/cgi-bin/pkiclient.exe" => {
+                (scep_request(scep, request, peer).await, RequestProtocol::Scep)
+            }
+            _ => match &self.revocation {
+                Some(revocation) if path.starts_with("/crl/") => {
+                    (status_request(revocation, request).await, RequestProtocol::Crl)
+                }
+                Some(revocation) if path == "/ocsp" || path.starts_with("/ocsp/") => {
+                    (status_request(revocation, request).await, RequestProtocol::Ocsp)
+                }
+                _ => match &self.admin {
+                    Some(admin) if path.starts_with("/admin/") && listener == "https" => {
+                        (admin_request(admin, request, tls).await, RequestProtocol::Admin)
+                    }
+                    _ => (self.route(&method, &path).await, RequestProtocol::Other),
+                },
+            },
         };
+        let elapsed = started.elapsed();
+        self.metrics.observe_request(protocol, elapsed);
         tracing::info!(
             target: "certgate::request",
             listener,
@@ -69,7 +97,7 @@ impl Router {
             method = %method,
             path = %path,
             status = response.status().as_u16(),
-            micros = started.elapsed().as_micros() as u64,
+            micros = elapsed.as_micros() as u64,
             "request"
         );
         response
@@ -86,7 +114,15 @@ impl Router {
                     text(StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
                 }
             },
-            "/healthz" | "/readyz" => method_not_allowed(),
+            "/metrics" if readable => {
+                let mut response = text(StatusCode::OK, self.metrics.render());
+                response.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(certgate_metrics::CONTENT_TYPE),
+                );
+                response
+            }
+            "/healthz" | "/readyz" | "/metrics" => method_not_allowed(),
             _ => match path.strip_prefix("/ca/").and_then(|rest| rest.strip_suffix(".crt")) {
                 Some(issuer) if readable => self.issuer_certificate(issuer),
                 Some(_) => method_not_allowed(),
@@ -159,6 +195,69 @@ async fn acme_request(
     *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in answer.headers {
         if let Ok(value) = hyper::header::HeaderValue::from_str(&value) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Hands a request to the CRL and OCSP server.
+async fn status_request(revocation: &RevocationServer, request: Request<Incoming>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let (body, body_too_large) = read_body(body, certgate_revocation::MAX_REQUEST_LEN).await;
+    let content_type = parts
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let answer = revocation
+        .handle(&StatusRequest {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            content_type,
+            body: &body,
+            body_too_large,
+        })
+        .await;
+    into_response(&parts.method, answer.status, answer.headers, answer.body)
+}
+
+/// Hands a request to the admin API with its credentials: a bearer token, or the client
+/// certificate the TLS handshake verified.
+async fn admin_request(admin: &AdminService, request: Request<Incoming>, tls: Option<&TlsFacts>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let (body, body_too_large) = read_body(body, crate::admin::MAX_ADMIN_BODY).await;
+    if body_too_large {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    }
+    let authorization = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let client_leaf = tls.and_then(|facts| facts.client_chain.first()).map(Vec::as_slice);
+    admin
+        .handle_https(
+            &parts.method,
+            parts.uri.path(),
+            parts.uri.query(),
+            authorization,
+            client_leaf,
+            &body,
+        )
+        .await
+}
+
+fn into_response(method: &Method, status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Full::new(if *method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    }));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
             response.headers_mut().append(name, value);
         }
     }
@@ -332,7 +431,7 @@ pub async fn serve_tcp(
         // Without this, Nagle plus delayed ACK stall each small exchange by ~40 ms.
         let _ = stream.set_nodelay(true);
         let router = Arc::clone(&router);
-        let router_wants_tls_facts = router.est.is_some();
+        let router_wants_tls_facts = router.est.is_some() || router.admin.is_some();
         let builder = Arc::clone(&builder);
         let tls = tls.clone();
         let watcher = graceful.watcher();
@@ -347,7 +446,7 @@ pub async fn serve_tcp(
             let result = match tls {
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(stream)) => {
-                        // Only EST reads them; ACME-only daemons skip the exporter computation.
+                        // Only EST and the admin API read them.
                         let facts = router_wants_tls_facts.then(|| Arc::new(tls_facts(stream.get_ref().1)));
                         watcher
                             .watch(builder.serve_connection(TokioIo::new(stream), serve(facts)))

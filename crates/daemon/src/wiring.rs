@@ -12,9 +12,16 @@ use certgate_acme::AcmeServer;
 use certgate_authority::{Authority, AuthorityConfig, EndpointPolicy, KeyPolicy, NamePolicy};
 use certgate_core::{Clock, Name, Protocol, SystemClock};
 use certgate_est::{EstServer, EstStores};
+use certgate_lifecycle::{
+    DeploymentSettings, DeploymentTarget, DeploymentVerifier, ExpiryMonitor, LifecycleDeps, MonitorSettings,
+    NotificationEvent, Notifier, NotifierSettings, WebhookConfig, WebhookSecret,
+};
+use certgate_metrics::{Metrics, MetricsConfig};
+use certgate_revocation::{RevocationDeps, RevocationService, RevocationSettings};
 use certgate_scep::{ScepServer, ScepStores};
 use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
 use certgate_store::SledStore;
+use certgate_store::audit::{AuditLog, SledAuditLog};
 
 use crate::config::{CheckedConfig, IssuerConfig};
 
@@ -39,6 +46,155 @@ pub struct Parts {
     pub est: Option<Arc<EstServer>>,
     /// The SCEP endpoints, if any are configured.
     pub scep: Option<Arc<ScepServer>>,
+    /// CRLs and OCSP.
+    pub revocation: Arc<RevocationService>,
+    /// The audit log.
+    pub audit: Arc<SledAuditLog>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Expiry monitoring, webhooks and deployment verification.
+    pub lifecycle: Lifecycle,
+}
+
+/// The lifecycle parts, built from `[lifecycle]`.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// The webhook sender.
+    pub notifier: Notifier,
+    /// The expiry scanner.
+    pub monitor: Arc<ExpiryMonitor>,
+    /// The deployment checker (alerts through the notifier).
+    pub verifier: DeploymentVerifier,
+}
+
+/// The monitor's rules from the configuration.
+pub fn monitor_settings(config: &crate::config::LifecycleConfig) -> MonitorSettings {
+    MonitorSettings {
+        renewal_fraction: config.renewal_fraction(),
+        expiring_within_hours: config.expiring_within_days.saturating_mul(24),
+        ..MonitorSettings::default()
+    }
+}
+
+/// Deployment targets and settings from the configuration; `only` replaces the configured
+/// targets (and the inventory's) when not empty.
+pub fn deployment_settings(
+    config: &crate::config::DeploymentConfig,
+    only: &[String],
+) -> anyhow::Result<DeploymentSettings> {
+    let parse = |address: &str| -> anyhow::Result<DeploymentTarget> {
+        let (host, port) = address
+            .rsplit_once(':')
+            .with_context(|| format!("deployment target {address:?}: expected host:port"))?;
+        let port: u16 = port
+            .parse()
+            .with_context(|| format!("deployment target {address:?}: bad port"))?;
+        Ok(DeploymentTarget::new(
+            host.trim_start_matches('[').trim_end_matches(']'),
+            port,
+        ))
+    };
+    let targets = if only.is_empty() {
+        config
+            .targets
+            .iter()
+            .map(|t| {
+                let mut target = parse(&t.address)?;
+                target.sni = t.server_name.clone();
+                if let Some(owner) = &t.owner {
+                    target.owner_labels.insert("owner".into(), owner.clone());
+                }
+                Ok(target)
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        only.iter().map(|a| parse(a)).collect::<anyhow::Result<_>>()?
+    };
+    Ok(DeploymentSettings {
+        targets,
+        from_inventory: config.from_inventory && only.is_empty(),
+        connect_timeout_ms: config.timeout_seconds.max(1).saturating_mul(1000),
+        ..DeploymentSettings::default()
+    })
+}
+
+/// Builds the notifier, monitor and verifier.
+pub fn lifecycle(config: &CheckedConfig, store: &SledStore, clock: &Arc<dyn Clock>) -> anyhow::Result<Lifecycle> {
+    let lifecycle = &config.config.lifecycle;
+    let mut webhooks = Vec::new();
+    for hook in &lifecycle.webhooks {
+        let secret = match (&hook.secret_file, &hook.secret_env) {
+            (Some(file), _) => std::fs::read_to_string(file)
+                .with_context(|| format!("webhook {}: reading {}", hook.name, file.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, Some(var)) => std::env::var(var).with_context(|| format!("webhook {}: ${var}", hook.name))?,
+            (None, None) => bail!("webhook {}: no secret", hook.name),
+        };
+        let events = if hook.events.is_empty() {
+            None
+        } else {
+            Some(
+                hook.events
+                    .iter()
+                    .filter_map(|e| NotificationEvent::ALL.into_iter().find(|k| k.as_str() == e))
+                    .collect(),
+            )
+        };
+        webhooks.push(WebhookConfig {
+            name: hook.name.clone(),
+            url: hook.url.clone(),
+            secret: WebhookSecret::new(secret.into_bytes()),
+            events,
+            ca_file: hook.ca_file.clone(),
+        });
+    }
+    let deps = || LifecycleDeps {
+        certificates: Arc::new(store.clone()),
+        notifications: Arc::new(store.clone()),
+        clock: Arc::clone(clock),
+    };
+    let notifier = Notifier::new(
+        NotifierSettings {
+            webhooks,
+            ..NotifierSettings::default()
+        },
+        Arc::new(store.clone()),
+        Arc::clone(clock),
+    )?;
+    let mut rules = monitor_settings(lifecycle);
+    rules.retention_days = config.config.retention.delivery_days.max(1);
+    let monitor = Arc::new(ExpiryMonitor::new(deps(), rules.clone(), notifier.clone())?);
+    let verifier = DeploymentVerifier::new(
+        deps(),
+        deployment_settings(&lifecycle.deployment, &[])?,
+        rules,
+        Some(notifier.clone()),
+    )?;
+    Ok(Lifecycle {
+        notifier,
+        monitor,
+        verifier,
+    })
+}
+
+/// SCEP GetCRL answers with the revocation service's current CRL of the endpoint's issuer.
+#[derive(Debug)]
+struct ScepCrls(Arc<RevocationService>);
+
+#[async_trait::async_trait]
+impl certgate_scep::CrlSource for ScepCrls {
+    async fn crl(&self, _endpoint: &Name, issuer: &Issuer) -> Result<Option<Vec<u8>>, certgate_scep::ScepError> {
+        match self.0.crl_der(issuer.name()).await {
+            Ok(crl) => Ok(crl.map(|der| der.as_ref().clone())),
+            Err(e) => {
+                tracing::error!(issuer = %issuer.name(), error = %e, "no CRL for SCEP GetCRL");
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// Creates the data directory with mode 0700 if needed.
@@ -138,6 +294,17 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
     let store = open_store(&data_dir)?;
     let mut endpoints = config.endpoints.clone();
     endpoints.push(daemon_tls_endpoint(&config.config.tls.issuer)?);
+    let metrics = Arc::new(Metrics::new(MetricsConfig {
+        endpoints: endpoints.iter().map(|e| e.name.to_string()).collect(),
+        webhooks: config
+            .config
+            .lifecycle
+            .webhooks
+            .iter()
+            .map(|w| w.name.clone())
+            .collect(),
+    }));
+    let audit = Arc::new(SledAuditLog::open(&store)?);
     let authority = Authority::new(
         AuthorityConfig {
             issuers,
@@ -147,8 +314,29 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         },
         Arc::new(store.clone()),
         Arc::clone(&clock),
-    )?;
+    )?
+    .with_audit(Arc::clone(&audit) as Arc<dyn AuditLog>)
+    .with_metrics(Arc::clone(&metrics));
     let authority = Arc::new(authority);
+    let revocation_config = &config.config.revocation;
+    let revocation = Arc::new(
+        RevocationService::new(
+            RevocationDeps {
+                issuers: authority.issuers().cloned().collect(),
+                store: Arc::new(store.clone()),
+                clock: Arc::clone(&clock),
+                ocsp_signer_dir: data_dir.join("ocsp"),
+                revocations: authority.revocation_updates(),
+            },
+            RevocationSettings {
+                crl_validity: time::Duration::hours(revocation_config.crl_validity_hours.into()),
+                ocsp_validity: time::Duration::minutes(revocation_config.ocsp_validity_minutes.into()),
+                ocsp_signer_lifetime: time::Duration::days(revocation_config.ocsp_signer_validity_days.into()),
+                ..RevocationSettings::default()
+            },
+        )
+        .context("starting the CRL and OCSP service")?,
+    );
     let acme_endpoints: Vec<_> = config
         .config
         .endpoints
@@ -164,13 +352,16 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
     let acme = if acme_endpoints.is_empty() {
         None
     } else {
-        Some(Arc::new(AcmeServer::new(
-            acme_endpoints,
-            Arc::new(store.clone()),
-            Arc::new(store.clone()),
-            Arc::clone(&authority),
-            Arc::clone(&clock),
-        )?))
+        Some(Arc::new(
+            AcmeServer::new(
+                acme_endpoints,
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+                Arc::clone(&authority),
+                Arc::clone(&clock),
+            )?
+            .with_metrics(Arc::clone(&metrics)),
+        ))
     };
     let est = if config.est.is_empty() {
         None
@@ -193,16 +384,20 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
             let (ra, next_ca) = scep_ra_keys(checked, &authority, &data_dir, clock.now())?;
             endpoints.push(checked.to_endpoint_config(ra, next_ca));
         }
-        Some(Arc::new(ScepServer::new(
-            endpoints,
-            ScepStores {
-                approvals: Arc::new(store.clone()),
-                challenges: Arc::new(store.clone()),
-            },
-            Arc::clone(&authority),
-            Arc::clone(&clock),
-        )?))
+        Some(Arc::new(
+            ScepServer::new(
+                endpoints,
+                ScepStores {
+                    approvals: Arc::new(store.clone()),
+                    challenges: Arc::new(store.clone()),
+                },
+                Arc::clone(&authority),
+                Arc::clone(&clock),
+            )?
+            .with_crl_source(Arc::new(ScepCrls(Arc::clone(&revocation)))),
+        ))
     };
+    let lifecycle = lifecycle(&config, &store, &clock)?;
     Ok(Parts {
         data_dir,
         config,
@@ -212,6 +407,10 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         acme,
         est,
         scep,
+        lifecycle,
+        revocation,
+        audit,
+        metrics,
     })
 }
 

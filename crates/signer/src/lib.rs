@@ -6,17 +6,21 @@
 #![warn(missing_docs)]
 
 mod ca;
+mod crl;
 mod error;
 mod issuer;
 mod keys;
 mod leaf;
+mod ocsp;
 mod ra;
 
 pub use ca::{CaInitOptions, IssuerFiles, import_ca, init_ca};
+pub use crl::{CrlSpec, RevokedEntry};
 pub use error::SignerError;
 pub use issuer::{CaKey, Issuer, IssuerUrls};
 pub use keys::{KeyType, Passphrase, generate_key, read_private_key, write_private_key};
 pub use leaf::{LeafSpec, Usage};
+pub use ocsp::{OCSP_SIGNER_LIFETIME, OcspSigner};
 pub use ra::{KeyTransport, RaDigest, RaFiles, RaKey, RaOptions};
 
 /// Writes `der` certificates as PEM, one after another.

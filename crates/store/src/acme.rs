@@ -207,6 +207,15 @@ pub struct OrderPage {
     pub next: Option<String>,
 }
 
+/// What one ACME sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AcmeSweep {
+    /// Orders removed.
+    pub orders: u64,
+    /// Authorizations removed.
+    pub authorizations: u64,
+}
+
 /// Storage for ACME state. Updates take the record with `version` already bumped by one and
 /// succeed only if the stored record still has the previous version (`Conflict` otherwise).
 #[async_trait]
@@ -255,6 +264,10 @@ pub trait AcmeStore: Send + Sync + std::fmt::Debug {
         wildcard: bool,
         valid_until: OffsetDateTime,
     ) -> Result<Option<AuthzRecord>, StoreError>;
+
+    /// Removes orders and authorizations that expired before `expired_before` (the caller
+    /// subtracts its retention), at most a bounded batch per call; returns what went.
+    async fn sweep_acme(&self, expired_before: OffsetDateTime) -> Result<AcmeSweep, StoreError>;
 
     /// Stores a new EAB key. Durable on return.
     async fn insert_eab_key(&self, key: &EabKeyRecord) -> Result<(), StoreError>;

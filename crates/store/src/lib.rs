@@ -10,15 +10,21 @@
 #![warn(missing_docs)]
 
 pub mod acme;
+pub mod admin_tokens;
 pub mod approvals;
+pub mod audit;
 mod error;
 pub mod est_users;
 mod model;
+pub mod notifications;
 pub mod scep_challenges;
 mod sled_acme;
+mod sled_admin_tokens;
 mod sled_approvals;
+mod sled_audit;
 mod sled_backend;
 mod sled_est_users;
+mod sled_notifications;
 mod sled_scep_challenges;
 
 use async_trait::async_trait;
@@ -26,6 +32,7 @@ use certgate_core::Serial;
 use time::OffsetDateTime;
 
 pub use acme::AcmeStore;
+pub use admin_tokens::AdminTokenStore;
 pub use approvals::ApprovalStore;
 pub use error::StoreError;
 pub use est_users::EstUserStore;
@@ -99,6 +106,13 @@ pub trait CertificateStore: Send + Sync + std::fmt::Debug {
     /// Marks a certificate revoked (compare-and-swap from not revoked) and returns the new
     /// record once durable. `NotFound` for an unknown serial, `Conflict` if already revoked.
     async fn revoke(&self, serial: &Serial, revocation: &Revocation) -> Result<CertificateRecord, StoreError>;
+
+    /// Every revoked certificate of `issuer` (expired ones too; the caller decides what to
+    /// list), in serial order.
+    async fn revoked(&self, issuer: &certgate_core::Name) -> Result<Vec<CertificateRecord>, StoreError>;
+
+    /// The newest certificate recorded as replacing `serial`, if any.
+    async fn successor(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// How many certificates, reservations in flight and abandoned serials there are.
     async fn journal_status(&self) -> Result<JournalStatus, StoreError>;

@@ -9,10 +9,25 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::acme::{AccountRecord, AcmeStore, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord};
+use crate::acme::{
+    AccountRecord, AcmeStore, AcmeSweep, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord,
+};
 use crate::sled_backend::{SledStore, expiry_prefix};
 
 const MAX_ORDER_PAGE: usize = 1000;
+/// Orders and authorizations by expiry (expires || id), for sweeping. An authorization's
+/// expiry changes when it becomes valid: it then gets a second entry, and the sweep checks the
+/// record's own expiry before deleting, dropping stale entries as it goes.
+const ORDERS_BY_EXPIRY: &str = "acme_orders_by_expiry";
+const AUTHZS_BY_EXPIRY: &str = "acme_authzs_by_expiry";
+/// The most records one sweep call removes, so it never holds the store for long.
+const MAX_SWEEP: usize = 10_000;
+
+fn expiry_index(expires: OffsetDateTime, id: &str) -> Vec<u8> {
+    let mut key = expiry_prefix(expires).to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
 
 fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<T, StoreError> {
     match tree.get(key)? {
@@ -138,9 +153,15 @@ impl AcmeStore for SledStore {
 
     async fn insert_order(&self, order: &OrderRecord, new_authorizations: &[AuthzRecord]) -> Result<(), StoreError> {
         let trees = self.acme();
+        let (orders_by_expiry, authzs_by_expiry) = (
+            self.db().open_tree(ORDERS_BY_EXPIRY)?,
+            self.db().open_tree(AUTHZS_BY_EXPIRY)?,
+        );
         for authz in new_authorizations {
+            authzs_by_expiry.insert(expiry_index(authz.expires, &authz.id), &[])?;
             trees.authzs.insert(authz.id.as_bytes(), serde_json::to_vec(authz)?)?;
         }
+        orders_by_expiry.insert(expiry_index(order.expires, &order.id), &[])?;
         trees.orders.insert(order.id.as_bytes(), serde_json::to_vec(order)?)?;
         trees.orders_by_account.insert(order_index(order), &[])?;
         Ok(())
@@ -198,6 +219,9 @@ impl AcmeStore for SledStore {
     async fn update_authorization(&self, authz: &AuthzRecord) -> Result<(), StoreError> {
         let trees = self.acme();
         swap_versioned(&trees.authzs, authz.id.as_bytes(), authz, authz.version)?;
+        self.db()
+            .open_tree(AUTHZS_BY_EXPIRY)?
+            .insert(expiry_index(authz.expires, &authz.id), &[])?;
         if authz.status == AuthzStatus::Valid {
             let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
             index.extend_from_slice(&expiry_prefix(authz.expires));
@@ -235,6 +259,48 @@ impl AcmeStore for SledStore {
             }
         }
         Ok(None)
+    }
+
+    async fn sweep_acme(&self, expired_before: OffsetDateTime) -> Result<AcmeSweep, StoreError> {
+        let trees = self.acme();
+        let mut swept = AcmeSweep::default();
+        let end = expiry_prefix(expired_before);
+        let orders_by_expiry = self.db().open_tree(ORDERS_BY_EXPIRY)?;
+        for entry in orders_by_expiry.range(..end.as_slice()).take(MAX_SWEEP) {
+            let (key, _) = entry?;
+            let id = &key[8..];
+            match get::<OrderRecord>(&trees.orders, id) {
+                Ok(order) if order.expires < expired_before => {
+                    trees.orders_by_account.remove(order_index(&order))?;
+                    trees.orders.remove(id)?;
+                    swept.orders += 1;
+                }
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            orders_by_expiry.remove(&key)?;
+        }
+        let authzs_by_expiry = self.db().open_tree(AUTHZS_BY_EXPIRY)?;
+        for entry in authzs_by_expiry.range(..end.as_slice()).take(MAX_SWEEP) {
+            let (key, _) = entry?;
+            let id = &key[8..];
+            match get::<AuthzRecord>(&trees.authzs, id) {
+                Ok(authz) if authz.expires < expired_before => {
+                    let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
+                    index.extend_from_slice(&expiry_prefix(authz.expires));
+                    index.extend_from_slice(authz.id.as_bytes());
+                    trees.authzs_by_account.remove(index)?;
+                    trees.authzs.remove(id)?;
+                    swept.authorizations += 1;
+                }
+                // Not expired after all (it became valid and got a later expiry): only this
+                // stale index entry goes.
+                Ok(_) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            authzs_by_expiry.remove(&key)?;
+        }
+        Ok(swept)
     }
 
     async fn insert_eab_key(&self, key: &EabKeyRecord) -> Result<(), StoreError> {

@@ -262,6 +262,65 @@ impl ApprovalStore for SledStore {
     }
 }
 
+impl SledStore {
+    /// Removes approval records that were decided (approved, denied, issued) before
+    /// `decided_before`, and pending ones created before `pending_created_before`, at most a
+    /// bounded batch per call; returns how many went. Decided records are found by a scan:
+    /// the queue is operator-sized, and the pending index bounds the only part a client can grow.
+    pub async fn sweep_approvals(
+        &self,
+        decided_before: OffsetDateTime,
+        pending_created_before: OffsetDateTime,
+    ) -> Result<u64, StoreError> {
+        const MAX_SWEEP: usize = 10_000;
+        let trees = self.approval_trees();
+        let mut removed = 0;
+        let end = expiry_prefix(pending_created_before);
+        for entry in trees.pending.range(..end.as_slice()).take(MAX_SWEEP) {
+            let (index, _) = entry?;
+            let id = &index[8..];
+            if let Some(bytes) = trees.approvals.get(id)? {
+                let record: ApprovalRecord = serde_json::from_slice(&bytes)?;
+                if record.state == ApprovalState::Pending
+                    && record.created_at < pending_created_before
+                    && trees
+                        .approvals
+                        .compare_and_swap(id, Some(bytes), None as Option<&[u8]>)?
+                        .is_ok()
+                {
+                    removed += 1;
+                }
+            }
+            trees.pending.remove(&index)?;
+        }
+        let mut decided = Vec::new();
+        for entry in trees.approvals.iter() {
+            let (id, bytes) = entry?;
+            let record: ApprovalRecord = serde_json::from_slice(&bytes)?;
+            if record.state != ApprovalState::Pending && record.decided_at.is_some_and(|at| at < decided_before) {
+                decided.push((id, bytes));
+                if decided.len() == MAX_SWEEP {
+                    break;
+                }
+            }
+        }
+        for (id, bytes) in decided {
+            // Compare-and-swap: a record that changed since the scan is left for next time.
+            if trees
+                .approvals
+                .compare_and_swap(&id, Some(bytes), None as Option<&[u8]>)?
+                .is_ok()
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.durable().await?;
+        }
+        Ok(removed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use certgate_core::{KeyKind, Name, Protocol, RequesterId};

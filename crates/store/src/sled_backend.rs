@@ -65,6 +65,11 @@ struct Inner {
     by_expiry: sled::Tree,
     by_requester: sled::Tree,
     by_identifier: sled::Tree,
+    /// len(old serial) || old serial || issued-at || new serial: successors, newest last.
+    by_replaces: sled::Tree,
+    /// issuer NUL serial: revoked certificates, for CRLs. Written before the record's
+    /// revocation, so a crash leaves at most an entry whose record a reader finds unrevoked.
+    revoked: sled::Tree,
     /// ACME nonce -> expiry (unix seconds, big-endian).
     nonces: sled::Tree,
     /// Expiry || nonce, for sweeping.
@@ -125,6 +130,7 @@ impl SledStore {
             tree("certs_by_requester")?,
             tree("certs_by_identifier")?,
         );
+        let (by_replaces, revoked) = (tree("certs_by_replaces")?, tree("certs_revoked")?);
         let (nonces, nonces_by_expiry) = (tree("nonces")?, tree("nonces_by_expiry")?);
         let acme = AcmeTrees {
             accounts: tree("acme_accounts")?,
@@ -155,6 +161,8 @@ impl SledStore {
             by_expiry,
             by_requester,
             by_identifier,
+            by_replaces,
+            revoked,
             nonces,
             nonces_by_expiry,
             acme,
@@ -176,6 +184,12 @@ impl SledStore {
         self.inner.durability.flushes()
     }
 
+    /// The database, for modules that open their own trees (`open_tree` is a cheap map
+    /// lookup once the tree exists).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+
     pub(crate) fn acme(&self) -> &AcmeTrees {
         &self.inner.acme
     }
@@ -195,6 +209,54 @@ impl SledStore {
     pub(crate) async fn durable(&self) -> Result<(), StoreError> {
         let seq = self.inner.durability.mark_written();
         self.inner.durability.wait_durable(seq).await
+    }
+}
+
+impl SledStore {
+    /// Forgets certificates that expired before `expired_before` (the caller subtracts its
+    /// retention), with their indexes and serial state, at most a bounded batch per call;
+    /// returns how many went. Serial uniqueness after that rests on the 126 random bits of
+    /// every serial: a collision with a certificate expired beyond retention has probability
+    /// near 2^-100 even after billions of issuances.
+    pub async fn sweep_expired_certificates(&self, expired_before: OffsetDateTime) -> Result<u64, StoreError> {
+        const MAX_SWEEP: usize = 10_000;
+        let inner = &self.inner;
+        let end = expiry_prefix(expired_before);
+        let mut removed = 0;
+        for entry in inner.by_expiry.range(..end.as_slice()).take(MAX_SWEEP) {
+            let (index, _) = entry?;
+            let serial_bytes = &index[8..];
+            if let Some(bytes) = inner.certs.get(serial_bytes)? {
+                let record: CertificateRecord = serde_json::from_slice(&bytes)?;
+                // Secondary indexes first, the record next, its expiry entry last: a crash
+                // halfway leaves only what this sweep finds and finishes next time.
+                inner
+                    .by_requester
+                    .remove(with_serial(requester_prefix(&record.requester), &record.serial))?;
+                for identifier in &record.identifiers {
+                    inner
+                        .by_identifier
+                        .remove(with_serial(identifier_prefix(identifier), &record.serial))?;
+                }
+                if let Some(old) = &record.replaces {
+                    inner.by_replaces.remove(successor_key(old, &record))?;
+                }
+                for successor in inner.by_replaces.scan_prefix(successors_prefix(&record.serial)).keys() {
+                    inner.by_replaces.remove(successor?)?;
+                }
+                inner
+                    .revoked
+                    .remove(with_serial(revoked_prefix(&record.issuer), &record.serial))?;
+                inner.certs.remove(serial_bytes)?;
+                inner.serials.remove(serial_bytes)?;
+                removed += 1;
+            }
+            inner.by_expiry.remove(&index)?;
+        }
+        if removed > 0 {
+            self.durable().await?;
+        }
+        Ok(removed)
     }
 }
 
@@ -230,6 +292,9 @@ impl Inner {
             self.by_identifier
                 .insert(with_serial(identifier_prefix(identifier), &record.serial), &[])?;
         }
+        if let Some(old) = &record.replaces {
+            self.by_replaces.insert(successor_key(old, record), &[])?;
+        }
         self.serials.insert(key, SERIAL_ISSUED)?;
         self.pending.remove(key)?;
         Ok(())
@@ -262,6 +327,28 @@ fn expiry_key(record: &CertificateRecord) -> Vec<u8> {
 pub(crate) fn expiry_prefix(at: OffsetDateTime) -> [u8; 8] {
     // Flip the sign bit so that byte order equals time order, before 1970 too.
     ((at.unix_timestamp() as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn successors_prefix(old: &Serial) -> Vec<u8> {
+    let bytes = old.as_bytes();
+    let mut key = Vec::with_capacity(1 + bytes.len() + 8 + 20);
+    // Serials are at most 20 bytes (RFC 5280), so one length byte keeps prefixes unambiguous.
+    key.push(bytes.len() as u8);
+    key.extend_from_slice(bytes);
+    key
+}
+
+fn successor_key(old: &Serial, new: &CertificateRecord) -> Vec<u8> {
+    let mut key = successors_prefix(old);
+    key.extend_from_slice(&expiry_prefix(new.issued_at));
+    key.extend_from_slice(new.serial.as_bytes());
+    key
+}
+
+fn revoked_prefix(issuer: &certgate_core::Name) -> Vec<u8> {
+    let mut key = issuer.as_str().as_bytes().to_vec();
+    key.push(0);
+    key
 }
 
 fn requester_prefix(requester: &RequesterId) -> Vec<u8> {
@@ -402,11 +489,13 @@ impl CertificateStore for SledStore {
             } else {
                 &key[prefix.len()..]
             };
-            let record = inner.certs.get(serial_bytes)?.ok_or_else(|| {
-                StoreError::Backend(format!("index entry without certificate: {}", hex_key(serial_bytes)))
-            })?;
-            items.push(serde_json::from_slice(&record)?);
             last_key = Some(key.to_vec());
+            // An expiry entry whose certificate is gone was left by a retention sweep that
+            // stopped halfway (it removes that entry last); the next sweep removes it.
+            let Some(record) = inner.certs.get(serial_bytes)? else {
+                continue;
+            };
+            items.push(serde_json::from_slice(&record)?);
         }
         let next = if items.len() == limit {
             last_key.map(|k| hex_key(&k))
@@ -424,6 +513,10 @@ impl CertificateStore for SledStore {
             if record.revocation.is_some() {
                 return Err(StoreError::Conflict("certificate already revoked"));
             }
+            // Index first: readers trust the record, so an entry left by a crash is harmless.
+            self.inner
+                .revoked
+                .insert(with_serial(revoked_prefix(&record.issuer), serial), &[])?;
             record.revocation = Some(revocation.clone());
             let updated = serde_json::to_vec(&record)?;
             match self.inner.certs.compare_and_swap(key, Some(current), Some(updated))? {
@@ -433,6 +526,38 @@ impl CertificateStore for SledStore {
                 }
                 Err(_) => continue, // raced with another writer: re-read and decide again
             }
+        }
+    }
+
+    async fn revoked(&self, issuer: &certgate_core::Name) -> Result<Vec<CertificateRecord>, StoreError> {
+        let prefix = revoked_prefix(issuer);
+        let mut records = Vec::new();
+        for entry in self.inner.revoked.scan_prefix(&prefix) {
+            let (key, _) = entry?;
+            let Some(bytes) = self.inner.certs.get(&key[prefix.len()..])? else {
+                continue;
+            };
+            let record: CertificateRecord = serde_json::from_slice(&bytes)?;
+            if record.revocation.is_some() {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn successor(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError> {
+        let prefix = successors_prefix(serial);
+        let Some(entry) = self.inner.by_replaces.scan_prefix(&prefix).next_back() else {
+            return Ok(None);
+        };
+        let (key, _) = entry?;
+        let new_serial = &key[prefix.len() + 8..];
+        match self.inner.certs.get(new_serial)? {
+            Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+            None => Err(StoreError::Backend(format!(
+                "successor index entry without certificate: {}",
+                hex_key(new_serial)
+            ))),
         }
     }
 

@@ -345,6 +345,52 @@ async fn nonces_are_single_use_expire_and_are_swept<B: Backend>() {
     assert_eq!(winners, 1);
 }
 
+async fn successors_and_revoked_lists<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = B::open(dir.path());
+    let old = record(&serial(1), "acme:default/acct-1", "a.example", 30);
+    issue(&store, &old).await;
+    assert!(
+        store.successor(&old.serial).await.unwrap().is_none(),
+        "no successor yet"
+    );
+    let mut first = record(&serial(2), "acme:default/acct-1", "a.example", 60);
+    first.replaces = Some(old.serial.clone());
+    issue(&store, &first).await;
+    let mut second = record(&serial(3), "acme:default/acct-1", "a.example", 90);
+    second.replaces = Some(old.serial.clone());
+    second.issued_at += Duration::seconds(5);
+    issue(&store, &second).await;
+    let cases = [
+        ("newest_successor_wins", &old.serial, Some(second.serial.clone())),
+        ("successor_without_successor", &second.serial, None),
+    ];
+    for (case, of, want) in cases {
+        let got = store.successor(of).await.unwrap().map(|r| r.serial);
+        assert_eq!(got, want, "case {case}");
+    }
+
+    let revocation = Revocation {
+        reason: RevocationReason::Superseded,
+        revoked_at: OffsetDateTime::now_utc(),
+        by: "test".into(),
+    };
+    store.revoke(&old.serial, &revocation).await.unwrap();
+    store.revoke(&second.serial, &revocation).await.unwrap();
+    let revoked: HashSet<Serial> = store
+        .revoked(&name("default"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.serial)
+        .collect();
+    assert_eq!(revoked, HashSet::from([old.serial.clone(), second.serial.clone()]));
+    assert!(store.revoked(&name("other")).await.unwrap().is_empty(), "per issuer");
+    drop(store);
+    let store = B::open(dir.path());
+    assert_eq!(store.revoked(&name("default")).await.unwrap().len(), 2, "durable");
+}
+
 macro_rules! battery {
     ($backend:ident, $module:ident) => {
         mod $module {
@@ -377,6 +423,10 @@ macro_rules! battery {
             async fn nonces_are_single_use_expire_and_are_swept() {
                 super::nonces_are_single_use_expire_and_are_swept::<$backend>().await
             }
+            #[tokio::test]
+            async fn successors_and_revoked_lists() {
+                super::successors_and_revoked_lists::<$backend>().await
+            }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_durable_writes_all_land() {
                 super::concurrent_durable_writes_all_land::<$backend>().await
@@ -386,3 +436,82 @@ macro_rules! battery {
 }
 
 battery!(Sled, sled_backend);
+
+/// Retention sweeps are sled maintenance (another backend has its own), so they are tested
+/// on sled alone.
+#[tokio::test]
+async fn sled_expired_certificates_are_swept_with_their_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let expired = record(&serial(10), "acme:default/acct-9", "gone.example", -40);
+    let mut renewal = record(&serial(11), "acme:default/acct-9", "gone.example", 30);
+    renewal.replaces = Some(expired.serial.clone());
+    issue(&store, &expired).await;
+    issue(&store, &renewal).await;
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .sweep_expired_certificates(now - Duration::days(60))
+            .await
+            .unwrap(),
+        0,
+        "within retention"
+    );
+    assert_eq!(
+        store
+            .sweep_expired_certificates(now - Duration::days(30))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        store.certificate(&expired.serial).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.successor(&expired.serial).await.unwrap().is_none());
+    let by_name = certgate_store::list_all(
+        &store,
+        CertificateFilter::Identifier(Identifier::Dns(DnsName::new("gone.example").unwrap())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        by_name.into_iter().map(|r| r.serial).collect::<Vec<_>>(),
+        vec![renewal.serial.clone()]
+    );
+    let all = certgate_store::list_all(&store, CertificateFilter::All).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(store.journal_status().await.unwrap().certificates, 1);
+}
+
+#[tokio::test]
+async fn sled_admin_tokens_round_trip() {
+    use certgate_store::AdminTokenStore;
+    use certgate_store::admin_tokens::{AdminRole, AdminTokenRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let token = AdminTokenRecord {
+        id: "0123456789abcdef".into(),
+        name: "ci".into(),
+        role: AdminRole::ReadOnly,
+        secret_sha256: "00".repeat(32),
+        created_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap(),
+        expires_at: None,
+        created_by: "test".into(),
+    };
+    store.insert_admin_token(&token).await.unwrap();
+    assert!(matches!(
+        store.insert_admin_token(&token).await,
+        Err(StoreError::Conflict(_))
+    ));
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.admin_token(&token.id).await.unwrap(), token);
+    assert_eq!(store.admin_tokens().await.unwrap().len(), 1);
+    store.remove_admin_token(&token.id).await.unwrap();
+    assert!(matches!(store.admin_token(&token.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.remove_admin_token(&token.id).await,
+        Err(StoreError::NotFound)
+    ));
+}

@@ -139,6 +139,8 @@ struct Shared {
     clock: Arc<dyn Clock>,
     nonces: Nonces,
     accounts: Vec<RwLock<HashMap<String, Arc<CachedAccount>>>>,
+    /// Validation outcomes are counted here when set.
+    metrics: Option<Arc<certgate_metrics::Metrics>>,
 }
 
 /// Every ACME endpoint of the daemon.
@@ -215,6 +217,15 @@ pub fn requester_of(endpoint: &Name, account_id: &str) -> Option<RequesterId> {
 }
 
 impl AcmeServer {
+    /// Counts validation outcomes in `metrics`. Call before sharing the server.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<certgate_metrics::Metrics>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.metrics = Some(metrics);
+        }
+        self
+    }
+
     /// Builds the server for `configs` (each must name an ACME endpoint of the authority).
     pub fn new(
         configs: Vec<AcmeEndpointConfig>,
@@ -258,6 +269,7 @@ impl AcmeServer {
                 authority,
                 clock,
                 nonces,
+                metrics: None,
                 accounts: (0..ACCOUNT_CACHE_SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             }),
         })
@@ -1509,6 +1521,16 @@ impl AcmeServer {
             if result.is_err() {
                 endpoint.failures.record(&account_id, 1, now);
                 endpoint.failures.record(&peer, 1, now);
+            }
+            if let Some(metrics) = &shared.metrics {
+                use certgate_metrics::{ValidationOutcome, ValidationType};
+                let outcome = match &result {
+                    Ok(_) => ValidationOutcome::Valid,
+                    Err(e) => ValidationOutcome::from_acme_problem(&validation_problem_type(&e.kind).urn()),
+                };
+                if let Some(kind) = ValidationType::from_name(&kind_name) {
+                    metrics.validation(kind, outcome);
+                }
             }
             record_validation(&shared, &endpoint, &authz_id, &kind_name, result, now).await;
         });

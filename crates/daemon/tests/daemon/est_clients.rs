@@ -19,6 +19,7 @@ fn est_config(bootstrap_anchor: &Path) -> String {
     format!(
         "[[issuers]]\nname = \"default\"\ncreate_if_missing = true\n\
          [[endpoints]]\nprotocol = \"est\"\nname = \"default\"\nprofiles = [\"device\"]\n\
+         owner_labels = {{ owner = \"iot\" }}\n\
          [[endpoints]]\nprotocol = \"est\"\nname = \"labs\"\nprofiles = [\"device\"]\n\
          [endpoints.est]\nserver_keygen = \"p256\"\nbase64 = \"wrap76\"\n\
          [endpoints.est.csr_attrs]\nkey = \"p256\"\nextensions = [\"2.5.29.17\"]\nenforce = true\n\
@@ -816,4 +817,251 @@ fn est_bodies_in_every_encoding_and_clear_errors() {
         &format!("{}/.well-known/est/simpleenroll", est.daemon.http),
     ]);
     assert_eq!(answer.status, 403, "{answer:?}");
+}
+
+/// openssl ocsp against the daemon's responder for one serial: the certificate status line
+/// and the whole output (openssl checks the nonce and the signature chain itself).
+fn ocsp_status(est: &Est, serial: &str) -> (String, String) {
+    let output = Command::new("openssl")
+        .args(["ocsp", "-issuer"])
+        .arg(&est.issuing)
+        .arg("-CAfile")
+        .arg(&est.daemon.root)
+        .arg("-verify_other")
+        .arg(&est.issuing)
+        .args([
+            "-url",
+            &format!("{}/ocsp/default", est.daemon.http),
+            "-serial",
+            &format!("0x{serial}"),
+        ])
+        .output()
+        .expect("openssl is installed");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "openssl ocsp: {all}");
+    assert!(all.contains("Response verify OK"), "signature chain verifies: {all}");
+    assert!(
+        !all.to_lowercase().contains("nonce"),
+        "the nonce is echoed (no warning): {all}"
+    );
+    let status = all
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("0x{serial}: ")))
+        .unwrap_or_else(|| panic!("no status line for {serial}: {all}"))
+        .trim()
+        .to_owned();
+    (status, all)
+}
+
+/// Issue 6 end to end on EST certificates: revocation through the HTTPS admin API (bearer
+/// token) and through the CLI lands in the next CRL (`openssl crl`) and in OCSP answers
+/// (`openssl ocsp`: revoked with reason, good, unknown; nonce and signature checked); the
+/// inventory lists provenance, filters by expiry window and owner, and its CSV export reads
+/// back equal to the JSON export; the audit log verifies and `certgate audit verify` names an
+/// altered, a removed and a reordered entry; /metrics counts the issuances; and
+/// `certgate verify-deployment` finds the daemon serving its current certificate.
+#[test]
+fn est_certificates_through_revocation_inventory_audit_and_metrics() {
+    let est = Est::start();
+    let dir = est.work.path();
+    let mut serials = Vec::new();
+    for name in ["life-a", "life-b", "life-c"] {
+        let (_, csr) = openssl_csr(dir, name, "p256", &format!("/CN={name}"), &[]);
+        serials.push(serial_of(&est.enroll(None, &csr, &format!("{name}-cert"))));
+    }
+    let [a, b, c] = [&serials[0], &serials[1], &serials[2]];
+
+    // Admin tokens: one with the admin role, one read-only.
+    let token = |role: &str| {
+        let (ok, out, err) = est
+            .daemon
+            .cli(&["admin", "token", "create", "--name", role, "--role", role]);
+        assert!(ok && out.trim().starts_with("cgt_"), "{out}{err}");
+        out.trim().to_owned()
+    };
+    let (admin, reader) = (token("admin"), token("read-only"));
+    let api = |path: &str| format!("{}/admin/v1/{path}", est.daemon.https);
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+    let revoke_body = r#"{"reason": "keyCompromise"}"#;
+    let reader_header = bearer(&reader);
+    let cases: [(&str, Vec<&str>, u16); 3] = [
+        ("no_token", vec!["-X", "POST", "--data", revoke_body], 401),
+        (
+            "read_only_token",
+            vec!["-X", "POST", "-H", &reader_header, "--data", revoke_body],
+            403,
+        ),
+        (
+            "bad_token",
+            vec![
+                "-X",
+                "POST",
+                "-H",
+                "Authorization: Bearer cgt_0000000000000000_x",
+                "--data",
+                revoke_body,
+            ],
+            401,
+        ),
+    ];
+    let revoke_a = api(&format!("certificates/{a}/revoke"));
+    for (case, mut args, want) in cases {
+        args.push(&revoke_a);
+        assert_eq!(est.curl(&args).status, want, "case {case}");
+    }
+    let revoked = est.curl(&["-X", "POST", "-H", &bearer(&admin), "--data", revoke_body, &revoke_a]);
+    assert_eq!(revoked.status, 200, "admin API revocation: {}", revoked.text());
+    let (ok, out, err) = est
+        .daemon
+        .cli(&["cert", "revoke", b, "--reason", "cessationOfOperation"]);
+    assert!(ok, "CLI revocation: {out}{err}");
+
+    // The next CRL lists both, with their reasons, and verifies against the issuer.
+    let crl = est.path("default.crl");
+    let (ok, out) = super::curl(&[
+        "-o",
+        crl.to_str().unwrap(),
+        &format!("{}/crl/default.crl", est.daemon.http),
+    ]);
+    assert!(ok, "{out}");
+    let text = String::from_utf8(openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        crl.to_str().unwrap(),
+        "-text",
+        "-noout",
+        "-CAfile",
+        est.issuing.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let entry = |serial: &str| {
+        let at = text
+            .find(&format!("Serial Number: {serial}"))
+            .unwrap_or_else(|| panic!("{serial} in the CRL: {text}"));
+        text[at..].lines().take(5).collect::<Vec<_>>().join("\n")
+    };
+    assert!(entry(a).contains("Key Compromise"), "{}", entry(a));
+    assert!(entry(b).contains("Cessation Of Operation"), "{}", entry(b));
+    assert!(!text.contains(c.as_str()), "good certificate not listed");
+
+    // OCSP: revoked (with reason), good, unknown.
+    let (status, all) = ocsp_status(&est, a);
+    assert_eq!(status, "revoked", "{all}");
+    assert!(all.contains("Reason: keyCompromise"), "{all}");
+    assert_eq!(ocsp_status(&est, c).0, "good");
+    assert_eq!(ocsp_status(&est, "0123456789ABCDEF0123456789ABCDEF").0, "unknown");
+
+    // Inventory: provenance, filters, CSV round trip, over the admin API too.
+    let list = |args: &[&str]| {
+        let mut all = vec!["cert", "list", "--format", "json"];
+        all.extend_from_slice(args);
+        let (ok, out, err) = est.daemon.cli(&all);
+        assert!(ok, "{out}{err}");
+        let items: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        items
+            .into_iter()
+            .map(|i| (i["serial"].as_str().unwrap().to_owned(), i))
+            .collect::<Vec<_>>()
+    };
+    let est_items = list(&["--protocol", "est"]);
+    assert_eq!(est_items.len(), 3, "{est_items:?}");
+    for (serial, item) in &est_items {
+        assert_eq!(item["requester"], "est-user:default/alice", "{serial}");
+        assert_eq!(item["endpoint"], "default");
+        assert_eq!(item["owner_labels"]["owner"], "iot");
+    }
+    let statuses: Vec<(String, String)> = est_items
+        .iter()
+        .map(|(s, i)| (s.clone(), i["status"].as_str().unwrap().to_owned()))
+        .collect();
+    assert!(statuses.contains(&(a.clone(), "revoked".into())) && statuses.contains(&(c.clone(), "valid".into())));
+    type FilterCase<'a> = (&'a str, Vec<&'a str>, usize);
+    let filter_cases: [FilterCase; 5] = [
+        ("owner_iot", vec!["--owner", "iot"], 3),
+        ("owner_certgate_is_the_listener", vec!["--owner", "certgate"], 1),
+        ("expiring_within_a_day", vec!["--expiring-within", "1"], 0),
+        (
+            "expiring_within_a_year",
+            vec!["--expiring-within", "400", "--protocol", "est"],
+            3,
+        ),
+        ("revoked_only", vec!["--status", "revoked"], 2),
+    ];
+    for (case, args, want) in filter_cases {
+        assert_eq!(list(&args).len(), want, "case {case}");
+    }
+    let (ok, csv, err) = est.daemon.cli(&["cert", "export", "--format", "csv"]);
+    assert!(ok, "{err}");
+    let (ok, json, err) = est.daemon.cli(&["cert", "export", "--format", "json"]);
+    assert!(ok, "{err}");
+    let from_csv = certgate::inventory::from_csv(&csv).expect("the CSV export parses");
+    let from_json: Vec<certgate::inventory::InventoryItem> = serde_json::from_str(&json).unwrap();
+    assert_eq!(from_csv, from_json, "CSV round trip");
+    assert_eq!(from_csv.len(), 4, "three EST certificates and the listener's");
+    let listed = est.curl(&["-H", &bearer(&reader), &api("certificates?protocol=est&owner=iot")]);
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let page: serde_json::Value = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(3), "{page}");
+    let exported = est.curl(&["-H", &bearer(&reader), &api("certificates/export?format=csv")]);
+    assert_eq!(certgate::inventory::from_csv(&exported.text()).unwrap(), from_json);
+
+    // Metrics.
+    let (ok, metrics) = super::curl(&[&format!("{}/metrics", est.daemon.http)]);
+    assert!(ok, "{metrics}");
+    for line in [
+        "certgate_issuance_total{endpoint=\"default\",protocol=\"est\",result=\"issued\"} 3",
+        "certgate_revocation_total{reason=\"keyCompromise\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    // Deployment verification: the daemon's own listener serves its current certificate.
+    let address = est.daemon.https.trim_start_matches("https://").to_owned();
+    let (ok, out, err) = est.daemon.cli(&["verify-deployment", "--target", &address]);
+    assert!(ok && out.contains(&address) && out.contains("current"), "{out}{err}");
+
+    // Audit log: intact, and every kind of tampering with an export is named.
+    let (ok, out, err) = est.daemon.cli(&["audit", "verify"]);
+    assert!(ok && out.contains("chain intact"), "{out}{err}");
+    let (ok, export, err) = est.daemon.cli(&["audit", "export"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = export.lines().collect();
+    assert!(
+        lines.len() >= 8,
+        "issuances, revocations, tokens and the config are audited: {export}"
+    );
+    for kind in ["\"issuance\"", "\"revocation\"", "\"admin\"", "\"config\""] {
+        assert!(export.contains(kind), "{kind} audited");
+    }
+    let mut altered = lines.clone();
+    let changed = lines[2].replacen("\"seq\":3,\"at\":\"", "\"seq\":3,\"at\":\"1", 1);
+    altered[2] = &changed;
+    let mut removed = lines.clone();
+    removed.remove(3);
+    let mut reordered = lines.clone();
+    reordered.swap(2, 3);
+    let tamper_cases = [
+        ("intact", lines.clone(), None),
+        ("altered", altered, Some("3")),
+        ("removed", removed, Some("4")),
+        ("reordered", reordered, Some("4")),
+    ];
+    for (case, lines, broken_at) in tamper_cases {
+        let file = est.path(&format!("audit-{case}.jsonl"));
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let (ok, out, err) = est.daemon.cli(&["audit", "verify", "--file", file.to_str().unwrap()]);
+        match broken_at {
+            None => assert!(ok, "case {case}: {out}{err}"),
+            Some(seq) => assert!(
+                !ok && err.contains("broken") && err.contains(seq),
+                "case {case}: {out}{err}"
+            ),
+        }
+    }
 }

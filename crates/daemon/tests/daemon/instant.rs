@@ -880,5 +880,41 @@ async fn revocation_by_certificate_key() {
     let shown = setup.inventory(&serial_hex(&chain[0]));
     assert_eq!(shown["status"], "revoked", "{shown}");
     assert!(shown.to_string().contains("superseded"), "{shown}");
+
+    // Both ACME revocations are in the next CRL, with their reasons, signed by the issuer.
+    let work = tempfile::tempdir().unwrap();
+    let crl = work.path().join("default.crl");
+    let (ok, out) = super::curl(&[
+        "-o",
+        crl.to_str().unwrap(),
+        &format!("{}/crl/default.crl", setup.daemon.http),
+    ]);
+    assert!(ok, "{out}");
+    let issuer = setup.daemon.root.with_file_name("issuer.pem");
+    let output = std::process::Command::new("openssl")
+        .args([
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-text",
+            "-in",
+            crl.to_str().unwrap(),
+            "-CAfile",
+        ])
+        .arg(&issuer)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && text.contains("verify OK"), "{text}");
+    for (revoked, reason) in [(&serial, "Key Compromise"), (&serial_hex(&chain[0]), "Superseded")] {
+        let at = text
+            .find(&format!("Serial Number: {revoked}"))
+            .unwrap_or_else(|| panic!("{revoked} in the CRL: {text}"));
+        assert!(
+            text[at..].lines().take(5).any(|l| l.contains(reason)),
+            "{reason} for {revoked}: {text}"
+        );
+    }
     setup.daemon.stop();
 }

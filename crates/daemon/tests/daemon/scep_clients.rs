@@ -208,6 +208,41 @@ fn scepclient_enrolls_with_the_static_challenge_and_renews_without_one() {
         "the renewal records the certificate it replaces: {shown}"
     );
 
+    // The renewal superseded the first certificate in the inventory; revoking the second
+    // through the CLI puts it in the CRL that SCEP devices and relying parties fetch.
+    let (ok, out, err) = scep
+        .daemon
+        .cli(&["cert", "list", "--protocol", "scep", "--status", "superseded"]);
+    assert!(ok && out.contains(&first_serial), "{out}{err}");
+    let (ok, out, err) = scep
+        .daemon
+        .cli(&["cert", "revoke", &second_serial, "--reason", "keyCompromise"]);
+    assert!(ok, "{out}{err}");
+    let crl = scep.work.path().join("default.crl");
+    let (ok, out) = super::curl(&[
+        "-o",
+        crl.to_str().unwrap(),
+        &format!("{}/crl/default.crl", scep.daemon.http),
+    ]);
+    assert!(ok, "{out}");
+    let text = String::from_utf8(openssl(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-noout",
+        "-text",
+        "-in",
+        crl.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let at = text
+        .find(&format!("Serial Number: {second_serial}"))
+        .unwrap_or_else(|| panic!("{second_serial} in the CRL: {text}"));
+    assert!(
+        text[at..].lines().take(5).any(|l| l.contains("Key Compromise")),
+        "{text}"
+    );
+
     // A wrong static challenge is refused (a FAILURE CertRep, which scepclient reports).
     let (ok, out) = scep.scepclient(&scep.work.path().join("intruder"), Some("guess"), "intruder");
     assert!(!ok && out.contains("badRequest"), "wrong challenge: {out}");
@@ -326,7 +361,8 @@ fn rust_client_covers_ciphers_digests_get_post_and_discovery() {
         (PkiStatus::Failure, Some(FailInfo::BadRequest))
     );
 
-    // GetCRL answers FAILURE until the CRL issue lands; an empty POST is a clear 400.
+    // GetCRL answers with the issuer's current CRL (the one /crl/default.crl serves), which
+    // openssl verifies against the issuer; an empty POST is a clear 400.
     let issuer_and_serial = testclient::issuer_and_serial(&view_certificate(&scep)).unwrap();
     let mut options = RequestOptions::new(MessageType::GetCrl);
     options.digest = DigestAlg::Sha256;
@@ -334,7 +370,25 @@ fn rust_client_covers_ciphers_digests_get_post_and_discovery() {
         .pki_message(&scep.ra_der("default"), &issuer_and_serial, &options)
         .unwrap();
     let crl = scep.exchange("default", &client, &message, false);
-    assert_eq!(crl.status, PkiStatus::Failure, "{:?}", crl.fail_info_text);
+    assert_eq!(crl.status, PkiStatus::Success, "{:?}", crl.fail_info_text);
+    assert_eq!(crl.crls.len(), 1, "one CRL in the certs-only reply");
+    let crl_file = scep.work.path().join("getcrl.der");
+    std::fs::write(&crl_file, &crl.crls[0]).unwrap();
+    let issuer_pem = scep.work.path().join("getcrl-issuer.pem");
+    std::fs::write(
+        &issuer_pem,
+        openssl(&["x509", "-in", scep.daemon.root.with_file_name("issuer.pem").to_str().unwrap()]),
+    )
+    .unwrap();
+    let output = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-in", crl_file.to_str().unwrap(), "-CAfile"])
+        .arg(&issuer_pem)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stderr).contains("verify OK"),
+        "{output:?}"
+    );
     let (status, _, body) = scep.curl(&[
         "-X",
         "POST",

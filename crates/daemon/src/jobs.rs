@@ -1,0 +1,181 @@
+//! Background jobs: CRL refresh, retention sweeps, inventory gauges, expiry monitoring and
+//! deployment verification. Each runs on its own timer until shutdown; a failing run is
+//! logged and retried at the next tick, never fatal.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use certgate_acme::AcmeServer;
+use certgate_core::Clock;
+use certgate_lifecycle::{DeploymentVerifier, ExpiryMonitor, Notifier};
+use certgate_metrics::{CertificateStatus, Metrics};
+use certgate_revocation::RevocationService;
+use certgate_store::{AcmeStore, CertificateStore, SledStore};
+use tokio::sync::watch;
+
+use crate::config::RetentionConfig;
+use crate::inventory::{CertStatus, InventoryFilter};
+
+/// Runs `job` every `period` (the first run right away) until `shutdown` fires.
+pub async fn every<F, Fut>(period: Duration, mut shutdown: watch::Receiver<bool>, mut job: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => job().await,
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Regenerates CRLs that are half-way to their nextUpdate (revocations regenerate them on
+/// the next read anyway) and rotates OCSP signers that near expiry.
+pub async fn refresh_revocation(revocation: &RevocationService, clock: &dyn Clock) {
+    let now = clock.now();
+    if revocation.refresh_due(now)
+        && let Err(e) = revocation.refresh(now).await
+    {
+        tracing::warn!(error = %e, "refreshing CRLs failed");
+    }
+}
+
+/// Everything the retention sweep touches.
+pub struct Sweeper {
+    /// The store.
+    pub store: SledStore,
+    /// The ACME server (nonces).
+    pub acme: Option<Arc<AcmeServer>>,
+    /// Lifecycle state (delivery records).
+    pub monitor: Option<Arc<ExpiryMonitor>>,
+    /// Retention periods.
+    pub retention: RetentionConfig,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Sweeper {
+    /// One sweep of everything that expires, so the database stays bounded under load.
+    pub async fn run_once(&self) {
+        use certgate_store::ScepChallengeStore;
+        let now = self.clock.now();
+        let ago = |seconds: u64| now - time::Duration::seconds(seconds.min(i64::MAX as u64) as i64);
+        let retention = &self.retention;
+        if let Some(acme) = &self.acme {
+            let swept = acme.sweep_nonces().await;
+            log_swept("ACME nonces", Ok(swept));
+        }
+        let acme = self.store.sweep_acme(ago(retention.acme_seconds_after_expiry)).await;
+        log_swept(
+            "ACME orders and authorizations",
+            acme.map(|s| s.orders + s.authorizations),
+        );
+        log_swept("SCEP challenges", self.store.sweep_scep_challenges(now).await);
+        log_swept(
+            "approvals",
+            self.store
+                .sweep_approvals(ago(retention.approval_seconds), ago(retention.approval_seconds))
+                .await,
+        );
+        log_swept(
+            "expired certificates",
+            self.store
+                .sweep_expired_certificates(ago(retention.certificate_seconds_after_expiry))
+                .await,
+        );
+        if let Some(monitor) = &self.monitor {
+            match monitor.sweep().await {
+                Ok(swept) => tracing::debug!(?swept, "notification records swept"),
+                Err(e) => tracing::warn!(error = %e, "sweeping notification records failed"),
+            }
+        }
+    }
+}
+
+fn log_swept(what: &str, result: Result<u64, certgate_store::StoreError>) {
+    match result {
+        Ok(0) => {}
+        Ok(swept) => tracing::debug!(swept, what, "swept"),
+        Err(e) => tracing::warn!(error = %e, what, "sweeping failed"),
+    }
+}
+
+/// Sets the certificate-status gauges and the next-expiry gauge from the inventory.
+pub async fn inventory_gauges(
+    store: &SledStore,
+    monitor: Option<&ExpiryMonitor>,
+    metrics: &Metrics,
+    clock: &dyn Clock,
+    renewal_fraction: f64,
+) {
+    let now = clock.now();
+    let items = match crate::inventory::list_all(store, &InventoryFilter::default(), now, renewal_fraction).await {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::warn!(error = %e, "counting certificates for metrics failed");
+            return;
+        }
+    };
+    for status in CertStatus::ALL {
+        let count = items.iter().filter(|i| i.status == status).count() as u64;
+        let label = match status {
+            CertStatus::Valid => CertificateStatus::Valid,
+            CertStatus::RenewalDue => CertificateStatus::RenewalDue,
+            CertStatus::Superseded => CertificateStatus::Superseded,
+            CertStatus::Expired => CertificateStatus::Expired,
+            CertStatus::Revoked => CertificateStatus::Revoked,
+        };
+        metrics.set_certificates(label, count);
+    }
+    if let Some(monitor) = monitor {
+        match monitor.next_expiry_without_successor().await {
+            Ok(next) => {
+                metrics.set_next_expiry_seconds(next.map(|n| (n.not_after - now).as_seconds_f64()));
+            }
+            Err(e) => tracing::warn!(error = %e, "finding the next expiry failed"),
+        }
+    }
+}
+
+/// One expiry scan, logged.
+pub async fn scan_expiries(monitor: &ExpiryMonitor) {
+    match monitor.run_once().await {
+        Ok(summary) => {
+            if summary.renewal_due + summary.expiring > 0 {
+                tracing::info!(target: "certgate::notify", ?summary, "expiry scan sent notifications");
+            } else {
+                tracing::debug!(?summary, "expiry scan");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "expiry scan failed"),
+    }
+}
+
+/// One deployment check of every target, logged.
+pub async fn verify_deployments(verifier: &DeploymentVerifier) {
+    match verifier.run_once().await {
+        Ok(reports) => {
+            // The lifecycle crate logs each observation; this is the run's summary.
+            tracing::debug!(targets = reports.len(), "deployment verification run");
+        }
+        Err(e) => tracing::warn!(error = %e, "deployment verification failed"),
+    }
+}
+
+/// Adds webhook failures the notifier counted since the last call to the metrics.
+pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut u64) {
+    let total = notifier.failures_total();
+    for _ in *seen..total {
+        metrics.webhook_failure("other");
+    }
+    *seen = total;
+}
+
+/// A store handle as the trait objects the lifecycle crate takes.
+pub fn certificate_store(store: &SledStore) -> Arc<dyn CertificateStore> {
+    Arc::new(store.clone())
+}

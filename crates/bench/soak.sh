@@ -2,8 +2,9 @@
 # The soak of BENCHMARKS.md: mixed issuance against one certgate for SOAK_MINUTES (default 30)
 # while the daemon's RSS and the database size on disk are sampled every minute.
 #
-#   ACME   certgate-bench, 4 clients, validate-always, certificates valid 2 minutes (newOrder
-#          notAfter), authorizations reused, orders expiring after 60 s
+#   ACME   certgate-bench, 2 clients in 20-second runs with 10-second pauses, validate-always,
+#          certificates valid 2 minutes (newOrder notAfter), authorizations reused, orders
+#          expiring after 60 s
 #   EST    curl simpleenroll in a loop (a 2-minute profile), HTTP Basic
 #   revocations, CRL downloads and OCSP queries every few seconds, expiry scans every 30 s
 #
@@ -123,7 +124,7 @@ sample() {
     local rss db certs
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
     db=$(du -sb "$work/data/db" | cut -f1)
-    certs=$(curl -sS --unix-socket "$work/data/admin.sock" http://admin/v1/status |
+    certs=$(curl -sS --unix-socket "$work/data/admin.sock" http://admin/v1/status | tr -d ' \n' |
         sed -n 's/.*"certificates":\([0-9]*\).*/\1/p')
     echo "$1,$rss,$db,$certs" | tee -a "$work/soak.csv"
 }

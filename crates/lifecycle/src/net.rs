@@ -11,18 +11,17 @@ use hyper::Request;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use rustls::client::Resumption;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms, aws_lc_rs};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, PeerMisbehaved, RootCertStore, SignatureScheme};
+use rustls::crypto::{CryptoProvider, aws_lc_rs};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use x509_parser::certificate::X509Certificate;
-use x509_parser::prelude::FromDer;
+
+use certgate_validation::DangerAcceptAnyCertificate;
 
 use crate::LifecycleError;
 
@@ -144,9 +143,9 @@ pub(crate) fn system_roots() -> Result<RootCertStore, String> {
 /// which is what the alert would then say.
 pub(crate) fn observing_tls() -> Result<Arc<ClientConfig>, String> {
     let provider = provider();
-    let verifier = Arc::new(AcceptAnyCertificate {
-        algorithms: provider.signature_verification_algorithms,
-    });
+    // The same verifier ACME validation uses: any certificate, but the handshake signature
+    // must still verify against the served certificate's key.
+    let verifier = Arc::new(DangerAcceptAnyCertificate::new(&provider));
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS client setup: {e}"))?
@@ -156,80 +155,6 @@ pub(crate) fn observing_tls() -> Result<Arc<ClientConfig>, String> {
     // Each check is a fresh handshake: a resumed session would show no certificate.
     config.resumption = Resumption::disabled();
     Ok(Arc::new(config))
-}
-
-#[derive(Debug)]
-struct AcceptAnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl AcceptAnyCertificate {
-    fn with_public_key<T>(
-        cert: &CertificateDer<'_>,
-        f: impl FnOnce(&x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<T, rustls::Error>,
-    ) -> Result<T, rustls::Error> {
-        let (_, parsed) = X509Certificate::from_der(cert.as_ref())
-            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        f(parsed.public_key())
-    }
-}
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // As rustls does for TLS 1.2: a scheme may map to several algorithms; any may verify.
-        let candidates = self
-            .algorithms
-            .mapping
-            .iter()
-            .find(|(scheme, _)| *scheme == dss.scheme)
-            .map(|(_, algorithms)| *algorithms)
-            .ok_or(rustls::Error::PeerMisbehaved(
-                PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
-            ))?;
-        Self::with_public_key(cert, |spki| {
-            let key = &spki.subject_public_key.data;
-            if candidates
-                .iter()
-                .any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok())
-            {
-                Ok(HandshakeSignatureValid::assertion())
-            } else {
-                Err(rustls::Error::InvalidCertificate(CertificateError::BadSignature))
-            }
-        })
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Self::with_public_key(cert, |spki| {
-            let spki = SubjectPublicKeyInfoDer::from(spki.raw);
-            rustls::crypto::verify_tls13_signature_with_raw_key(message, &spki, dss, &self.algorithms)
-        })
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// The leaf certificate `target` serves: TCP connect and TLS handshake before `deadline`,

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 pub use crate::error::{ValidationError, ValidationErrorKind};
+pub use crate::net::DangerAcceptAnyCertificate;
 
 /// How validations reach the network. Built once per ACME endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -171,9 +171,7 @@ pub(crate) struct TlsConfigs {
 impl TlsConfigs {
     pub(crate) fn new() -> Result<Self, ValidationError> {
         let provider = Arc::new(aws_lc_rs::default_provider());
-        let verifier = Arc::new(DangerAcceptAnyCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        });
+        let verifier = Arc::new(DangerAcceptAnyCertificate::new(&provider));
         let build = |alpn: &[u8]| -> Result<Arc<ClientConfig>, ValidationError> {
             let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider) as Arc<CryptoProvider>)
                 // TLS 1.2 and 1.3 (RFC 8737 4 requires at least 1.2).
@@ -202,12 +200,22 @@ impl TlsConfigs {
 ///
 /// The key is read with x509-parser rather than webpki: webpki refuses certificates with
 /// unknown critical extensions, and the tls-alpn-01 acmeIdentifier extension is critical.
+///
+/// Deployment verification (`certgate-lifecycle`) uses it too, to observe what a TLS endpoint
+/// serves.
 #[derive(Debug)]
-struct DangerAcceptAnyCertificate {
+pub struct DangerAcceptAnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl DangerAcceptAnyCertificate {
+    /// A verifier checking handshake signatures with `provider`'s algorithms.
+    pub fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
+
     fn with_public_key<T>(
         cert: &CertificateDer<'_>,
         f: impl FnOnce(&SubjectPublicKeyInfo<'_>) -> Result<T, rustls::Error>,

@@ -377,11 +377,23 @@ fn rust_client_covers_ciphers_digests_get_post_and_discovery() {
     let issuer_pem = scep.work.path().join("getcrl-issuer.pem");
     std::fs::write(
         &issuer_pem,
-        openssl(&["x509", "-in", scep.daemon.root.with_file_name("issuer.pem").to_str().unwrap()]),
+        openssl(&[
+            "x509",
+            "-in",
+            scep.daemon.root.with_file_name("issuer.pem").to_str().unwrap(),
+        ]),
     )
     .unwrap();
     let output = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-in", crl_file.to_str().unwrap(), "-CAfile"])
+        .args([
+            "crl",
+            "-inform",
+            "DER",
+            "-noout",
+            "-in",
+            crl_file.to_str().unwrap(),
+            "-CAfile",
+        ])
         .arg(&issuer_pem)
         .output()
         .unwrap();

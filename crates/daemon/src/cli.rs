@@ -891,8 +891,8 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
 }
 
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {
-    /// Entries per call to the daemon or store.
-    const PAGE: usize = 5000;
+    /// Entries asked for per call (the store answers at most its own page size, 1000).
+    const PAGE: usize = 1000;
     async fn all_lines(common: &Common, after: u64) -> anyhow::Result<String> {
         let (_, data_dir) = common.load()?;
         let inventory = Inventory::open(&data_dir).await?;
@@ -906,7 +906,8 @@ async fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 after = entry.seq;
             }
             text.push_str(&page);
-            if lines < PAGE {
+            // Only an empty page ends the log: a page may be shorter than asked for.
+            if lines == 0 {
                 break;
             }
         }

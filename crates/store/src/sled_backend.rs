@@ -124,11 +124,11 @@ impl SledStore {
         // for what only it does in sled 0.34: segment garbage collection (relocating the live
         // pages of mostly-dead segments). Without it the file grows without bound under churn
         // even while the live data stays flat (measured: 75 MB/min in the soak, BENCHMARKS.md).
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
-            .flush_every_ms(Some(SLED_BACKGROUND_FLUSH_MS))
-            .open()?;
+            .flush_every_ms(Some(SLED_BACKGROUND_FLUSH_MS));
+        let db = open_when_unlocked(&config)?;
         let tree = |name: &str| db.open_tree(name);
         let (serials, pending, abandoned, certs) =
             (tree("serials")?, tree("pending")?, tree("abandoned")?, tree("certs")?);
@@ -217,6 +217,22 @@ impl SledStore {
         let seq = self.inner.durability.mark_written();
         self.inner.durability.wait_durable(seq).await
     }
+}
+
+/// Opens the database, waiting up to a second for its file lock: a store dropped a moment ago
+/// in this process holds the lock until sled's background threads have finished. A lock held
+/// longer (another process) is refused as before.
+fn open_when_unlocked(config: &sled::Config) -> Result<sled::Db, StoreError> {
+    const ATTEMPTS: u32 = 50;
+    for attempt in 1..=ATTEMPTS {
+        match config.open() {
+            Err(sled::Error::Io(e)) if attempt < ATTEMPTS && e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
+    unreachable!("the last attempt returns")
 }
 
 impl SledStore {

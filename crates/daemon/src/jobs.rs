@@ -11,7 +11,7 @@ use certgate_core::Clock;
 use certgate_lifecycle::{DeploymentVerifier, ExpiryMonitor, Notifier};
 use certgate_metrics::{CertificateStatus, Metrics};
 use certgate_revocation::RevocationService;
-use certgate_store::{AcmeStore, CertificateStore, SledStore};
+use certgate_store::{AcmeStore, SledStore};
 use tokio::sync::watch;
 
 use crate::config::RetentionConfig;
@@ -173,9 +173,4 @@ pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut u64) 
         metrics.webhook_failure("other");
     }
     *seen = total;
-}
-
-/// A store handle as the trait objects the lifecycle crate takes.
-pub fn certificate_store(store: &SledStore) -> Arc<dyn CertificateStore> {
-    Arc::new(store.clone())
 }

@@ -8,8 +8,10 @@
 #   EST    curl simpleenroll in a loop (a 2-minute profile), HTTP Basic
 #   revocations, CRL downloads and OCSP queries every few seconds, expiry scans every 30 s
 #
-# Retention is short (everything finished is swept 60 s after it expires), so a bounded store
-# shows as a flat curve: the database holds a few minutes of certificates, not the whole run.
+# Retention is short (everything finished is swept 60 s after it expires, and the audit log
+# keeps its newest 5000 entries in the database, the rest in segment files under data/audit),
+# so a bounded store shows as a flat curve: the database holds a few minutes of certificates,
+# not the whole run. The audit segments grow by design; their size is sampled too.
 # Usage: crates/bench/soak.sh [WORKDIR]    (run from the workspace root)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,6 +61,7 @@ acme_seconds_after_expiry = 60
 certificate_seconds_after_expiry = 60
 approval_seconds = 60
 delivery_days = 1
+audit_entries_in_store = 5000
 TOML
 rm -rf "$work/data"
 "$certgate" serve --config "$work/certgate.toml" >"$work/certgate.log" 2>&1 &
@@ -119,14 +122,15 @@ pids+=($!)
 bench_pid=$!
 pids+=($bench_pid)
 
-echo "minute,rss_kib,db_bytes,certificates" | tee "$work/soak.csv"
+echo "minute,rss_kib,db_bytes,certificates,audit_archive_bytes" | tee "$work/soak.csv"
 sample() {
-    local rss db certs
+    local rss db certs archive
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
     db=$(du -sb "$work/data/db" | cut -f1)
+    archive=$(du -sb "$work/data/audit" 2>/dev/null | cut -f1)
     certs=$(curl -sS --unix-socket "$work/data/admin.sock" http://admin/v1/status | tr -d ' \n' |
         sed -n 's/.*"certificates":\([0-9]*\).*/\1/p')
-    echo "$1,$rss,$db,$certs" | tee -a "$work/soak.csv"
+    echo "$1,$rss,$db,$certs,${archive:-0}" | tee -a "$work/soak.csv"
 }
 sample 0
 for minute in $(seq 1 "$minutes"); do

@@ -1179,7 +1179,7 @@ impl Inventory {
             endpoints: Vec::new(),
             public_base_url: None,
         };
-        let audit = Arc::new(SledAuditLog::open(&store)?);
+        let audit = Arc::new(crate::wiring::open_audit_log(&store, data_dir)?);
         let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?
             .with_audit(Arc::clone(&audit) as Arc<dyn AuditLog>);
         Ok(Self::Store {

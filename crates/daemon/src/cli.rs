@@ -1,5 +1,6 @@
 //! The command line.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -893,40 +894,58 @@ async fn token(command: TokenCommand) -> anyhow::Result<()> {
 async fn audit(command: AuditCommand) -> anyhow::Result<()> {
     /// Entries asked for per call (the store answers at most its own page size, 1000).
     const PAGE: usize = 1000;
-    async fn all_lines(common: &Common, after: u64) -> anyhow::Result<String> {
+    /// Hands every line of the log after `after` to `each`, a page at a time (the log may be
+    /// far larger than memory).
+    async fn each_line(
+        common: &Common,
+        after: u64,
+        mut each: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let (_, data_dir) = common.load()?;
         let inventory = Inventory::open(&data_dir).await?;
-        let mut text = String::new();
         let mut after = after;
         loop {
             let page = inventory.audit_lines(after, PAGE).await?;
-            let lines = page.lines().count();
-            if let Some(last) = page.lines().last() {
-                let entry: certgate_store::audit::AuditEntry = serde_json::from_str(last)?;
-                after = entry.seq;
-            }
-            text.push_str(&page);
-            // Only an empty page ends the log: a page may be shorter than asked for.
-            if lines == 0 {
+            // Only an empty page ends the log: a page may be shorter than asked for (at the
+            // end of an archive segment).
+            let Some(last) = page.lines().last() else {
                 break;
-            }
+            };
+            let entry: certgate_store::audit::AuditEntry = serde_json::from_str(last)?;
+            after = entry.seq;
+            page.lines().try_for_each(&mut each)?;
         }
         inventory.close().await?;
-        Ok(text)
+        Ok(())
     }
     match command {
         AuditCommand::Export { common, after } => {
-            print_raw(&all_lines(&common, after).await?);
+            let mut out = std::io::stdout().lock();
+            each_line(&common, after, |line| Ok(writeln!(out, "{line}")?)).await?;
+            out.flush()?;
             Ok(())
         }
         AuditCommand::Verify { common, file } => {
-            let text = match file {
-                Some(file) => std::fs::read_to_string(&file)?,
-                None => all_lines(&common, 0).await?,
+            let verified = match file {
+                Some(file) => {
+                    let reader = std::io::BufReader::new(std::fs::File::open(&file)?);
+                    certgate_store::audit::verify_jsonl(reader)
+                }
+                None => {
+                    let mut verifier = certgate_store::audit::JsonlVerifier::default();
+                    // The first break ends the walk; any other error is not a verdict.
+                    match each_line(&common, 0, |line| Ok(verifier.push_line(line)?)).await {
+                        Ok(()) => verifier.finish(),
+                        Err(e) => Err(e.downcast::<certgate_store::audit::AuditError>()?),
+                    }
+                }
             };
-            match certgate_store::audit::verify_jsonl(text.as_bytes()) {
+            match verified {
                 Ok(summary) => {
-                    say(&format!("audit log ok: {} entries, chain intact", summary.entries));
+                    say(&format!(
+                        "audit log ok: {} entries, chain intact, last hash {}",
+                        summary.entries, summary.last_hash
+                    ));
                     Ok(())
                 }
                 Err(e) => bail!("audit log broken: {e}"),

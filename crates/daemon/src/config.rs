@@ -40,6 +40,24 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How long finished state is kept before the sweeper removes it.
     pub retention: RetentionConfig,
+    /// The embedded database.
+    pub store: StoreConfig,
+}
+
+/// The embedded (sled) database in `<data_dir>/db`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The most memory (MiB) sled's page cache may hold.
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            cache_mib: certgate_store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +75,7 @@ impl Default for Config {
             lifecycle: LifecycleConfig::default(),
             admin: AdminConfig::default(),
             retention: RetentionConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -212,6 +231,9 @@ pub struct RetentionConfig {
     pub approval_seconds: u64,
     /// Days webhook delivery records and deployment observations are kept.
     pub delivery_days: u32,
+    /// Audit entries kept in the database; older ones move, unchanged, to segment files in
+    /// `<data_dir>/audit/` (still exported and verified as one log).
+    pub audit_entries_in_store: u64,
 }
 
 impl Default for RetentionConfig {
@@ -222,6 +244,7 @@ impl Default for RetentionConfig {
             certificate_seconds_after_expiry: 365 * 86_400,
             approval_seconds: 30 * 86_400,
             delivery_days: 30,
+            audit_entries_in_store: 100_000,
         }
     }
 }
@@ -1051,6 +1074,12 @@ impl Config {
                 "lifecycle.scan_interval_seconds and retention.sweep_interval_seconds must be positive".into(),
             );
         }
+        if !(16..=1_048_576).contains(&self.store.cache_mib) {
+            return invalid("store.cache_mib must be between 16 and 1048576".into());
+        }
+        if self.retention.audit_entries_in_store == 0 {
+            return invalid("retention.audit_entries_in_store must be positive (the newest entry stays)".into());
+        }
         let mut names = Vec::new();
         for hook in &lifecycle.webhooks {
             let id = format!("webhook {:?}", hook.name);
@@ -1392,6 +1421,8 @@ mod tests {
                 "est_zero_in_flight",
                 "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nmax_in_flight = 0",
             ),
+            ("store_cache_too_small", "[store]\ncache_mib = 1"),
+            ("audit_entries_in_store_zero", "[retention]\naudit_entries_in_store = 0"),
             (
                 "absurd_validity",
                 "[[profiles]]\nname = \"p\"\nusage = \"device\"\ndefault_validity_days = 30\nmax_validity_days = 4000000000",

@@ -11,6 +11,7 @@ use certgate_core::Clock;
 use certgate_lifecycle::{DeploymentVerifier, ExpiryMonitor, Notifier};
 use certgate_metrics::{CertificateStatus, Metrics};
 use certgate_revocation::RevocationService;
+use certgate_store::audit::SledAuditLog;
 use certgate_store::{AcmeStore, SledStore};
 use tokio::sync::watch;
 
@@ -52,6 +53,8 @@ pub struct Sweeper {
     pub acme: Option<Arc<AcmeServer>>,
     /// Lifecycle state (delivery records).
     pub monitor: Option<Arc<ExpiryMonitor>>,
+    /// The audit log, whose oldest entries move to segment files.
+    pub audit: Arc<SledAuditLog>,
     /// Retention periods.
     pub retention: RetentionConfig,
     /// The clock.
@@ -87,10 +90,31 @@ impl Sweeper {
                 .sweep_expired_certificates(ago(retention.certificate_seconds_after_expiry))
                 .await,
         );
+        self.archive_audit().await;
         if let Some(monitor) = &self.monitor {
             match monitor.sweep().await {
                 Ok(swept) => tracing::debug!(?swept, "notification records swept"),
                 Err(e) => tracing::warn!(error = %e, "sweeping notification records failed"),
+            }
+        }
+    }
+
+    /// Moves audit entries beyond `audit_entries_in_store` into segment files, a segment at a
+    /// time, so the database holds a bounded tail of the log.
+    async fn archive_audit(&self) {
+        loop {
+            match self.audit.archive(self.retention.audit_entries_in_store).await {
+                Ok(Some(segment)) => tracing::info!(
+                    first = segment.first,
+                    last = segment.last,
+                    path = %segment.path.display(),
+                    "audit entries archived"
+                ),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "archiving audit entries failed");
+                    return;
+                }
             }
         }
     }
@@ -166,11 +190,16 @@ pub async fn verify_deployments(verifier: &DeploymentVerifier) {
     }
 }
 
-/// Adds webhook failures the notifier counted since the last call to the metrics.
-pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut u64) {
-    let total = notifier.failures_total();
-    for _ in *seen..total {
-        metrics.webhook_failure("other");
+/// Adds webhook failures the notifier counted since the last call to the metrics, by webhook
+/// (`seen` holds the counts already added, in the notifier's webhook order).
+pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut Vec<u64>) {
+    for (index, (name, total)) in notifier.failures_by_webhook().enumerate() {
+        if seen.len() <= index {
+            seen.resize(index + 1, 0);
+        }
+        for _ in seen[index]..total {
+            metrics.webhook_failure(name);
+        }
+        seen[index] = total;
     }
-    *seen = total;
 }

@@ -186,6 +186,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             store: parts.store.clone(),
             acme: parts.acme.clone(),
             monitor: Some(Arc::clone(&parts.lifecycle.monitor)),
+            audit: Arc::clone(&parts.audit),
             retention: parts.config.config.retention.clone(),
             clock: Arc::clone(&parts.clock),
         });
@@ -204,7 +205,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         );
         let fraction = parts.config.config.lifecycle.renewal_fraction();
         let period = Duration::from_secs(parts.config.config.lifecycle.scan_interval_seconds);
-        let seen_failures = Arc::new(std::sync::Mutex::new(0u64));
+        let seen_failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         tasks.push(tokio::spawn(jobs::every(period, shutdown_rx.clone(), move || {
             let (lifecycle, store, metrics, clock) = (
                 lifecycle.clone(),

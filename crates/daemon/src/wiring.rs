@@ -257,10 +257,16 @@ pub fn load_issuers(config: &CheckedConfig, data_dir: &Path, clock: &dyn Clock) 
     Ok(issuers)
 }
 
-/// Opens the store in `<data_dir>/db`, explaining the usual reason it cannot be opened.
+/// Opens the store in `<data_dir>/db` with the default page cache, explaining the
+/// usual reason it cannot be opened.
 pub fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
+    open_store_with_cache(data_dir, certgate_store::DEFAULT_CACHE_BYTES)
+}
+
+/// [`open_store`] with the page cache the configuration asks for.
+pub fn open_store_with_cache(data_dir: &Path, cache_bytes: u64) -> anyhow::Result<SledStore> {
     let path = data_dir.join("db");
-    SledStore::open(&path).map_err(|e| {
+    SledStore::open_with_cache(&path, cache_bytes).map_err(|e| {
         let text = e.to_string();
         if text.contains("lock") || text.contains("WouldBlock") || text.contains("Resource temporarily unavailable") {
             anyhow::anyhow!(
@@ -271,6 +277,13 @@ pub fn open_store(data_dir: &Path) -> anyhow::Result<SledStore> {
             anyhow::anyhow!("opening the store {}: {text}", path.display())
         }
     })
+}
+
+/// Opens the audit log of `store`, with its archive segments in `<data_dir>/audit`.
+pub fn open_audit_log(store: &SledStore, data_dir: &Path) -> anyhow::Result<SledAuditLog> {
+    let dir = data_dir.join("audit");
+    SledAuditLog::open_with_archive(store, &dir)
+        .map_err(|e| anyhow::anyhow!("opening the audit log (archive {}): {e}", dir.display()))
 }
 
 /// The internal endpoint for the daemon's own certificate: names as the operator configured.
@@ -291,7 +304,7 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     prepare_data_dir(&data_dir)?;
     let issuers = load_issuers(&config, &data_dir, clock.as_ref())?;
-    let store = open_store(&data_dir)?;
+    let store = open_store_with_cache(&data_dir, config.config.store.cache_mib * 1024 * 1024)?;
     let mut endpoints = config.endpoints.clone();
     endpoints.push(daemon_tls_endpoint(&config.config.tls.issuer)?);
     let metrics = Arc::new(Metrics::new(MetricsConfig {
@@ -304,7 +317,7 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
             .map(|w| w.name.clone())
             .collect(),
     }));
-    let audit = Arc::new(SledAuditLog::open(&store)?);
+    let audit = Arc::new(open_audit_log(&store, &data_dir)?);
     let authority = Authority::new(
         AuthorityConfig {
             issuers,

@@ -82,6 +82,8 @@ struct Webhook {
     key: hmac::Key,
     events: Option<BTreeSet<NotificationEvent>>,
     tls: Option<Arc<ClientConfig>>,
+    /// Deliveries to this webhook given up (counted in `Inner::failures` too).
+    failures: AtomicU64,
 }
 
 impl std::fmt::Debug for Webhook {
@@ -150,6 +152,7 @@ impl Webhook {
             key: hmac::Key::new(hmac::HMAC_SHA256, config.secret.expose()),
             events: config.events.as_ref().map(|e| e.iter().copied().collect()),
             tls,
+            failures: AtomicU64::new(0),
         })
     }
 
@@ -238,6 +241,7 @@ impl Notifier {
             });
             if !admitted {
                 inner.failures.fetch_add(1, Ordering::Relaxed);
+                webhook.failures.fetch_add(1, Ordering::Relaxed);
                 let error = format!("not attempted: {max} deliveries already queued");
                 tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
                     alert_key = %delivery.alert_key, delivery = %delivery.id, "{error}");
@@ -269,6 +273,14 @@ impl Notifier {
     /// Deliveries given up: every attempt failed, or the queue was full (a counter).
     pub fn failures_total(&self) -> u64 {
         self.inner.failures.load(Ordering::Relaxed)
+    }
+
+    /// [`Notifier::failures_total`] by webhook name, in configuration order.
+    pub fn failures_by_webhook(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.inner
+            .webhooks
+            .iter()
+            .map(|w| (w.name.as_str(), w.failures.load(Ordering::Relaxed)))
     }
 
     /// Attempts that failed, retried or not (a counter).
@@ -318,6 +330,7 @@ impl Inner {
                     self.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     if attempt == attempts {
                         self.failures.fetch_add(1, Ordering::Relaxed);
+                        webhook.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
                             alert_key = %delivery.alert_key, delivery = %delivery.id, attempt, status = ?e.status,
                             error = %e.error, "notification not delivered; giving up");

@@ -113,24 +113,13 @@ fn minimal_be(value: u128) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use time::Duration;
     use x509_parser::prelude::{FromDer, X509Certificate};
     use x509_parser::revocation_list::CertificateRevocationList;
 
     use super::*;
-    use crate::{CaInitOptions, KeyType, init_ca};
-    use certgate_core::Name;
-
-    fn issuer(dir: &Path, key_type: KeyType) -> Issuer {
-        let options = CaInitOptions {
-            key_type,
-            ..CaInitOptions::default()
-        };
-        let files = init_ca(&dir.join("ca"), &options, OffsetDateTime::now_utc()).unwrap();
-        Issuer::load(Name::new("default").unwrap(), &files, None).unwrap()
-    }
+    use crate::KeyType;
+    use crate::test_issuer::issuer;
 
     #[test]
     fn minimal_big_endian_numbers() {

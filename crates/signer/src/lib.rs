@@ -13,6 +13,8 @@ mod keys;
 mod leaf;
 mod ocsp;
 mod ra;
+#[cfg(test)]
+mod test_issuer;
 
 pub use ca::{CaInitOptions, IssuerFiles, import_ca, init_ca};
 pub use crl::{CrlSpec, RevokedEntry};

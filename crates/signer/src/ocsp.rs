@@ -262,17 +262,7 @@ mod tests {
     use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 
     use super::*;
-    use crate::{CaInitOptions, init_ca};
-    use certgate_core::Name;
-
-    fn issuer(dir: &Path, key_type: KeyType) -> Issuer {
-        let options = CaInitOptions {
-            key_type,
-            ..CaInitOptions::default()
-        };
-        let files = init_ca(&dir.join("ca"), &options, OffsetDateTime::now_utc()).unwrap();
-        Issuer::load(Name::new("default").unwrap(), &files, None).unwrap()
-    }
+    use crate::test_issuer::issuer;
 
     #[test]
     fn good_signer_has_the_delegation_extensions_and_signs() {

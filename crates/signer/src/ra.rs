@@ -328,17 +328,7 @@ mod tests {
     use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 
     use super::*;
-    use crate::{CaInitOptions, IssuerFiles, init_ca};
-    use certgate_core::Name;
-
-    fn issuer(dir: &Path, key_type: KeyType) -> Issuer {
-        let options = CaInitOptions {
-            key_type,
-            ..CaInitOptions::default()
-        };
-        let files: IssuerFiles = init_ca(&dir.join("ca"), &options, OffsetDateTime::now_utc()).unwrap();
-        Issuer::load(Name::new("default").unwrap(), &files, None).unwrap()
-    }
+    use crate::test_issuer::issuer;
 
     #[test]
     fn create_load_decrypt_sign() {

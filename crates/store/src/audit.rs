@@ -53,8 +53,12 @@
 //!
 //! # Retention
 //!
-//! The log is append-only: nothing here deletes or sweeps entries. Retention is the operator's
-//! business (export, archive, then a new data directory); it is out of scope for the store.
+//! Nothing deletes entries. So that the database stays bounded under endless issuance, the
+//! sled log moves its oldest entries, unchanged, into append-once segment files beside the
+//! database ([`SledAuditLog::archive`]) and keeps only the anchor (seq and hash) of the last
+//! one it moved. Reads page through the segments and then the database as one log, so export
+//! and verification cover the whole chain; the segments are plain JSON lines an operator can
+//! ship elsewhere, `cat` together and check with [`verify_jsonl`].
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -66,7 +70,7 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 
-pub use crate::sled_audit::SledAuditLog;
+pub use crate::sled_audit::{ArchiveAnchor, ArchivedSegment, SEGMENT_ENTRIES, SledAuditLog};
 
 /// The `prev_hash` of the first entry: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -321,7 +325,7 @@ pub enum AuditError {
 }
 
 /// Checks entries in order, one at a time.
-struct Verifier {
+pub(crate) struct Verifier {
     next_seq: u64,
     last_hash: String,
     /// A seq gap seen at the previous entry (expected, found). Whether it is a removal or a
@@ -331,14 +335,25 @@ struct Verifier {
 
 impl Verifier {
     fn new() -> Self {
+        Self::after(0, GENESIS_HASH)
+    }
+
+    /// A verifier for the entries that follow entry `seq`, whose hash is `hash`.
+    pub(crate) fn after(seq: u64, hash: &str) -> Self {
         Self {
-            next_seq: 1,
-            last_hash: GENESIS_HASH.to_owned(),
+            next_seq: seq + 1,
+            last_hash: hash.to_owned(),
             gap: None,
         }
     }
 
-    fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
+    /// The seq the next entry must carry, and the hash it must link to (meaningful while no
+    /// gap is pending).
+    pub(crate) fn expected(&self) -> (u64, &str) {
+        (self.next_seq, &self.last_hash)
+    }
+
+    pub(crate) fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
         if let Some((expected_seq, found_seq)) = self.gap.take() {
             return Err(if entry.seq < found_seq {
                 ChainError::OutOfOrder { seq: found_seq }
@@ -368,7 +383,7 @@ impl Verifier {
         Ok(())
     }
 
-    fn finish(self) -> Result<ChainSummary, ChainError> {
+    pub(crate) fn finish(self) -> Result<ChainSummary, ChainError> {
         if let Some((expected_seq, found_seq)) = self.gap {
             return Err(ChainError::Missing {
                 expected_seq,
@@ -397,17 +412,47 @@ pub fn verify_chain(entries: impl IntoIterator<Item = AuditEntry>) -> Result<Cha
 /// certgate writes: a line re-serialized by another tool (reordered or extra members,
 /// whitespace, duplicate keys) is [`AuditError::Malformed`], so the file is what was hashed.
 pub fn verify_jsonl(reader: impl BufRead) -> Result<ChainSummary, AuditError> {
-    let mut verifier = Verifier::new();
-    for (number, line) in (1u64..).zip(reader.lines()) {
-        let line = line?;
-        let malformed = |reason: String| AuditError::Malformed { line: number, reason };
-        let entry: AuditEntry = serde_json::from_str(&line).map_err(|e| malformed(e.to_string()))?;
-        if entry.to_json_line().ok().as_deref() != Some(line.as_str()) {
+    let mut verifier = JsonlVerifier::default();
+    for line in reader.lines() {
+        verifier.push_line(&line?)?;
+    }
+    verifier.finish()
+}
+
+/// [`verify_jsonl`] a line at a time, for an export that arrives in pages.
+pub struct JsonlVerifier {
+    verifier: Verifier,
+    lines: u64,
+}
+
+impl Default for JsonlVerifier {
+    fn default() -> Self {
+        Self {
+            verifier: Verifier::new(),
+            lines: 0,
+        }
+    }
+}
+
+impl JsonlVerifier {
+    /// Checks the next line (without its line end).
+    pub fn push_line(&mut self, line: &str) -> Result<(), AuditError> {
+        self.lines += 1;
+        let malformed = |reason: String| AuditError::Malformed {
+            line: self.lines,
+            reason,
+        };
+        let entry: AuditEntry = serde_json::from_str(line).map_err(|e| malformed(e.to_string()))?;
+        if entry.to_json_line().ok().as_deref() != Some(line) {
             return Err(malformed("not in the exact form certgate writes".into()));
         }
-        verifier.push(&entry)?;
+        Ok(self.verifier.push(&entry)?)
     }
-    Ok(verifier.finish()?)
+
+    /// The summary, once every line has been pushed.
+    pub fn finish(self) -> Result<ChainSummary, AuditError> {
+        Ok(self.verifier.finish()?)
+    }
 }
 
 /// Verifies the whole log in a store, walking it in pages of [`MAX_PAGE`].

@@ -41,7 +41,7 @@ pub use model::{
     SerialReservation,
 };
 pub use scep_challenges::ScepChallengeStore;
-pub use sled_backend::SledStore;
+pub use sled_backend::{DEFAULT_CACHE_BYTES, SledStore};
 
 /// Every certificate matching `filter`, walking all pages (for exports and tests; the
 /// protocol paths page explicitly).

@@ -38,6 +38,10 @@ const MAX_COMMIT_DELAY: std::time::Duration = std::time::Duration::from_millis(2
 /// churn makes (BENCHMARKS.md); at 100 ms it can reclaim ten times that.
 const SLED_BACKGROUND_FLUSH_MS: u64 = 100;
 
+/// sled's page cache unless the caller chooses ([`SledStore::open_with_cache`]): bounds the
+/// daemon's memory whatever the database size.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Why a reservation found at open was abandoned.
 const CRASH_REASON: &str = "process stopped after reserving the serial and before recording a certificate; \
                             no certificate with this serial was ever handed out";
@@ -120,6 +124,12 @@ impl SledStore {
     /// Opens (or creates) the database in `dir` and resolves any reservation left in flight
     /// by a crash: it is marked abandoned, so no serial is ever ambiguous.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`SledStore::open`] with sled's page cache capped at `cache_bytes` (sled's own default
+    /// is 1 GiB, which a busy daemon fills with pages it will not read again).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         // Durability points flush explicitly (group commit). The periodic flusher stays on
         // for what only it does in sled 0.34: segment garbage collection (relocating the live
         // pages of mostly-dead segments). Without it the file grows without bound under churn
@@ -127,6 +137,7 @@ impl SledStore {
         let config = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(cache_bytes)
             .flush_every_ms(Some(SLED_BACKGROUND_FLUSH_MS));
         let db = open_when_unlocked(&config)?;
         let tree = |name: &str| db.open_tree(name);

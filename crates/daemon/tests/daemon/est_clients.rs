@@ -6,6 +6,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use certgate_test_support::{openssl_verify, pkilint, unwaived};
@@ -28,7 +29,8 @@ fn est_config(bootstrap_anchor: &Path) -> String {
          [[endpoints]]\nprotocol = \"est\"\nname = \"factory\"\nprofiles = [\"device\"]\n\
          [endpoints.est]\nauth = \"certificate\"\ntrust_anchors = [\"{}\"]\n\
          [[endpoints]]\nprotocol = \"est\"\nname = \"bound\"\nprofiles = [\"device\"]\n\
-         [endpoints.est]\nchannel_binding = true\n",
+         [endpoints.est]\nchannel_binding = true\n\
+         [retention]\nsweep_interval_seconds = 1\naudit_entries_in_store = 3\n",
         bootstrap_anchor.display()
     )
 }
@@ -1026,11 +1028,43 @@ fn est_certificates_through_revocation_inventory_audit_and_metrics() {
     let (ok, out, err) = est.daemon.cli(&["verify-deployment", "--target", &address]);
     assert!(ok && out.contains(&address) && out.contains("current"), "{out}{err}");
 
-    // Audit log: intact, and every kind of tampering with an export is named.
+    // Audit log: all but the newest 3 entries move to segment files (the sweeper runs every
+    // second here); export and verify still cover the whole log from seq 1.
+    let archive = est.daemon.dir.path().join("data/audit");
+    let segments = || -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&archive)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        files
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while segments().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let first_segment = segments().into_iter().next().expect("an audit segment within 20 s");
+    assert!(
+        first_segment.to_string_lossy().contains("audit-00000000000000000001-"),
+        "{first_segment:?}"
+    );
     let (ok, out, err) = est.daemon.cli(&["audit", "verify"]);
     assert!(ok && out.contains("chain intact"), "{out}{err}");
     let (ok, export, err) = est.daemon.cli(&["audit", "export"]);
     assert!(ok, "{err}");
+    assert!(export.starts_with("{\"seq\":1,"), "{export}");
+    let segment_text = std::fs::read_to_string(&first_segment).unwrap();
+    assert!(export.starts_with(&segment_text), "segments hold the exported lines");
+    // An archived entry edited on disk breaks the chain the daemon reports.
+    std::fs::write(
+        &first_segment,
+        segment_text.replacen("\"actor\":\"", "\"actor\":\"x", 1),
+    )
+    .unwrap();
+    let (ok, out, err) = est.daemon.cli(&["audit", "verify"]);
+    assert!(!ok && err.contains("broken") && err.contains("entry 1 "), "{out}{err}");
+    std::fs::write(&first_segment, &segment_text).unwrap();
     let lines: Vec<&str> = export.lines().collect();
     assert!(
         lines.len() >= 8,

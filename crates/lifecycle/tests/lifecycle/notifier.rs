@@ -224,6 +224,8 @@ async fn https_webhooks_are_verified_against_the_ca_file() {
         }
     }
     assert_eq!((notifier.delivered_total(), notifier.failures_total()), (1, 1));
+    let by_webhook: Vec<(&str, u64)> = notifier.failures_by_webhook().collect();
+    assert_eq!(by_webhook, vec![("trusted", 0), ("untrusted", 1)]);
 
     let missing = WebhookConfig {
         ca_file: Some(f.t.ca.dir.path().join("missing.pem")),

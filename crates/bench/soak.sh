@@ -2,7 +2,8 @@
 # The soak of BENCHMARKS.md: mixed issuance against one certgate for SOAK_MINUTES (default 30)
 # while the daemon's RSS and the database size on disk are sampled every minute.
 #
-#   ACME   certgate-bench, 2 clients in 20-second runs with 10-second pauses, validate-always,
+#   ACME   certgate-bench, 2 clients in 20-second runs with 10-second pauses, paced at
+#          SOAK_ACME_RATE orders/s (default 50; 0 = unpaced), validate-always,
 #          certificates valid 2 minutes (newOrder notAfter), authorizations reused, orders
 #          expiring after 60 s
 #   EST    curl simpleenroll in a loop (a 2-minute profile), HTTP Basic
@@ -18,6 +19,11 @@ cd "$(dirname "$0")/../.."
 
 work=${1:-$(mktemp -d /tmp/certgate-soak.XXXXXX)}
 minutes=${SOAK_MINUTES:-30}
+# ACME orders per second while a load run lasts (0: as fast as the machine goes, which
+# saturates both cores and starves sled's space reclamation; see BENCHMARKS.md).
+rate=${SOAK_ACME_RATE:-50}
+pace=()
+[ "$rate" != 0 ] && pace=(--rate "$rate")
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
@@ -114,7 +120,7 @@ pids+=($!)
     while [ $SECONDS -lt $end ]; do
         run=$((run + 1))
         "$bench" acme --directory https://127.0.0.1:19443/acme/soak/directory --ca-cert "$root" \
-            --clients 2 --duration 20 --challenge dns-01 --validity-seconds 120 \
+            --clients 2 --duration 20 --challenge dns-01 --validity-seconds 120 ${pace[@]+"${pace[@]}"} \
             --threads 1 --label "soak-$run" >>"$work/bench.txt" 2>>"$work/bench.err" || true
         sleep 10
     done

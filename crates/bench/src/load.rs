@@ -66,6 +66,8 @@ pub struct LoadConfig {
     pub duration: Duration,
     /// Stop a client after this many orders (still bounded by `duration`).
     pub orders_per_client: Option<u64>,
+    /// Start each client's orders at most this often (a paced soak); `None`: back to back.
+    pub client_interval: Option<Duration>,
     /// DNS names per order.
     pub names: usize,
     /// The challenge answered.
@@ -158,6 +160,7 @@ struct ClientOutcome {
     requests: u64,
     connections: u64,
     samples: BTreeSet<String>,
+    started: Option<Instant>,
     finished_at: Option<Instant>,
 }
 
@@ -270,6 +273,15 @@ async fn client_loop(
     loop {
         if cfg.orders_per_client.is_some_and(|n| attempts >= n) || Instant::now() >= deadline {
             break;
+        }
+        if let Some(interval) = cfg.client_interval {
+            // Paced on a fixed schedule from the first order, so a slow order is caught up.
+            let started = *out.started.get_or_insert_with(Instant::now);
+            let due = started + interval.saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX));
+            if due >= deadline {
+                break;
+            }
+            tokio::time::sleep_until(due).await;
         }
         attempts += 1;
         let began = Instant::now();

@@ -84,6 +84,9 @@ struct AcmeArgs {
     /// Request certificates valid this many seconds (newOrder notAfter).
     #[arg(long)]
     validity_seconds: Option<u64>,
+    /// Orders per second across all clients, paced (for soaks); unset: as fast as they go.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 // The load generator shares the machine with the server: the cheaper it is, the less it skews.
@@ -131,6 +134,13 @@ async fn acme(args: AcmeArgs) -> anyhow::Result<()> {
             clients,
             duration,
             orders_per_client: args.orders,
+            client_interval: match args.rate {
+                Some(rate) if rate > 0.0 && rate.is_finite() => {
+                    Some(Duration::try_from_secs_f64(clients as f64 / rate).context("--rate")?)
+                }
+                Some(_) => bail!("--rate must be a positive number of orders per second"),
+                None => None,
+            },
             names: args.names,
             challenge: args.challenge,
             http01: responder.as_ref().map(Http01Responder::tokens),

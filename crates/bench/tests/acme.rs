@@ -337,12 +337,28 @@ async fn pebble_load_run_reports_figures() {
         server_pid: Some(pid),
         key_alg: KeyAlg::Es256,
         validity: None,
+        client_interval: None,
     };
     let report = load::run(&cfg).await.expect("run");
     assert_eq!(report.errors, 0, "{:?}", report.error_samples);
     assert_eq!(report.certificates + report.unfinished, 10);
     assert!(report.certificates > 0);
     assert!(report.server_cpu_ms_per_cert.is_some());
+
+    // Paced (--rate 4 with 2 clients): each client starts an order every 500 ms, so a
+    // 2-second window holds at most 4 per client however fast the server is.
+    let paced = LoadConfig {
+        orders_per_client: None,
+        client_interval: Some(Duration::from_millis(500)),
+        ..cfg.clone()
+    };
+    let report = load::run(&paced).await.expect("paced run");
+    assert_eq!(report.errors, 0, "{:?}", report.error_samples);
+    assert!(
+        (1..=8).contains(&report.certificates),
+        "{} certificates in a paced 2 s window",
+        report.certificates
+    );
     assert!(report.latency.p50_ms > 0.0 && report.latency.p50_ms <= report.latency.max_ms);
     assert!(responder.tokens().is_empty(), "tokens removed after each order");
     let table = load::table("pebble", &[report]);

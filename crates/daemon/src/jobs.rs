@@ -102,14 +102,30 @@ impl Sweeper {
     /// Moves audit entries beyond `audit_entries_in_store` into segment files, a segment at a
     /// time, so the database holds a bounded tail of the log.
     async fn archive_audit(&self) {
+        use certgate_store::audit::AuditLog;
+        let keep = self.retention.audit_entries_in_store;
+        // What is due now, and no more: under endless load new entries are always due, and
+        // the rest of the sweep must still run.
+        let due_through = match self.audit.len().await {
+            Ok(newest) => newest.saturating_sub(keep),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the audit log failed");
+                return;
+            }
+        };
         loop {
-            match self.audit.archive(self.retention.audit_entries_in_store).await {
-                Ok(Some(segment)) => tracing::info!(
-                    first = segment.first,
-                    last = segment.last,
-                    path = %segment.path.display(),
-                    "audit entries archived"
-                ),
+            match self.audit.archive(keep).await {
+                Ok(Some(segment)) => {
+                    tracing::info!(
+                        first = segment.first,
+                        last = segment.last,
+                        path = %segment.path.display(),
+                        "audit entries archived"
+                    );
+                    if segment.last >= due_through {
+                        return;
+                    }
+                }
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "archiving audit entries failed");

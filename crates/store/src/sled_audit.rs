@@ -779,6 +779,17 @@ mod tests {
         assert!(blind.archive(10).await.is_err());
     }
 
+    /// Step 1 of an archive run for entries 1 to 4000: their segment, complete.
+    fn segment_of_first_4000(store: &SledStore, dir: &Path) {
+        let tree = store.db().open_tree(TREE).unwrap();
+        let mut lines = Vec::new();
+        for item in tree.range(1u64.to_be_bytes()..=4_000u64.to_be_bytes()) {
+            lines.extend_from_slice(&item.unwrap().1);
+            lines.push(b'\n');
+        }
+        write_segment(dir, 1, 4_000, &lines).unwrap();
+    }
+
     /// The archive run stopped at each point between its steps (module docs): the next run
     /// (or the reads in between) lose and duplicate nothing.
     #[tokio::test]
@@ -789,22 +800,11 @@ mod tests {
                 fs::write(dir.join(format!("{}.tmp", segment_name(1, 4_000))), b"half a line").unwrap();
             }),
             ("stopped_before_the_anchor", |store, dir| {
-                let tree = store.db().open_tree(TREE).unwrap();
-                let mut lines = Vec::new();
-                for item in tree.range(1u64.to_be_bytes()..=4_000u64.to_be_bytes()) {
-                    lines.extend_from_slice(&item.unwrap().1);
-                    lines.push(b'\n');
-                }
-                write_segment(dir, 1, 4_000, &lines).unwrap();
+                segment_of_first_4000(store, dir)
             }),
             ("stopped_before_removing_entries", |store, dir| {
+                segment_of_first_4000(store, dir);
                 let tree = store.db().open_tree(TREE).unwrap();
-                let mut lines = Vec::new();
-                for item in tree.range(1u64.to_be_bytes()..=4_000u64.to_be_bytes()) {
-                    lines.extend_from_slice(&item.unwrap().1);
-                    lines.push(b'\n');
-                }
-                write_segment(dir, 1, 4_000, &lines).unwrap();
                 let last = decode(&tree.get(4_000u64.to_be_bytes()).unwrap().unwrap()).unwrap();
                 let anchor = ArchiveAnchor {
                     seq: 4_000,

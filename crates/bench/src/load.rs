@@ -160,7 +160,6 @@ struct ClientOutcome {
     requests: u64,
     connections: u64,
     samples: BTreeSet<String>,
-    started: Option<Instant>,
     finished_at: Option<Instant>,
 }
 
@@ -270,13 +269,14 @@ async fn client_loop(
 ) -> ClientOutcome {
     let mut out = ClientOutcome::default();
     let mut attempts = 0u64;
+    let mut paced_from = None;
     loop {
         if cfg.orders_per_client.is_some_and(|n| attempts >= n) || Instant::now() >= deadline {
             break;
         }
         if let Some(interval) = cfg.client_interval {
             // Paced on a fixed schedule from the first order, so a slow order is caught up.
-            let started = *out.started.get_or_insert_with(Instant::now);
+            let started = *paced_from.get_or_insert_with(Instant::now);
             let due = started + interval.saturating_mul(u32::try_from(attempts).unwrap_or(u32::MAX));
             if due >= deadline {
                 break;

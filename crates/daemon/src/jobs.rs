@@ -11,7 +11,7 @@ use certgate_core::Clock;
 use certgate_lifecycle::{DeploymentVerifier, ExpiryMonitor, Notifier};
 use certgate_metrics::{CertificateStatus, Metrics};
 use certgate_revocation::RevocationService;
-use certgate_store::audit::SledAuditLog;
+use certgate_store::audit::{AuditLog, SledAuditLog};
 use certgate_store::{AcmeStore, SledStore};
 use tokio::sync::watch;
 
@@ -102,7 +102,6 @@ impl Sweeper {
     /// Moves audit entries beyond `audit_entries_in_store` into segment files, a segment at a
     /// time, so the database holds a bounded tail of the log.
     async fn archive_audit(&self) {
-        use certgate_store::audit::AuditLog;
         let keep = self.retention.audit_entries_in_store;
         // What is due now, and no more: under endless load new entries are always due, and
         // the rest of the sweep must still run.
@@ -209,13 +208,11 @@ pub async fn verify_deployments(verifier: &DeploymentVerifier) {
 /// Adds webhook failures the notifier counted since the last call to the metrics, by webhook
 /// (`seen` holds the counts already added, in the notifier's webhook order).
 pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut Vec<u64>) {
-    for (index, (name, total)) in notifier.failures_by_webhook().enumerate() {
-        if seen.len() <= index {
-            seen.resize(index + 1, 0);
-        }
-        for _ in seen[index]..total {
+    seen.resize(notifier.webhooks().count(), 0);
+    for ((name, total), seen) in notifier.failures_by_webhook().zip(seen.iter_mut()) {
+        for _ in *seen..total {
             metrics.webhook_failure(name);
         }
-        seen[index] = total;
+        *seen = total;
     }
 }

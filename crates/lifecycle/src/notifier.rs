@@ -67,7 +67,6 @@ struct Inner {
     /// Deliveries queued, in progress or waiting to retry.
     in_flight: watch::Sender<usize>,
     delivered: AtomicU64,
-    failures: AtomicU64,
     failed_attempts: AtomicU64,
 }
 
@@ -82,7 +81,7 @@ struct Webhook {
     key: hmac::Key,
     events: Option<BTreeSet<NotificationEvent>>,
     tls: Option<Arc<ClientConfig>>,
-    /// Deliveries to this webhook given up (counted in `Inner::failures` too).
+    /// Deliveries to this webhook given up.
     failures: AtomicU64,
 }
 
@@ -203,7 +202,6 @@ impl Notifier {
                 clock,
                 in_flight: watch::Sender::new(0),
                 delivered: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
                 failed_attempts: AtomicU64::new(0),
             }),
         })
@@ -240,7 +238,6 @@ impl Notifier {
                 room
             });
             if !admitted {
-                inner.failures.fetch_add(1, Ordering::Relaxed);
                 webhook.failures.fetch_add(1, Ordering::Relaxed);
                 let error = format!("not attempted: {max} deliveries already queued");
                 tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
@@ -272,7 +269,7 @@ impl Notifier {
 
     /// Deliveries given up: every attempt failed, or the queue was full (a counter).
     pub fn failures_total(&self) -> u64 {
-        self.inner.failures.load(Ordering::Relaxed)
+        self.failures_by_webhook().map(|(_, failures)| failures).sum()
     }
 
     /// [`Notifier::failures_total`] by webhook name, in configuration order.
@@ -329,7 +326,6 @@ impl Inner {
                 Err(e) => {
                     self.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     if attempt == attempts {
-                        self.failures.fetch_add(1, Ordering::Relaxed);
                         webhook.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
                             alert_key = %delivery.alert_key, delivery = %delivery.id, attempt, status = ?e.status,

@@ -347,12 +347,6 @@ impl Verifier {
         }
     }
 
-    /// The seq the next entry must carry, and the hash it must link to (meaningful while no
-    /// gap is pending).
-    pub(crate) fn expected(&self) -> (u64, &str) {
-        (self.next_seq, &self.last_hash)
-    }
-
     pub(crate) fn push(&mut self, entry: &AuditEntry) -> Result<(), ChainError> {
         if let Some((expected_seq, found_seq)) = self.gap.take() {
             return Err(if entry.seq < found_seq {

@@ -175,15 +175,21 @@ impl SledAuditLog {
             lines.extend_from_slice(&value);
             lines.push(b'\n');
         }
-        let (next, hash) = verifier.expected();
-        if next != last + 1 {
+        let moved = verifier
+            .finish()
+            .map_err(|e| StoreError::Backend(format!("not archiving a broken audit chain: {e}")))?;
+        if moved.entries != last {
             return Err(StoreError::Backend(format!(
-                "not archiving a broken audit chain: entry {next} is missing"
+                "not archiving a broken audit chain: entry {} is missing",
+                moved.entries + 1
             )));
         }
-        let hash = hash.to_owned();
         let path = write_segment(dir, first, last, &lines)?;
-        self.set_anchor(&ArchiveAnchor { seq: last, hash }).await?;
+        self.set_anchor(&ArchiveAnchor {
+            seq: last,
+            hash: moved.last_hash,
+        })
+        .await?;
         self.remove_archived(last)?;
         Ok(Some(ArchivedSegment { first, last, path }))
     }
@@ -393,7 +399,7 @@ fn read_lines(path: &Path, skip: u64, limit: usize) -> Result<Vec<Vec<u8>>, Stor
             while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 line.pop();
             }
-            lines.push(line.clone());
+            lines.push(std::mem::take(&mut line));
         }
         index += 1;
     }

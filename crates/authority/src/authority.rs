@@ -7,7 +7,8 @@ use certgate_core::{
 use certgate_signer::{Issuer, IssuerUrls, LeafSpec, Usage};
 use certgate_store::audit::{AuditEvent, AuditKind, AuditLog};
 use certgate_store::{
-    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Revocation, SerialReservation, StoreError,
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Lineage, Revocation, SerialReservation,
+    StoreError,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -523,43 +524,54 @@ impl Authority {
 
     /// The certificate a request renews when it does not say so: the newest live certificate
     /// of the same requester and endpoint with exactly the same names (what Boulder and
-    /// step-ca treat as a renewal). Found through the first name's index; only certificates
-    /// without a successor qualify, so a chain of renewals stays a chain.
+    /// step-ca treat as a renewal). Read from the store's lineage index, newest first; only a
+    /// certificate without a successor qualifies, so a chain of renewals stays a chain.
     async fn implied_predecessor(
         &self,
         request: &IssueRequest,
         identifiers: &[Identifier],
         now: OffsetDateTime,
     ) -> Result<Option<Serial>, AuthorityError> {
-        /// Certificates naming one identifier looked at; a name with more is a shared name
-        /// (a load balancer's), where guessing is worse than not linking.
-        const MAX_CANDIDATES: usize = 256;
-        let Some(first) = identifiers.first() else {
-            return Ok(None);
+        /// Newest certificates looked at: past this many revoked or expired ones in a row,
+        /// the lineage has lapsed and the request starts a new one.
+        const MAX_CANDIDATES: usize = 32;
+        let lineage = Lineage {
+            requester: request.requester.clone(),
+            endpoint: request.endpoint.clone(),
+            protocol: request.protocol,
+            identifiers: identifiers.to_vec(),
         };
-        let page = self
-            .store
-            .list_certificates(&CertificateQuery {
-                filter: CertificateFilter::Identifier(first.clone()),
-                limit: MAX_CANDIDATES,
-                after: None,
-            })
-            .await?;
         let wanted: HashSet<&Identifier> = identifiers.iter().collect();
-        let mut best: Option<CertificateRecord> = None;
-        for candidate in page.items {
-            let same = candidate.requester == request.requester
+        // The index is keyed by a hash; the comparison below keeps a collision harmless.
+        let is_live_same = |candidate: &CertificateRecord| {
+            candidate.requester == request.requester
                 && candidate.endpoint == request.endpoint
                 && candidate.protocol == request.protocol
                 && candidate.revocation.is_none()
                 && candidate.not_after > now
                 && candidate.identifiers.len() == identifiers.len()
-                && candidate.identifiers.iter().all(|i| wanted.contains(i));
-            if same && best.as_ref().is_none_or(|b| candidate.issued_at > b.issued_at) {
-                best = Some(candidate);
+                && candidate.identifiers.iter().all(|i| wanted.contains(i))
+        };
+        // The newest certificate is nearly always the one, and every record read costs a parse:
+        // read it alone first.
+        let (mut newest_live, mut seen, mut after) = (None, 0, None);
+        while newest_live.is_none() && seen < MAX_CANDIDATES {
+            let page = self
+                .store
+                .list_certificates(&CertificateQuery {
+                    filter: CertificateFilter::Lineage(lineage.clone()),
+                    limit: if seen == 0 { 1 } else { 8 },
+                    after,
+                })
+                .await?;
+            seen += page.items.len();
+            newest_live = page.items.into_iter().find(is_live_same);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
             }
         }
-        let Some(best) = best else { return Ok(None) };
+        let Some(best) = newest_live else { return Ok(None) };
         if self.store.successor(&best.serial).await?.is_some() {
             return Ok(None);
         }

@@ -511,6 +511,15 @@ async fn same_requester_and_names_link_as_successor() {
     let again = issue(&["a.example.com", "b.example.com"], "acme-account:one").await;
     assert_eq!(again.replaces, Some(newest.serial.clone()));
 
+    // A long lineage: each renewal still links to the one before, however many came first
+    // (the index is read newest first; more than a page of 256 once hid the newest).
+    let mut previous = again.serial.clone();
+    for _ in 0..300 {
+        let next = issue(&["a.example.com", "b.example.com"], "acme-account:one").await;
+        assert_eq!(next.replaces.as_ref(), Some(&previous));
+        previous = next.serial;
+    }
+
     // Revocations bump the generation CRLs and OCSP caches watch.
     let mut updates = t.authority.revocation_updates();
     let before = *updates.borrow_and_update();

@@ -37,7 +37,7 @@ pub use approvals::ApprovalStore;
 pub use error::StoreError;
 pub use est_users::EstUserStore;
 pub use model::{
-    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Revocation,
+    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, JournalStatus, Lineage, Revocation,
     SerialReservation,
 };
 pub use scep_challenges::ScepChallengeStore;

@@ -87,6 +87,34 @@ pub enum CertificateFilter {
     Requester(RequesterId),
     /// Everything naming this identifier.
     Identifier(Identifier),
+    /// One lineage, newest first.
+    Lineage(Lineage),
+}
+
+/// The certificates one requester obtained through one endpoint for exactly one set of names
+/// (order and letter case aside): what a renewal without an explicit predecessor continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    /// Who requested them.
+    pub requester: RequesterId,
+    /// The endpoint they came through.
+    pub endpoint: Name,
+    /// The protocol they came through.
+    pub protocol: Protocol,
+    /// Their names.
+    pub identifiers: Vec<Identifier>,
+}
+
+impl Lineage {
+    /// The lineage `record` belongs to.
+    pub fn of(record: &CertificateRecord) -> Self {
+        Self {
+            requester: record.requester.clone(),
+            endpoint: record.endpoint.clone(),
+            protocol: record.protocol,
+            identifiers: record.identifiers.clone(),
+        }
+    }
 }
 
 /// A page request.

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use crate::{
-    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, JournalStatus,
+    CertificateFilter, CertificatePage, CertificateQuery, CertificateRecord, CertificateStore, JournalStatus, Lineage,
     Revocation, SerialReservation, StoreError,
 };
 
@@ -76,6 +76,11 @@ struct Inner {
     by_identifier: sled::Tree,
     /// len(old serial) || old serial || issued-at || new serial: successors, newest last.
     by_replaces: sled::Tree,
+    /// SHA-256(lineage) || inverted issued-at || serial: each lineage newest first, so finding
+    /// what a renewal continues reads one or two records however many came before.
+    by_lineage: sled::Tree,
+    /// Markers of one-time index builds.
+    store_meta: sled::Tree,
     /// issuer NUL serial: revoked certificates, for CRLs. Written before the record's
     /// revocation, so a crash leaves at most an entry whose record a reader finds unrevoked.
     revoked: sled::Tree,
@@ -149,6 +154,7 @@ impl SledStore {
             tree("certs_by_identifier")?,
         );
         let (by_replaces, revoked) = (tree("certs_by_replaces")?, tree("certs_revoked")?);
+        let (by_lineage, store_meta) = (tree("certs_by_lineage")?, tree("store_meta")?);
         let (nonces, nonces_by_expiry) = (tree("nonces")?, tree("nonces_by_expiry")?);
         let acme = AcmeTrees {
             accounts: tree("acme_accounts")?,
@@ -180,6 +186,8 @@ impl SledStore {
             by_requester,
             by_identifier,
             by_replaces,
+            by_lineage,
+            store_meta,
             revoked,
             nonces,
             nonces_by_expiry,
@@ -193,6 +201,7 @@ impl SledStore {
             recovered_at_open: 0,
         };
         inner.recovered_at_open = inner.recover()?;
+        inner.build_lineage_index()?;
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -275,6 +284,7 @@ impl SledStore {
                 if let Some(old) = &record.replaces {
                     inner.by_replaces.remove(successor_key(old, &record))?;
                 }
+                inner.by_lineage.remove(lineage_key(&record))?;
                 for successor in inner.by_replaces.scan_prefix(successors_prefix(&record.serial)).keys() {
                     inner.by_replaces.remove(successor?)?;
                 }
@@ -329,8 +339,31 @@ impl Inner {
         if let Some(old) = &record.replaces {
             self.by_replaces.insert(successor_key(old, record), &[])?;
         }
+        self.by_lineage.insert(lineage_key(record), &[])?;
         self.serials.insert(key, SERIAL_ISSUED)?;
         self.pending.remove(key)?;
+        Ok(())
+    }
+
+    /// Fills the lineage index from the certificates of a database written before it existed,
+    /// once (the marker is written after the last entry, so an interrupted build reruns).
+    fn build_lineage_index(&self) -> Result<(), StoreError> {
+        const BUILT: &[u8] = b"lineage_index_built";
+        if self.store_meta.contains_key(BUILT)? {
+            return Ok(());
+        }
+        let mut indexed = 0u64;
+        for entry in self.certs.iter() {
+            let (_, record) = entry?;
+            self.by_lineage
+                .insert(lineage_key(&serde_json::from_slice(&record)?), &[])?;
+            indexed += 1;
+        }
+        self.store_meta.insert(BUILT, &[])?;
+        self.db.flush()?;
+        if indexed > 0 {
+            tracing::info!(certificates = indexed, "built the certificate lineage index");
+        }
         Ok(())
     }
 
@@ -376,6 +409,34 @@ fn successor_key(old: &Serial, new: &CertificateRecord) -> Vec<u8> {
     let mut key = successors_prefix(old);
     key.extend_from_slice(&expiry_prefix(new.issued_at));
     key.extend_from_slice(new.serial.as_bytes());
+    key
+}
+
+/// The fixed-length prefix of one lineage: a hash, because requesters and names are free text
+/// and a set of names has no natural byte order without normalising it first.
+fn lineage_prefix(lineage: &Lineage) -> Vec<u8> {
+    let mut names: Vec<Vec<u8>> = lineage.identifiers.iter().map(identifier_prefix).collect();
+    names.sort();
+    names.dedup();
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let parts = [
+        lineage.requester.as_str().as_bytes(),
+        lineage.endpoint.as_str().as_bytes(),
+        lineage.protocol.as_str().as_bytes(),
+    ];
+    for part in parts.into_iter().chain(names.iter().map(Vec::as_slice)) {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part);
+    }
+    context.finish().as_ref().to_vec()
+}
+
+fn lineage_key(record: &CertificateRecord) -> Vec<u8> {
+    let mut key = lineage_prefix(&Lineage::of(record));
+    // Inverted so that ascending keys run newest first.
+    let issued_nanos = u64::try_from(record.issued_at.unix_timestamp_nanos()).unwrap_or(0);
+    key.extend_from_slice(&(u64::MAX - issued_nanos).to_be_bytes());
+    key.extend_from_slice(record.serial.as_bytes());
     key
 }
 
@@ -481,15 +542,30 @@ impl CertificateStore for SledStore {
 
     async fn list_certificates(&self, query: &CertificateQuery) -> Result<CertificatePage, StoreError> {
         let inner = &self.inner;
-        let (tree, prefix, end): (&sled::Tree, Vec<u8>, Option<Vec<u8>>) = match &query.filter {
-            CertificateFilter::All => (&inner.by_expiry, Vec::new(), None),
+        // The index, the key range, and where the serial starts in a key.
+        let (tree, prefix, end, serial_at): (&sled::Tree, Vec<u8>, Option<Vec<u8>>, usize) = match &query.filter {
+            CertificateFilter::All => (&inner.by_expiry, Vec::new(), None, 8),
             CertificateFilter::ExpiringBetween { from, to } => (
                 &inner.by_expiry,
                 expiry_prefix(*from).to_vec(),
                 Some(expiry_prefix(*to).to_vec()),
+                8,
             ),
-            CertificateFilter::Requester(requester) => (&inner.by_requester, requester_prefix(requester), None),
-            CertificateFilter::Identifier(identifier) => (&inner.by_identifier, identifier_prefix(identifier), None),
+            CertificateFilter::Requester(requester) => {
+                let prefix = requester_prefix(requester);
+                let at = prefix.len();
+                (&inner.by_requester, prefix, None, at)
+            }
+            CertificateFilter::Identifier(identifier) => {
+                let prefix = identifier_prefix(identifier);
+                let at = prefix.len();
+                (&inner.by_identifier, prefix, None, at)
+            }
+            CertificateFilter::Lineage(lineage) => {
+                let prefix = lineage_prefix(lineage);
+                let at = prefix.len() + 8;
+                (&inner.by_lineage, prefix, None, at)
+            }
         };
         let start = match &query.after {
             Some(cursor) => {
@@ -501,7 +577,6 @@ impl CertificateStore for SledStore {
             }
             None => Bound::Included(prefix.clone()),
         };
-        let ranged_by_time = end.is_some();
         let limit = query.limit.clamp(1, MAX_PAGE);
         let mut items = Vec::new();
         let mut last_key = None;
@@ -518,10 +593,8 @@ impl CertificateStore for SledStore {
             if items.len() == limit {
                 break;
             }
-            let serial_bytes = if ranged_by_time || prefix.is_empty() {
-                &key[8..]
-            } else {
-                &key[prefix.len()..]
+            let Some(serial_bytes) = key.get(serial_at..) else {
+                continue;
             };
             last_key = Some(key.to_vec());
             // An expiry entry whose certificate is gone was left by a retention sweep that
@@ -917,5 +990,51 @@ mod tests {
             store.reserve_serial(&again).await,
             Err(StoreError::Conflict(_))
         ));
+    }
+
+    /// A database written before the lineage index existed gets it built once, at open.
+    #[tokio::test]
+    async fn open_builds_the_lineage_index_of_an_older_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<CertificateRecord> = (1..=3u8)
+            .map(|n| {
+                let mut rec = record(&Serial::from_random([n; 16]));
+                rec.issued_at += time::Duration::seconds(n.into());
+                rec
+            })
+            .collect();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for rec in &records {
+                let reservation = SerialReservation {
+                    serial: rec.serial.clone(),
+                    issuer: rec.issuer.clone(),
+                    endpoint: rec.endpoint.clone(),
+                    reserved_at: rec.issued_at,
+                };
+                store.reserve_serial(&reservation).await.unwrap();
+                store.record_issued(rec).await.unwrap();
+            }
+            // As an older version left it: no lineage entries, no marker.
+            store.inner.by_lineage.clear().unwrap();
+            store.inner.store_meta.clear().unwrap();
+            store.inner.db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let lineage = crate::list_all(&store, CertificateFilter::Lineage(Lineage::of(&records[0])))
+            .await
+            .unwrap();
+        let newest_first: Vec<CertificateRecord> = records.iter().rev().cloned().collect();
+        assert_eq!(lineage, newest_first);
+        assert_eq!(store.inner.by_lineage.len(), 3);
+        drop(store);
+        // Built once: the marker stops a second build (an entry removed now stays removed).
+        let store = SledStore::open(dir.path()).unwrap();
+        let first = store.inner.by_lineage.first().unwrap().unwrap().0;
+        store.inner.by_lineage.remove(first).unwrap();
+        store.inner.db.flush().unwrap();
+        drop(store);
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.inner.by_lineage.len(), 2);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use certgate_core::{DnsName, Identifier, KeyKind, Name, Protocol, RequesterId, RevocationReason, Serial};
 use certgate_store::{
-    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, NonceStore, Revocation,
+    CertificateFilter, CertificateQuery, CertificateRecord, CertificateStore, Lineage, NonceStore, Revocation,
     SerialReservation, SledStore, StoreError,
 };
 use time::{Duration, OffsetDateTime};
@@ -402,6 +402,77 @@ async fn successors_and_revoked_lists<B: Backend>() {
     assert_eq!(store.revoked(&name("default")).await.unwrap().len(), 2, "durable");
 }
 
+async fn lineages_list_newest_first<B: Backend>() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = B::open(dir.path());
+    let two_names = |mut rec: CertificateRecord, first: &str, second: &str| {
+        rec.identifiers = vec![
+            Identifier::Dns(DnsName::new(first).unwrap()),
+            Identifier::Dns(DnsName::new(second).unwrap()),
+        ];
+        rec
+    };
+    let older = record(&serial(21), "acme:default/acct-1", "a.example", 30);
+    let mut newer = record(&serial(22), "acme:default/acct-1", "a.example", 30);
+    newer.issued_at += Duration::seconds(5);
+    let pair = two_names(
+        record(&serial(23), "acme:default/acct-1", "a.example", 30),
+        "a.example",
+        "b.example",
+    );
+    let mut pair_reordered = two_names(
+        record(&serial(24), "acme:default/acct-1", "a.example", 30),
+        "b.example",
+        "a.example",
+    );
+    pair_reordered.issued_at += Duration::seconds(10);
+    let stranger = record(&serial(25), "acme:default/acct-2", "a.example", 30);
+    let mut elsewhere = record(&serial(26), "acme:default/acct-1", "a.example", 30);
+    elsewhere.endpoint = name("other");
+    // Issued out of time order, so the index, not insertion order, decides.
+    for rec in [&newer, &pair, &older, &stranger, &pair_reordered, &elsewhere] {
+        issue(&store, rec).await;
+    }
+    let cases = [
+        ("one_name_newest_first", Lineage::of(&older), vec![&newer, &older]),
+        (
+            "name_set_in_any_order",
+            Lineage::of(&pair),
+            vec![&pair_reordered, &pair],
+        ),
+        ("other_requester", Lineage::of(&stranger), vec![&stranger]),
+        ("other_endpoint", Lineage::of(&elsewhere), vec![&elsewhere]),
+    ];
+    for (case, lineage, want) in cases {
+        let got: Vec<Serial> = certgate_store::list_all(&store, CertificateFilter::Lineage(lineage))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.serial)
+            .collect();
+        let want: Vec<Serial> = want.into_iter().map(|r| r.serial.clone()).collect();
+        assert_eq!(got, want, "case {case}");
+    }
+    let first_page = store
+        .list_certificates(&CertificateQuery {
+            filter: CertificateFilter::Lineage(Lineage::of(&older)),
+            limit: 1,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(first_page.items, vec![newer.clone()], "a page of one is the newest");
+    let second_page = store
+        .list_certificates(&CertificateQuery {
+            filter: CertificateFilter::Lineage(Lineage::of(&older)),
+            limit: 1,
+            after: first_page.next,
+        })
+        .await
+        .unwrap();
+    assert_eq!(second_page.items, vec![older.clone()]);
+}
+
 macro_rules! battery {
     ($backend:ident, $module:ident) => {
         mod $module {
@@ -433,6 +504,10 @@ macro_rules! battery {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn nonces_are_single_use_expire_and_are_swept() {
                 super::nonces_are_single_use_expire_and_are_swept::<$backend>().await
+            }
+            #[tokio::test]
+            async fn lineages_list_newest_first() {
+                super::lineages_list_newest_first::<$backend>().await
             }
             #[tokio::test]
             async fn successors_and_revoked_lists() {
@@ -490,6 +565,10 @@ async fn sled_expired_certificates_are_swept_with_their_indexes() {
         by_name.into_iter().map(|r| r.serial).collect::<Vec<_>>(),
         vec![renewal.serial.clone()]
     );
+    let lineage = certgate_store::list_all(&store, CertificateFilter::Lineage(Lineage::of(&renewal)))
+        .await
+        .unwrap();
+    assert_eq!(lineage, vec![renewal.clone()], "lineage entry swept too");
     let all = certgate_store::list_all(&store, CertificateFilter::All).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(store.journal_status().await.unwrap().certificates, 1);

@@ -71,12 +71,14 @@ pub async fn list_all(
 /// lost in a crash only costs the client one `badNonce` retry.
 #[async_trait]
 pub trait NonceStore: Send + Sync + std::fmt::Debug {
-    /// Remembers a freshly issued nonce until `expires_at`.
-    async fn issue_nonce(&self, nonce: &[u8], expires_at: OffsetDateTime) -> Result<(), StoreError>;
+    /// Remembers a fresh nonce made from `random` until `expires_at` and returns the token to
+    /// hand out. The token may carry what the backend needs to find the nonce again (the
+    /// sled backend puts the expiry first, so one write issues and one removal redeems).
+    async fn issue_nonce(&self, random: &[u8], expires_at: OffsetDateTime) -> Result<Vec<u8>, StoreError>;
 
-    /// Redeems a nonce: true exactly once for a nonce that was issued and has not expired;
-    /// false for an unknown, used or expired one.
-    async fn redeem_nonce(&self, nonce: &[u8], now: OffsetDateTime) -> Result<bool, StoreError>;
+    /// Redeems a token from [`NonceStore::issue_nonce`]: true exactly once for one that was
+    /// issued and has not expired; false for an unknown, used, expired or malformed one.
+    async fn redeem_nonce(&self, token: &[u8], now: OffsetDateTime) -> Result<bool, StoreError>;
 
     /// Forgets nonces that expired before `now`; returns how many.
     async fn sweep_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError>;

@@ -305,30 +305,37 @@ async fn nonces_are_single_use_expire_and_are_swept<B: Backend>() {
     let dir = tempfile::tempdir().unwrap();
     let store = B::open(dir.path());
     let now = OffsetDateTime::now_utc();
-    store.issue_nonce(b"fresh", now + Duration::minutes(10)).await.unwrap();
-    store.issue_nonce(b"stale", now - Duration::seconds(1)).await.unwrap();
-    store.issue_nonce(b"old", now - Duration::minutes(5)).await.unwrap();
-    let cases: [(&str, &[u8], bool); 4] = [
-        ("good_fresh", b"fresh", true),
-        ("bad_replayed", b"fresh", false),
-        ("bad_expired", b"stale", false),
-        ("bad_unknown", b"never-issued", false),
+    let fresh = store.issue_nonce(b"fresh", now + Duration::minutes(10)).await.unwrap();
+    let stale = store.issue_nonce(b"stale", now - Duration::seconds(1)).await.unwrap();
+    let old = store.issue_nonce(b"old", now - Duration::minutes(5)).await.unwrap();
+    let mut forged_expiry = stale.clone();
+    forged_expiry[0] ^= 0x7f;
+    let cases: [(&str, &[u8], bool); 7] = [
+        ("good_fresh", &fresh, true),
+        ("bad_replayed", &fresh, false),
+        ("bad_expired", &stale, false),
+        ("bad_unknown", b"never-issued-never-issued", false),
+        ("bad_random_part_alone", b"old", false),
+        ("bad_expiry_edited", &forged_expiry, false),
+        ("bad_empty", b"", false),
     ];
-    for (case, nonce, want) in cases {
-        assert_eq!(store.redeem_nonce(nonce, now).await.unwrap(), want, "case {case}");
+    for (case, token, want) in cases {
+        assert_eq!(store.redeem_nonce(token, now).await.unwrap(), want, "case {case}");
     }
     // "old" was never redeemed: the sweep forgets it. Redeeming "fresh" and "stale" took
-    // their sweep entries with them, so the index holds only nonces still outstanding.
+    // them out already, so the sweep finds only nonces still outstanding.
     assert_eq!(store.sweep_nonces(now).await.unwrap(), 1);
     assert!(
-        !store.redeem_nonce(b"old", now - Duration::minutes(10)).await.unwrap(),
+        !store.redeem_nonce(&old, now - Duration::minutes(10)).await.unwrap(),
         "swept"
     );
     assert_eq!(store.sweep_nonces(now).await.unwrap(), 0);
     for i in 0..100u32 {
-        let nonce = i.to_be_bytes();
-        store.issue_nonce(&nonce, now + Duration::minutes(30)).await.unwrap();
-        assert!(store.redeem_nonce(&nonce, now).await.unwrap());
+        let token = store
+            .issue_nonce(&i.to_be_bytes(), now + Duration::minutes(30))
+            .await
+            .unwrap();
+        assert!(store.redeem_nonce(&token, now).await.unwrap());
     }
     assert_eq!(
         store.sweep_nonces(now + Duration::hours(1)).await.unwrap(),
@@ -338,16 +345,16 @@ async fn nonces_are_single_use_expire_and_are_swept<B: Backend>() {
 
     // One nonce, many concurrent redeemers: exactly one wins.
     let store = Arc::new(store);
-    store
+    let contested = store
         .issue_nonce(b"contested", now + Duration::minutes(10))
         .await
         .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let store = Arc::clone(&store);
-        tasks.push(tokio::spawn(async move {
-            store.redeem_nonce(b"contested", now).await.unwrap()
-        }));
+        let (store, token) = (Arc::clone(&store), contested.clone());
+        tasks.push(tokio::spawn(
+            async move { store.redeem_nonce(&token, now).await.unwrap() },
+        ));
     }
     let mut winners = 0;
     for task in tasks {

@@ -1,4 +1,5 @@
-//! Replay nonces (RFC 8555 6.5): 128 random bits, base64url, single use, expiring, swept.
+//! Replay nonces (RFC 8555 6.5): 128 random bits in a store token, base64url, single use,
+//! expiring, swept.
 
 use std::sync::Arc;
 
@@ -12,6 +13,9 @@ use crate::problem::{Problem, ProblemType};
 
 /// Random bytes per nonce.
 const NONCE_BYTES: usize = 16;
+/// Longest token a store may wrap those bytes in; anything longer is not ours, and is refused
+/// before it is decoded.
+const MAX_TOKEN_CHARS: usize = 64;
 
 /// Issues and redeems nonces over a [`NonceStore`].
 #[derive(Debug, Clone)]
@@ -31,21 +35,25 @@ impl Nonces {
     pub async fn issue(&self) -> Result<String, Problem> {
         let mut bytes = [0u8; NONCE_BYTES];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| internal())?;
-        self.store
+        let token = self
+            .store
             .issue_nonce(&bytes, self.clock.now() + self.lifetime)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "storing a nonce failed");
                 internal()
             })?;
-        Ok(B64URL.encode(bytes))
+        Ok(B64URL.encode(token))
     }
 
     /// Redeems the nonce of a JWS header; `badNonce` unless it was issued here, is unexpired
     /// and unused. Clients retry `badNonce` with the fresh nonce of that answer.
     pub async fn redeem(&self, nonce: &str) -> Result<(), Problem> {
-        let bytes = match B64URL.decode(nonce) {
-            Ok(bytes) if bytes.len() == NONCE_BYTES => bytes,
+        let decoded = (nonce.len() <= MAX_TOKEN_CHARS)
+            .then(|| B64URL.decode(nonce).ok())
+            .flatten();
+        let bytes = match decoded {
+            Some(bytes) if bytes.len() >= NONCE_BYTES => bytes,
             _ => {
                 return Err(Problem::new(
                     ProblemType::BadNonce,

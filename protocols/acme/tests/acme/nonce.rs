@@ -25,7 +25,11 @@ async fn nonce_lifecycle() {
     let first = nonces.issue().await.unwrap();
     let second = nonces.issue().await.unwrap();
     assert_ne!(first, second);
-    assert_eq!(first.len(), 22, "128 bits, base64url without padding");
+    assert_eq!(
+        first.len(),
+        32,
+        "128 random bits after the store's 64-bit expiry, base64url without padding"
+    );
     assert!(
         first
             .bytes()
@@ -37,7 +41,8 @@ async fn nonce_lifecycle() {
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         ("good_first_use", first.clone(), None),
         ("bad_replay", first.clone(), Some("badNonce")),
-        ("bad_unknown", "AAAAAAAAAAAAAAAAAAAAAA".into(), Some("badNonce")),
+        ("bad_unknown", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(), Some("badNonce")),
+        ("bad_too_long", "A".repeat(4096), Some("badNonce")),
         ("bad_not_base64url", "not a nonce!".into(), Some("badNonce")),
         ("bad_wrong_length", "AAAA".into(), Some("badNonce")),
         ("bad_padded", format!("{second}=="), Some("badNonce")),
@@ -56,8 +61,8 @@ async fn nonce_lifecycle() {
     assert_eq!(problem.kind, "urn:ietf:params:acme:error:badNonce", "expired");
     assert_eq!(problem.status, 400);
     let _unused = nonces.issue().await.unwrap();
-    // Redeemed nonces (expired one included) took their sweep entries with them; what is
-    // left to sweep is the nonce issued and never used.
+    // Redeemed nonces (expired one included) are gone already; what is left to sweep is the
+    // nonce issued and never used.
     assert_eq!(nonces.sweep().await, 1, "the abandoned nonce is swept");
     assert_eq!(nonces.sweep().await, 0);
 }

@@ -26,7 +26,7 @@ use crate::flow::{self, OrderIdentifier, problem_identifier, problem_json, rfc33
 use crate::jws::{AccountKey, AccountVerifier, B64URL, ParsedJws, Signer};
 use crate::nonce::Nonces;
 use crate::problem::{Problem, ProblemType};
-use crate::ratelimit::Limiter;
+use crate::ratelimit::{Limiter, Taken};
 
 /// Orders per page of an account's orders list.
 const ORDERS_PAGE: usize = 100;
@@ -335,7 +335,9 @@ impl AcmeServer {
                 response
                     .headers
                     .push(("content-type", "application/problem+json".into()));
-                if problem.kind.ends_with(":rateLimited") {
+                if let Some(seconds) = problem.retry_after_seconds {
+                    response.headers.push(("retry-after", seconds.to_string()));
+                } else if problem.kind.ends_with(":rateLimited") {
                     response.headers.push(("retry-after", "60".into()));
                 }
                 response.body = problem.to_json();
@@ -624,9 +626,10 @@ impl AcmeServer {
             ));
         }
         let peer = client_key(ctx.request.peer);
-        self.check_rate(
+        let counted = self.take_rate(
             &ctx.endpoint.accounts,
             &peer,
+            1,
             config.rate_limits.new_accounts_per_ip,
             "new accounts from this address",
         )?;
@@ -727,7 +730,7 @@ impl AcmeServer {
             eab = record.eab_key_id.as_deref().unwrap_or("-"),
             "ACME account created"
         );
-        ctx.endpoint.accounts.record(&peer, 1, self.shared.clock.now());
+        counted.keep();
         let body = self.account_json(ctx, &record);
         let location = ctx.account_url(&record.id);
         self.cache_account(record)?;
@@ -900,13 +903,24 @@ impl AcmeServer {
     // ---- orders ----
 
     fn check_rate(&self, limiter: &Limiter, key: &str, limit: Option<u32>, what: &str) -> Result<(), Problem> {
-        if let Some(wait) = limiter.exceeded(key, limit, self.shared.clock.now()) {
-            return Err(Problem::new(
-                ProblemType::RateLimited,
-                format!("too many {what}; retry after {} seconds", wait.whole_seconds().max(1)),
-            ));
+        match limiter.exceeded(key, limit, self.shared.clock.now()) {
+            Some(wait) => Err(rate_limited(what, wait)),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Counts `n` of what the request is about to create against `limit`; see [`Limiter::take`].
+    fn take_rate<'l>(
+        &self,
+        limiter: &'l Limiter,
+        key: &str,
+        n: u32,
+        limit: Option<u32>,
+        what: &str,
+    ) -> Result<Taken<'l>, Problem> {
+        limiter
+            .take(key, n, limit, self.shared.clock.now())
+            .map_err(|wait| rate_limited(what, wait))
     }
 
     async fn new_order(&self, ctx: &Ctx<'_>) -> Handled {
@@ -915,18 +929,22 @@ impl AcmeServer {
         let limits = &endpoint.config.rate_limits;
         let account_id = account.record.id.as_str();
         let peer = client_key(ctx.request.peer);
-        self.check_rate(
-            &endpoint.orders,
-            account_id,
-            limits.new_orders_per_account,
-            "new orders for this account",
-        )?;
-        self.check_rate(
-            &endpoint.orders,
-            &peer,
-            limits.new_orders_per_ip,
-            "new orders from this address",
-        )?;
+        let mut counted = vec![
+            self.take_rate(
+                &endpoint.orders,
+                account_id,
+                1,
+                limits.new_orders_per_account,
+                "new orders for this account",
+            )?,
+            self.take_rate(
+                &endpoint.orders,
+                &peer,
+                1,
+                limits.new_orders_per_ip,
+                "new orders from this address",
+            )?,
+        ];
         let payload = json_object(&payload, "newOrder")?;
         let identifiers = flow::parse_identifiers(payload.get("identifiers"))?;
         let not_before = flow::parse_time(payload.get("notBefore"), "notBefore")?;
@@ -1008,22 +1026,20 @@ impl AcmeServer {
         }
         let created = new_authorizations.len() as u32;
         if created > 0 {
-            self.check_rate(
+            counted.push(self.take_rate(
                 &endpoint.authorizations,
                 account_id,
-                limits
-                    .pending_authorizations_per_account
-                    .map(|l| l.saturating_sub(created - 1)),
+                created,
+                limits.pending_authorizations_per_account,
                 "pending authorizations for this account",
-            )?;
-            self.check_rate(
+            )?);
+            counted.push(self.take_rate(
                 &endpoint.authorizations,
                 &peer,
-                limits
-                    .pending_authorizations_per_ip
-                    .map(|l| l.saturating_sub(created - 1)),
+                created,
+                limits.pending_authorizations_per_ip,
                 "pending authorizations from this address",
-            )?;
+            )?);
         }
         let order = OrderRecord {
             id: flow::random_id()?,
@@ -1053,12 +1069,7 @@ impl AcmeServer {
             .insert_order(&order, &new_authorizations)
             .await
             .map_err(internal)?;
-        endpoint.orders.record(account_id, 1, now);
-        endpoint.orders.record(&peer, 1, now);
-        if created > 0 {
-            endpoint.authorizations.record(account_id, created, now);
-            endpoint.authorizations.record(&peer, created, now);
-        }
+        counted.into_iter().for_each(Taken::keep);
         Ok(AcmeResponse::json(201, &self.order_json(ctx, &order))
             .header("location", ctx.url(&format!("/order/{}", order.id))))
     }
@@ -1817,6 +1828,18 @@ fn certificate_serial_and_key(der: &[u8]) -> Option<(Serial, Vec<u8>)> {
 }
 
 /// Maps an authority refusal to the problem RFC 8555 names for it.
+fn rate_limited(what: &str, wait: time::Duration) -> Problem {
+    // Rounded up: a client retrying on the dot must find the window over.
+    let seconds = u64::try_from((wait + time::Duration::nanoseconds(999_999_999)).whole_seconds())
+        .unwrap_or(0)
+        .max(1);
+    Problem::new(
+        ProblemType::RateLimited,
+        format!("too many {what}; retry after {seconds} seconds"),
+    )
+    .with_retry_after(seconds)
+}
+
 fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Problem {
     let detail = e.to_string();
     match e {

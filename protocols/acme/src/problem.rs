@@ -155,6 +155,9 @@ pub struct Problem {
     /// For badSignatureAlgorithm: the algorithms that are accepted (RFC 8555 6.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithms: Option<Vec<&'static str>>,
+    /// For rateLimited: seconds until the limit's window ends, for the `Retry-After` header.
+    #[serde(skip)]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl Problem {
@@ -166,7 +169,14 @@ impl Problem {
             status: kind.status(),
             subproblems: Vec::new(),
             algorithms: None,
+            retry_after_seconds: None,
         }
+    }
+
+    /// The same problem with a `Retry-After` of `seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_seconds = Some(seconds);
+        self
     }
 
     /// Adds a subproblem for one identifier.

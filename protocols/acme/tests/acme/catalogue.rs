@@ -939,7 +939,11 @@ async fn rate_limited_new_orders() {
         .as_account(&account, &new_order_path(), Some(&order_payload(&["c.test"])))
         .await;
     expect(&resp, "rateLimited", 429);
-    assert!(resp.header("retry-after").is_some());
+    assert_eq!(
+        resp.header("retry-after"),
+        Some("3600"),
+        "the rest of the one-hour window (the test clock stands still)"
+    );
     assert_eq!(snapshot(&h, &[&account], None).await, before);
     // The window passes.
     h.clock.advance(time::Duration::hours(2));
@@ -949,6 +953,46 @@ async fn rate_limited_new_orders() {
             .status,
         201
     );
+}
+
+/// A limit on new orders holds for requests sent at once, and an order refused for another
+/// reason (after its order was counted) gives its count back. The race itself is pinned down
+/// by the limiter's own concurrency test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limited_new_orders_concurrently() {
+    let h = Harness::with(
+        |c| c.rate_limits.new_orders_per_account = Some(3),
+        |policy| policy.names.denied_dns_suffixes = vec!["forbidden.test".into()],
+    );
+    let account = h.new_account().await;
+    let refused = h
+        .as_account(&account, &new_order_path(), Some(&order_payload(&["x.forbidden.test"])))
+        .await;
+    expect(&refused, "rejectedIdentifier", 400);
+    let (h, account) = (std::sync::Arc::new(h), std::sync::Arc::new(account));
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (h, account, barrier) = (h.clone(), account.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let payload = order_payload(&[format!("n{i}.test").as_str()]);
+                barrier.wait().await;
+                h.as_account(&account, &new_order_path(), Some(&payload)).await
+            })
+        })
+        .collect();
+    let (mut created, mut limited) = (0, 0);
+    for task in tasks {
+        let resp = task.await.unwrap();
+        match resp.status {
+            201 => created += 1,
+            _ => {
+                expect(&resp, "rateLimited", 429);
+                limited += 1;
+            }
+        }
+    }
+    assert_eq!((created, limited), (3, 5), "the refused order spent nothing");
 }
 
 #[tokio::test]

@@ -41,7 +41,11 @@ async fn nonce_lifecycle() {
     let cases: Vec<(&str, String, Option<&str>)> = vec![
         ("good_first_use", first.clone(), None),
         ("bad_replay", first.clone(), Some("badNonce")),
-        ("bad_unknown", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(), Some("badNonce")),
+        (
+            "bad_unknown",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            Some("badNonce"),
+        ),
         ("bad_too_long", "A".repeat(4096), Some("badNonce")),
         ("bad_not_base64url", "not a nonce!".into(), Some("badNonce")),
         ("bad_wrong_length", "AAAA".into(), Some("badNonce")),

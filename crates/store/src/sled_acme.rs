@@ -12,7 +12,7 @@ use crate::StoreError;
 use crate::acme::{
     AccountRecord, AcmeStore, AcmeSweep, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord,
 };
-use crate::sled_backend::{SledStore, expiry_prefix};
+use crate::sled_backend::{AcmeTrees, SledStore, expiry_prefix};
 
 const MAX_ORDER_PAGE: usize = 1000;
 /// Orders and authorizations by expiry (expires || id), for sweeping. An authorization's
@@ -60,6 +60,33 @@ fn account_key_index(endpoint: &Name, thumbprint: &str) -> Vec<u8> {
     key.push(0);
     key.extend_from_slice(thumbprint.as_bytes());
     key
+}
+
+/// Removes key-index entries that a crash left pointing at no account (the key was claimed and
+/// the account never written) or at an account that has another key now (a key change stopped
+/// between claiming the new key and updating the account). Either would refuse that key for
+/// good. Runs at open, when no request is between those steps; returns how many went.
+pub(crate) fn repair_account_keys(trees: &AcmeTrees) -> Result<u64, StoreError> {
+    let mut removed = 0;
+    for entry in trees.account_keys.iter() {
+        let (index, id) = entry?;
+        let points_home = match get::<AccountRecord>(&trees.accounts, &id) {
+            Ok(account) => account_key_index(&account.endpoint, &account.thumbprint) == index.as_ref(),
+            Err(StoreError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
+        if !points_home {
+            trees.account_keys.remove(&index)?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::warn!(
+            entries = removed,
+            "removed ACME account-key index entries left by a crash"
+        );
+    }
+    Ok(removed)
 }
 
 fn order_index(order: &OrderRecord) -> Vec<u8> {
@@ -367,5 +394,75 @@ impl AcmeStore for SledStore {
             return Err(StoreError::Conflict("the EAB key changed meanwhile"));
         }
         self.durable().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acme::AccountStatus;
+
+    fn account(id: &str, thumbprint: &str) -> AccountRecord {
+        AccountRecord {
+            id: id.into(),
+            endpoint: Name::new("default").unwrap(),
+            jwk: "{}".into(),
+            thumbprint: thumbprint.into(),
+            contact: Vec::new(),
+            status: AccountStatus::Valid,
+            terms_agreed: true,
+            eab_key_id: None,
+            created_at: OffsetDateTime::now_utc(),
+            version: 1,
+        }
+    }
+
+    /// What a crash can leave in the key index, and what opening the store does with it.
+    #[tokio::test]
+    async fn open_removes_key_index_entries_left_by_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = Name::new("default").unwrap();
+        let moved = account("acct-moved", "key-now");
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.insert_account(&account("acct-good", "key-good")).await.unwrap();
+            store.insert_account(&moved).await.unwrap();
+            let keys = &store.acme().account_keys;
+            // newAccount claimed the key, then the process died before writing the account.
+            keys.insert(
+                account_key_index(&endpoint, "key-orphan"),
+                "acct-never-written".as_bytes(),
+            )
+            .unwrap();
+            // keyChange claimed the new key, then died before updating the account.
+            keys.insert(
+                account_key_index(&endpoint, "key-half-changed"),
+                "acct-moved".as_bytes(),
+            )
+            .unwrap();
+            store.db().flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let cases = [
+            ("good_account_key", "key-good", Some("acct-good")),
+            ("good_current_key", "key-now", Some("acct-moved")),
+            ("bad_claimed_never_written", "key-orphan", None),
+            ("bad_half_changed_key", "key-half-changed", None),
+        ];
+        for (case, thumbprint, want) in cases {
+            let got = store
+                .acme()
+                .account_keys
+                .get(account_key_index(&endpoint, thumbprint))
+                .unwrap();
+            assert_eq!(got.as_deref(), want.map(str::as_bytes), "case {case}");
+        }
+        // The orphaned key can have an account again.
+        store
+            .insert_account(&account("acct-retry", "key-orphan"))
+            .await
+            .unwrap();
+        let found = store.account_by_thumbprint(&endpoint, "key-orphan").await.unwrap();
+        assert_eq!(found.map(|a| a.id).as_deref(), Some("acct-retry"));
     }
 }

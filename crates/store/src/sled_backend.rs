@@ -204,6 +204,9 @@ impl SledStore {
         };
         inner.recovered_at_open = inner.recover()?;
         inner.build_lineage_index()?;
+        if crate::sled_acme::repair_account_keys(&inner.acme)? > 0 {
+            inner.db.flush()?;
+        }
         Ok(Self { inner: Arc::new(inner) })
     }
 

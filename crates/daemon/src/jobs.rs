@@ -152,15 +152,30 @@ pub async fn inventory_gauges(
     renewal_fraction: f64,
 ) {
     let now = clock.now();
-    let items = match crate::inventory::list_all(store, &InventoryFilter::default(), now, renewal_fraction).await {
-        Ok(items) => items,
-        Err(e) => {
-            tracing::warn!(error = %e, "counting certificates for metrics failed");
-            return;
+    // Page by page, keeping counts only: the inventory can be far larger than memory wants.
+    let mut counts = [0u64; CertStatus::ALL.len()];
+    let mut after = None;
+    loop {
+        let page = match crate::inventory::list(store, &InventoryFilter::default(), 1000, after, now, renewal_fraction)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(error = %e, "counting certificates for metrics failed");
+                return;
+            }
+        };
+        for item in &page.items {
+            if let Some(slot) = CertStatus::ALL.iter().position(|s| *s == item.status) {
+                counts[slot] += 1;
+            }
         }
-    };
-    for status in CertStatus::ALL {
-        let count = items.iter().filter(|i| i.status == status).count() as u64;
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    for (status, count) in CertStatus::ALL.into_iter().zip(counts) {
         let label = match status {
             CertStatus::Valid => CertificateStatus::Valid,
             CertStatus::RenewalDue => CertificateStatus::RenewalDue,
@@ -214,5 +229,93 @@ pub fn webhook_failures(notifier: &Notifier, metrics: &Metrics, seen: &mut Vec<u
             metrics.webhook_failure(name);
         }
         *seen = total;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use certgate_core::{
+        DnsName, Identifier, KeyKind, Name, Protocol, RequesterId, RevocationReason, Serial, SystemClock,
+    };
+    use certgate_metrics::MetricsConfig;
+    use certgate_store::{CertificateRecord, CertificateStore, Revocation, SerialReservation};
+    use time::{Duration, OffsetDateTime};
+
+    use super::*;
+
+    async fn issue(store: &SledStore, n: u32, not_after: OffsetDateTime, revoked: bool) {
+        let mut random = [0u8; 16];
+        random[..4].copy_from_slice(&n.to_be_bytes());
+        let serial = Serial::from_random(random);
+        let now = OffsetDateTime::now_utc();
+        let record = CertificateRecord {
+            serial: serial.clone(),
+            issuer: Name::new("default").unwrap(),
+            endpoint: Name::new("default").unwrap(),
+            protocol: Protocol::Acme,
+            requester: RequesterId::new(format!("acme-account:{n}")).unwrap(),
+            profile: Name::new("tls-server").unwrap(),
+            owner_labels: BTreeMap::new(),
+            subject: String::new(),
+            identifiers: vec![Identifier::Dns(DnsName::new(&format!("h{n}.example")).unwrap())],
+            key: KeyKind::EcP256,
+            not_before: not_after - Duration::days(90),
+            not_after,
+            issued_at: now,
+            replaces: None,
+            revocation: None,
+            der: vec![0x30, 0x00],
+        };
+        let reservation = SerialReservation {
+            serial: serial.clone(),
+            issuer: record.issuer.clone(),
+            endpoint: record.endpoint.clone(),
+            reserved_at: now,
+        };
+        store.reserve_serial(&reservation).await.unwrap();
+        store.record_issued(&record).await.unwrap();
+        if revoked {
+            let revocation = Revocation {
+                reason: RevocationReason::KeyCompromise,
+                revoked_at: now,
+                by: "test".into(),
+            };
+            store.revoke(&serial, &revocation).await.unwrap();
+        }
+    }
+
+    /// The gauges count every certificate, across pages of the inventory.
+    #[tokio::test]
+    async fn inventory_gauges_count_every_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut n = 0;
+        for (count, not_after, revoked) in [
+            (1_001, now + Duration::days(80), false),
+            (4, now + Duration::days(5), false),
+            (3, now + Duration::days(80), true),
+            (2, now - Duration::days(1), false),
+        ] {
+            for _ in 0..count {
+                n += 1;
+                issue(&store, n, not_after, revoked).await;
+            }
+        }
+        let metrics = Metrics::new(MetricsConfig::default());
+        inventory_gauges(&store, None, &metrics, &SystemClock, 0.5).await;
+        let rendered = metrics.render();
+        for (status, want) in [
+            ("valid", 1_001),
+            ("renewal_due", 4),
+            ("revoked", 3),
+            ("expired", 2),
+            ("superseded", 0),
+        ] {
+            let line = format!("certgate_certificates{{status=\"{status}\"}} {want}");
+            assert!(rendered.lines().any(|l| l == line), "missing {line:?} in\n{rendered}");
+        }
     }
 }

@@ -56,14 +56,7 @@ impl Limiter {
             return Ok(Taken { held: None });
         };
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= SWEEP_AT {
-            let window = self.window;
-            shard.retain(|_, (start, _)| *start + window > now);
-        }
-        let entry = shard.entry(key.to_owned()).or_insert((now, 0));
-        if entry.0 + self.window <= now {
-            *entry = (now, 0);
-        }
+        let entry = self.current_window(&mut shard, key, now);
         if entry.1.saturating_add(n) > limit {
             return Err(entry.0 + self.window - now);
         }
@@ -92,6 +85,18 @@ impl Limiter {
     /// Records `n` events for `key`.
     pub fn record(&self, key: &str, n: u32, now: OffsetDateTime) {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
+        let entry = self.current_window(&mut shard, key, now);
+        entry.1 = entry.1.saturating_add(n);
+    }
+
+    /// `key`'s (window start, count), a fresh window if its last one has ended. Drops ended
+    /// windows of other keys once the shard has grown large.
+    fn current_window<'m>(
+        &self,
+        shard: &'m mut HashMap<String, (OffsetDateTime, u32)>,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> &'m mut (OffsetDateTime, u32) {
         if shard.len() >= SWEEP_AT {
             let window = self.window;
             shard.retain(|_, (start, _)| *start + window > now);
@@ -100,7 +105,7 @@ impl Limiter {
         if entry.0 + self.window <= now {
             *entry = (now, 0);
         }
-        entry.1 = entry.1.saturating_add(n);
+        entry
     }
 }
 

@@ -535,6 +535,12 @@ impl Authority {
         /// Newest certificates looked at: past this many revoked or expired ones in a row,
         /// the lineage has lapsed and the request starts a new one.
         const MAX_CANDIDATES: usize = 32;
+        // Certificates without names (devices) are linked only by their protocol's own renewal:
+        // a shared requester (a SCEP challenge, an EST bootstrap user) would otherwise chain
+        // every device's certificate to another device's.
+        if identifiers.is_empty() {
+            return Ok(None);
+        }
         let lineage = Lineage {
             requester: request.requester.clone(),
             endpoint: request.endpoint.clone(),

@@ -530,3 +530,20 @@ async fn same_requester_and_names_link_as_successor() {
     assert!(updates.has_changed().unwrap());
     assert_eq!(*updates.borrow(), before + 1);
 }
+
+/// Certificates without names (devices) are never linked by guess: one requester shared by a
+/// fleet (a SCEP challenge, an EST bootstrap user) would chain one device's certificate to
+/// another device's, and the older one would then count as superseded.
+#[tokio::test]
+async fn nameless_certificates_are_not_linked() {
+    let t = TestAuthority::new(KeyType::P256, vec![test_endpoint()]);
+    for device in ["device-1", "device-2", "device-3"] {
+        let key = generate_key(KeyType::P256).unwrap();
+        let der = csr(&key, Some(device), &[]);
+        let mut req = request(&der);
+        req.profile = Some(name("device"));
+        let record = t.authority.issue(req).await.unwrap().record;
+        assert!(record.identifiers.is_empty(), "{device}: {:?}", record.identifiers);
+        assert_eq!(record.replaces, None, "{device}");
+    }
+}

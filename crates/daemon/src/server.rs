@@ -440,7 +440,17 @@ pub async fn serve_tcp(
                 service_fn(move |request| {
                     let router = Arc::clone(&router);
                     let facts = facts.clone();
-                    async move { Ok::<_, Infallible>(router.handle(request, name, peer, facts.as_deref()).await) }
+                    // A task of its own, so that a client going away mid-request cannot stop a
+                    // handler between two writes (an EAB key bound and no account, a rate-limit
+                    // count given back for an account that was created).
+                    let handled =
+                        tokio::spawn(async move { router.handle(request, name, peer, facts.as_deref()).await });
+                    async move {
+                        Ok::<_, Infallible>(handled.await.unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "request handler failed");
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                        }))
+                    }
                 })
             };
             let result = match tls {

@@ -12,7 +12,7 @@ use crate::StoreError;
 use crate::acme::{
     AccountRecord, AcmeStore, AcmeSweep, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord,
 };
-use crate::sled_backend::{AcmeTrees, SledStore, expiry_prefix};
+use crate::sled_backend::{AcmeTrees, SWEEP_BATCH, SledStore, expiry_prefix};
 
 const MAX_ORDER_PAGE: usize = 1000;
 /// Orders and authorizations by expiry (expires || id), for sweeping. An authorization's
@@ -20,9 +20,6 @@ const MAX_ORDER_PAGE: usize = 1000;
 /// record's own expiry before deleting, dropping stale entries as it goes.
 const ORDERS_BY_EXPIRY: &str = "acme_orders_by_expiry";
 const AUTHZS_BY_EXPIRY: &str = "acme_authzs_by_expiry";
-/// The most records one sweep call removes, so it never holds the store for long.
-const MAX_SWEEP: usize = 10_000;
-
 fn expiry_index(expires: OffsetDateTime, id: &str) -> Vec<u8> {
     let mut key = expiry_prefix(expires).to_vec();
     key.extend_from_slice(id.as_bytes());
@@ -67,13 +64,25 @@ fn account_key_index(endpoint: &Name, thumbprint: &str) -> Vec<u8> {
 /// between claiming the new key and updating the account). Either would refuse that key for
 /// good. Runs at open, when no request is between those steps; returns how many went.
 pub(crate) fn repair_account_keys(trees: &AcmeTrees) -> Result<u64, StoreError> {
+    /// The fields the check needs: serde skips the rest of the record unparsed.
+    #[derive(serde::Deserialize)]
+    struct KeyHolder {
+        endpoint: Name,
+        thumbprint: String,
+    }
     let mut removed = 0;
     for entry in trees.account_keys.iter() {
         let (index, id) = entry?;
-        let points_home = match get::<AccountRecord>(&trees.accounts, &id) {
-            Ok(account) => account_key_index(&account.endpoint, &account.thumbprint) == index.as_ref(),
-            Err(StoreError::NotFound) => false,
-            Err(e) => return Err(e),
+        let points_home = match trees.accounts.get(&id)? {
+            None => false,
+            Some(bytes) => match serde_json::from_slice::<KeyHolder>(&bytes) {
+                Ok(holder) => account_key_index(&holder.endpoint, &holder.thumbprint) == index.as_ref(),
+                // Not this repair's business: a record it cannot read is left as it is.
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable ACME account record; its key index entry is kept");
+                    true
+                }
+            },
         };
         if !points_home {
             trees.account_keys.remove(&index)?;
@@ -293,39 +302,57 @@ impl AcmeStore for SledStore {
         let mut swept = AcmeSweep::default();
         let end = expiry_prefix(expired_before);
         let orders_by_expiry = self.db().open_tree(ORDERS_BY_EXPIRY)?;
-        for entry in orders_by_expiry.range(..end.as_slice()).take(MAX_SWEEP) {
-            let (key, _) = entry?;
-            let id = &key[8..];
-            match get::<OrderRecord>(&trees.orders, id) {
-                Ok(order) if order.expires < expired_before => {
-                    trees.orders_by_account.remove(order_index(&order))?;
-                    trees.orders.remove(id)?;
-                    swept.orders += 1;
+        // In batches, letting requests run between them, until nothing expired is left: one
+        // batch per sweep interval falls behind a busy server.
+        loop {
+            let mut visited = 0;
+            for entry in orders_by_expiry.range(..end.as_slice()).take(SWEEP_BATCH) {
+                visited += 1;
+                let (key, _) = entry?;
+                let id = &key[8..];
+                match get::<OrderRecord>(&trees.orders, id) {
+                    Ok(order) if order.expires < expired_before => {
+                        trees.orders_by_account.remove(order_index(&order))?;
+                        trees.orders.remove(id)?;
+                        swept.orders += 1;
+                    }
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
                 }
-                Ok(_) | Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
+                orders_by_expiry.remove(&key)?;
             }
-            orders_by_expiry.remove(&key)?;
+            if visited < SWEEP_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         let authzs_by_expiry = self.db().open_tree(AUTHZS_BY_EXPIRY)?;
-        for entry in authzs_by_expiry.range(..end.as_slice()).take(MAX_SWEEP) {
-            let (key, _) = entry?;
-            let id = &key[8..];
-            match get::<AuthzRecord>(&trees.authzs, id) {
-                Ok(authz) if authz.expires < expired_before => {
-                    let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
-                    index.extend_from_slice(&expiry_prefix(authz.expires));
-                    index.extend_from_slice(authz.id.as_bytes());
-                    trees.authzs_by_account.remove(index)?;
-                    trees.authzs.remove(id)?;
-                    swept.authorizations += 1;
+        loop {
+            let mut visited = 0;
+            for entry in authzs_by_expiry.range(..end.as_slice()).take(SWEEP_BATCH) {
+                visited += 1;
+                let (key, _) = entry?;
+                let id = &key[8..];
+                match get::<AuthzRecord>(&trees.authzs, id) {
+                    Ok(authz) if authz.expires < expired_before => {
+                        let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
+                        index.extend_from_slice(&expiry_prefix(authz.expires));
+                        index.extend_from_slice(authz.id.as_bytes());
+                        trees.authzs_by_account.remove(index)?;
+                        trees.authzs.remove(id)?;
+                        swept.authorizations += 1;
+                    }
+                    // Not expired after all (it became valid and got a later expiry): only this
+                    // stale index entry goes.
+                    Ok(_) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(e),
                 }
-                // Not expired after all (it became valid and got a later expiry): only this
-                // stale index entry goes.
-                Ok(_) | Err(StoreError::NotFound) => {}
-                Err(e) => return Err(e),
+                authzs_by_expiry.remove(&key)?;
             }
-            authzs_by_expiry.remove(&key)?;
+            if visited < SWEEP_BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
         Ok(swept)
     }

@@ -918,6 +918,15 @@ impl AcmeServer {
         limit: Option<u32>,
         what: &str,
     ) -> Result<Taken<'l>, Problem> {
+        if let Some(limit) = limit
+            && n > limit
+        {
+            // No window will ever have room: waiting would not help, so not rateLimited.
+            return Err(Problem::new(
+                ProblemType::Malformed,
+                format!("this request needs {n} {what}, more than the {limit} allowed per window"),
+            ));
+        }
         limiter
             .take(key, n, limit, self.shared.clock.now())
             .map_err(|wait| rate_limited(what, wait))
@@ -1827,7 +1836,7 @@ fn certificate_serial_and_key(der: &[u8]) -> Option<(Serial, Vec<u8>)> {
     Some((serial, spki))
 }
 
-/// Maps an authority refusal to the problem RFC 8555 names for it.
+/// `rateLimited` with a `Retry-After` of the rest of the limit's window.
 fn rate_limited(what: &str, wait: time::Duration) -> Problem {
     // Rounded up: a client retrying on the dot must find the window over.
     let seconds = u64::try_from((wait + time::Duration::nanoseconds(999_999_999)).whole_seconds())
@@ -1840,6 +1849,7 @@ fn rate_limited(what: &str, wait: time::Duration) -> Problem {
     .with_retry_after(seconds)
 }
 
+/// Maps an authority refusal to the problem RFC 8555 names for it.
 fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Problem {
     let detail = e.to_string();
     match e {

@@ -946,6 +946,18 @@ mod tests {
         }
     }
 
+    /// Reserves the record's serial and records it, as an issuance does.
+    async fn issue(store: &SledStore, rec: &CertificateRecord) {
+        let reservation = SerialReservation {
+            serial: rec.serial.clone(),
+            issuer: rec.issuer.clone(),
+            endpoint: rec.endpoint.clone(),
+            reserved_at: rec.issued_at,
+        };
+        store.reserve_serial(&reservation).await.unwrap();
+        store.record_issued(rec).await.unwrap();
+    }
+
     /// A crash after the certificate was written but before its indexes, serial state and
     /// journal removal: opening completes them.
     #[tokio::test]
@@ -1029,14 +1041,7 @@ mod tests {
         {
             let store = SledStore::open(dir.path()).unwrap();
             for rec in &records {
-                let reservation = SerialReservation {
-                    serial: rec.serial.clone(),
-                    issuer: rec.issuer.clone(),
-                    endpoint: rec.endpoint.clone(),
-                    reserved_at: rec.issued_at,
-                };
-                store.reserve_serial(&reservation).await.unwrap();
-                store.record_issued(rec).await.unwrap();
+                issue(&store, rec).await;
             }
             // As an older version left it: no lineage entries, no marker.
             store.inner.by_lineage.clear().unwrap();
@@ -1071,14 +1076,7 @@ mod tests {
             let mut rec = record(&Serial::from_random([n; 16]));
             rec.not_before = expired - time::Duration::days(30);
             rec.not_after = expired;
-            let reservation = SerialReservation {
-                serial: rec.serial.clone(),
-                issuer: rec.issuer.clone(),
-                endpoint: rec.endpoint.clone(),
-                reserved_at: rec.issued_at,
-            };
-            store.reserve_serial(&reservation).await.unwrap();
-            store.record_issued(&rec).await.unwrap();
+            issue(&store, &rec).await;
         }
         let cutoff = OffsetDateTime::now_utc() - time::Duration::days(30);
         assert_eq!(store.sweep_expired_certificates_in_batches(cutoff, 3).await.unwrap(), 7);

@@ -12,7 +12,7 @@ use crate::StoreError;
 use crate::acme::{
     AccountRecord, AcmeStore, AcmeSweep, AuthzRecord, AuthzStatus, EabKeyRecord, OrderPage, OrderRecord,
 };
-use crate::sled_backend::{AcmeTrees, SWEEP_BATCH, SledStore, expiry_prefix};
+use crate::sled_backend::{AcmeTrees, SWEEP_BATCH, SledStore, drain_below, expiry_prefix};
 
 const MAX_ORDER_PAGE: usize = 1000;
 /// Orders and authorizations by expiry (expires || id), for sweeping. An authorization's
@@ -302,58 +302,40 @@ impl AcmeStore for SledStore {
         let mut swept = AcmeSweep::default();
         let end = expiry_prefix(expired_before);
         let orders_by_expiry = self.db().open_tree(ORDERS_BY_EXPIRY)?;
-        // In batches, letting requests run between them, until nothing expired is left: one
-        // batch per sweep interval falls behind a busy server.
-        loop {
-            let mut visited = 0;
-            for entry in orders_by_expiry.range(..end.as_slice()).take(SWEEP_BATCH) {
-                visited += 1;
-                let (key, _) = entry?;
-                let id = &key[8..];
-                match get::<OrderRecord>(&trees.orders, id) {
-                    Ok(order) if order.expires < expired_before => {
-                        trees.orders_by_account.remove(order_index(&order))?;
-                        trees.orders.remove(id)?;
-                        swept.orders += 1;
-                    }
-                    Ok(_) | Err(StoreError::NotFound) => {}
-                    Err(e) => return Err(e),
+        drain_below(&orders_by_expiry, &end, SWEEP_BATCH, |key| {
+            let id = &key[8..];
+            match get::<OrderRecord>(&trees.orders, id) {
+                Ok(order) if order.expires < expired_before => {
+                    trees.orders_by_account.remove(order_index(&order))?;
+                    trees.orders.remove(id)?;
+                    swept.orders += 1;
+                    Ok(())
                 }
-                orders_by_expiry.remove(&key)?;
+                Ok(_) | Err(StoreError::NotFound) => Ok(()),
+                Err(e) => Err(e),
             }
-            if visited < SWEEP_BATCH {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        })
+        .await?;
         let authzs_by_expiry = self.db().open_tree(AUTHZS_BY_EXPIRY)?;
-        loop {
-            let mut visited = 0;
-            for entry in authzs_by_expiry.range(..end.as_slice()).take(SWEEP_BATCH) {
-                visited += 1;
-                let (key, _) = entry?;
-                let id = &key[8..];
-                match get::<AuthzRecord>(&trees.authzs, id) {
-                    Ok(authz) if authz.expires < expired_before => {
-                        let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
-                        index.extend_from_slice(&expiry_prefix(authz.expires));
-                        index.extend_from_slice(authz.id.as_bytes());
-                        trees.authzs_by_account.remove(index)?;
-                        trees.authzs.remove(id)?;
-                        swept.authorizations += 1;
-                    }
-                    // Not expired after all (it became valid and got a later expiry): only this
-                    // stale index entry goes.
-                    Ok(_) | Err(StoreError::NotFound) => {}
-                    Err(e) => return Err(e),
+        drain_below(&authzs_by_expiry, &end, SWEEP_BATCH, |key| {
+            let id = &key[8..];
+            match get::<AuthzRecord>(&trees.authzs, id) {
+                Ok(authz) if authz.expires < expired_before => {
+                    let mut index = authz_prefix(&authz.account_id, &authz.identifier, authz.wildcard);
+                    index.extend_from_slice(&expiry_prefix(authz.expires));
+                    index.extend_from_slice(authz.id.as_bytes());
+                    trees.authzs_by_account.remove(index)?;
+                    trees.authzs.remove(id)?;
+                    swept.authorizations += 1;
+                    Ok(())
                 }
-                authzs_by_expiry.remove(&key)?;
+                // Not expired after all (it became valid and got a later expiry): only this
+                // stale index entry goes.
+                Ok(_) | Err(StoreError::NotFound) => Ok(()),
+                Err(e) => Err(e),
             }
-            if visited < SWEEP_BATCH {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        })
+        .await?;
         Ok(swept)
     }
 

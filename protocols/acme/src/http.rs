@@ -337,8 +337,6 @@ impl AcmeServer {
                     .push(("content-type", "application/problem+json".into()));
                 if let Some(seconds) = problem.retry_after_seconds {
                     response.headers.push(("retry-after", seconds.to_string()));
-                } else if problem.kind.ends_with(":rateLimited") {
-                    response.headers.push(("retry-after", "60".into()));
                 }
                 response.body = problem.to_json();
                 response

@@ -55,21 +55,22 @@ impl Target {
 
     /// Resolves a `Location` value against this URL and applies the redirect policy: http or
     /// https only, ports 80 and 443 (or the configured validation ports), no credentials.
+    /// Errors describe the Location header without quoting it: it came from the target.
     fn redirect(&self, location: &str, config: &ValidationConfig) -> Result<Target, ValidationError> {
         let from = self.url();
         let malformed = |why: &str| {
             ValidationError::new(
                 ValidationErrorKind::Malformed,
-                format!("redirect from {from} to \"{}\": {why}", excerpt(location.as_bytes())),
+                format!(
+                    "redirect from {from}: the Location header ({} bytes) is {why}",
+                    location.len()
+                ),
             )
         };
         let refused = |why: String| {
             ValidationError::new(
                 ValidationErrorKind::Connection,
-                format!(
-                    "redirect from {from} to \"{}\" refused: {why}",
-                    excerpt(location.as_bytes())
-                ),
+                format!("redirect from {from} refused: {why}"),
             )
         };
         // The fragment never reaches the server.
@@ -84,6 +85,7 @@ impl Target {
                     return Err(malformed("not a valid URL"));
                 }
                 if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                    // A valid scheme is a few letters, digits and "+-.": naming it is safe.
                     return Err(refused(format!(
                         "scheme \"{}\" is not followed; only http and https are",
                         excerpt(scheme.as_bytes())
@@ -178,6 +180,9 @@ struct Response {
     truncated: bool,
 }
 
+/// Fetches the key authorization. No error quotes what the target sent (body or headers): the
+/// target is the client's choice, possibly an internal service; errors give the status, the
+/// body's length and whether it matched instead.
 pub(crate) async fn validate(
     config: &ValidationConfig,
     tls: &TlsConfigs,
@@ -206,7 +211,7 @@ pub(crate) async fn validate(
             .await
             .map_err(|e| e.with_record(&record))?;
         record.addresses_resolved.clone_from(&addresses);
-        let (stream, ip) = net::connect(&addresses, target.port, deadline, &url)
+        let (stream, ip) = net::connect(&addresses, target.port, &config.address_policy, deadline, &url)
             .await
             .map_err(|e| e.with_record(&record))?;
         record.address_used = Some(ip);
@@ -245,8 +250,9 @@ pub(crate) async fn validate(
                     return Err(ValidationError {
                         kind: ValidationErrorKind::Malformed,
                         detail: format!(
-                            "{url} ({peer}) answered HTTP {status} with an invalid Location header \"{}\"",
-                            excerpt(&raw)
+                            "{url} ({peer}) answered HTTP {status} with a Location header ({} bytes) that is not \
+                             valid text",
+                            raw.len()
                         ),
                         record: Some(record),
                     });
@@ -267,8 +273,8 @@ pub(crate) async fn validate(
             return Err(ValidationError {
                 kind: ValidationErrorKind::IncorrectResponse,
                 detail: format!(
-                    "{url} ({peer}) answered HTTP {status}, not 200 OK; body starts \"{}\"",
-                    excerpt(&response.body)
+                    "{url} ({peer}) answered HTTP {status}, not 200 OK, with {}",
+                    body_size(&response, config.max_body)
                 ),
                 record: Some(record),
             });
@@ -277,27 +283,59 @@ pub(crate) async fn validate(
             return Err(ValidationError {
                 kind: ValidationErrorKind::IncorrectResponse,
                 detail: format!(
-                    "{url} ({peer}) answered with a body longer than {} bytes; it must hold only the key \
-                     authorization; body starts \"{}\"",
-                    config.max_body,
-                    excerpt(&response.body)
+                    "{url} ({peer}) answered with {}; it must hold only the key authorization for token {token} \
+                     ({} bytes)",
+                    body_size(&response, config.max_body),
+                    key_authorization.len()
                 ),
                 record: Some(record),
             });
         }
         // RFC 8555 8.3: the server should ignore trailing whitespace.
-        if response.body.trim_ascii_end() != key_authorization.as_bytes() {
+        let body = response.body.trim_ascii_end();
+        if body != key_authorization.as_bytes() {
             return Err(ValidationError {
                 kind: ValidationErrorKind::IncorrectResponse,
                 detail: format!(
-                    "the body of {url} ({peer}) is not the key authorization: expected \"{}\", got \"{}\"",
-                    excerpt(key_authorization.as_bytes()),
-                    excerpt(&response.body)
+                    "the body of {url} ({peer}) is not the key authorization: expected the key authorization for \
+                     token {token} ({} bytes), got {}",
+                    key_authorization.len(),
+                    mismatch(body, token)
                 ),
                 record: Some(record),
             });
         }
         return Ok(record);
+    }
+}
+
+/// "a body of N bytes" (or "more than N" when it was cut off), never its content.
+fn body_size(response: &Response, max_body: usize) -> String {
+    if response.truncated {
+        format!("a body of more than {max_body} bytes")
+    } else {
+        format!("a body of {} bytes", response.body.len())
+    }
+}
+
+/// How a body differs from the key authorization, without quoting it. Whether it starts with
+/// `token.` tells a client that served a key authorization for another account key apart from
+/// one that served something else; the token is the client's own, so that says nothing about
+/// a third party's content.
+fn mismatch(body: &[u8], token: &str) -> String {
+    if body.is_empty() {
+        return "an empty body".to_owned();
+    }
+    let starts_with_token = body
+        .strip_prefix(token.as_bytes())
+        .is_some_and(|rest| rest.starts_with(b"."));
+    if starts_with_token {
+        format!(
+            "{} bytes that start with the token but differ after it (a key authorization for another account key?)",
+            body.len()
+        )
+    } else {
+        format!("{} bytes that differ", body.len())
     }
 }
 

@@ -10,6 +10,13 @@
 //! whose `detail` is written for the ACME client's operator (which URL, which address, what came
 //! back), because that text ends up in the problem document they read.
 //!
+//! Errors describe what was contacted and what came back (status, length, whether it matched)
+//! but never quote what a validation target sent: the target is the ACME client's choice, so
+//! quoting its answer would let a client read internal HTTP resources through challenge errors.
+//! Where validation may connect at all is an [`AddressPolicy`], checked on every address
+//! connected to (each http-01 redirect hop included); dns-01 and CAA ask only the configured
+//! nameservers, which the operator chose.
+//!
 //! What it does not do: multi-perspective validation, rate limiting, or retries (a retried
 //! challenge is a new call; no DNS answer is cached between calls so the retry sees new records).
 #![warn(missing_docs)]
@@ -19,6 +26,7 @@
               rare and follow network round trips, so their size does not matter"
 )]
 
+mod address_policy;
 mod caa;
 mod dns;
 mod error;
@@ -39,6 +47,7 @@ use certgate_core::{DnsName, Identifier};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
+pub use crate::address_policy::{AddressPolicy, AddressRefusal};
 pub use crate::error::{ValidationError, ValidationErrorKind};
 pub use crate::net::DangerAcceptAnyCertificate;
 
@@ -63,6 +72,10 @@ pub struct ValidationConfig {
     pub max_body: usize,
     /// CAA checking; `None` (the default) skips it, which suits private zones without CAA.
     pub caa: Option<CaaConfig>,
+    /// Which addresses http-01 (every redirect hop) and tls-alpn-01 may connect to. The
+    /// default refuses link-local, cloud metadata, unspecified, multicast and broadcast
+    /// addresses and allows the rest, private ranges and loopback included.
+    pub address_policy: AddressPolicy,
 }
 
 impl Default for ValidationConfig {
@@ -75,6 +88,7 @@ impl Default for ValidationConfig {
             max_redirects: 10,
             max_body: 16 * 1024,
             caa: None,
+            address_policy: AddressPolicy::default(),
         }
     }
 }

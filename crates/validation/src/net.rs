@@ -17,7 +17,7 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::{ValidationError, ValidationErrorKind};
+use crate::{AddressPolicy, ValidationError, ValidationErrorKind};
 
 /// The ALPN protocol of tls-alpn-01 (RFC 8737 4).
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -83,18 +83,28 @@ pub(crate) async fn resolve(host: &Host, deadline: Instant, context: &str) -> Re
     Ok(addresses)
 }
 
-/// Connects to the first address that accepts, trying them in order. While more addresses
-/// remain, one attempt may use at most half of the remaining time, so a black-holed address
-/// cannot starve the others. The error lists every address tried and what happened.
+/// Connects to the first address that `policy` permits and that accepts, trying them in order.
+/// Every address is checked right before its connection, so what was checked is what is
+/// connected to. While more addresses remain, one attempt may use at most half of the remaining
+/// time, so a black-holed address cannot starve the others. The error lists every address and
+/// what happened (refused by the policy, or the connection's failure).
 pub(crate) async fn connect(
     addresses: &[IpAddr],
     port: u16,
+    policy: &AddressPolicy,
     deadline: Instant,
     context: &str,
 ) -> Result<(TcpStream, IpAddr), ValidationError> {
     let mut failures = Vec::new();
     for (i, ip) in addresses.iter().enumerate() {
         let addr = SocketAddr::new(*ip, port);
+        if let Err(refusal) = policy.check(*ip) {
+            tracing::debug!(%addr, %refusal, "validation address refused by policy");
+            failures.push(format!(
+                "not connecting to {addr} for {context}: refused by the validation address policy: {refusal}"
+            ));
+            continue;
+        }
         let now = Instant::now();
         let attempt_deadline = if i + 1 < addresses.len() {
             now + deadline.saturating_duration_since(now) / 2

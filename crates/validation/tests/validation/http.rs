@@ -1,6 +1,6 @@
 //! http-01 against a small HTTP/1.1 responder (optionally behind rustls).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use certgate_core::Identifier;
@@ -14,14 +14,14 @@ use crate::{
     Task, Want, check, config, dns, fail, key_authorization, run, self_signed, server_config, unused_nameserver,
 };
 
-struct Reply {
+pub(crate) struct Reply {
     status: u16,
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
 }
 
 impl Reply {
-    fn ok(body: impl Into<Vec<u8>>) -> Self {
+    pub(crate) fn ok(body: impl Into<Vec<u8>>) -> Self {
         Self {
             status: 200,
             headers: vec![],
@@ -29,7 +29,7 @@ impl Reply {
         }
     }
 
-    fn redirect(status: u16, location: impl Into<String>) -> Self {
+    pub(crate) fn redirect(status: u16, location: impl Into<String>) -> Self {
         Self {
             status,
             headers: vec![("Location", location.into())],
@@ -38,18 +38,23 @@ impl Reply {
     }
 }
 
-type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
+pub(crate) type Handler = Arc<dyn Fn(&str) -> Reply + Send + Sync>;
 
-struct HttpServer {
-    port: u16,
+pub(crate) struct HttpServer {
+    pub(crate) port: u16,
     /// Request heads received, in order.
-    requests: Arc<Mutex<Vec<String>>>,
+    pub(crate) requests: Arc<Mutex<Vec<String>>>,
     _task: Task,
 }
 
-/// An HTTP/1.1 responder answering each connection once, then closing it.
-async fn http_server(tls: Option<TlsAcceptor>, handler: Handler) -> HttpServer {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// An HTTP/1.1 responder on 127.0.0.1 answering each connection once, then closing it.
+pub(crate) async fn http_server(tls: Option<TlsAcceptor>, handler: Handler) -> HttpServer {
+    http_server_on(SocketAddr::from(([127, 0, 0, 1], 0)), tls, handler).await
+}
+
+/// The same on `addr`.
+pub(crate) async fn http_server_on(addr: SocketAddr, tls: Option<TlsAcceptor>, handler: Handler) -> HttpServer {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let requests = Arc::new(Mutex::new(Vec::new()));
     let seen = requests.clone();
@@ -181,7 +186,11 @@ async fn http01() {
             "wrong",
             fail(
                 ValidationErrorKind::IncorrectResponse,
-                &[&url("wrong"), "127.0.0.1", "got \"wrong.thumbprint\""],
+                &[
+                    &url("wrong"),
+                    "127.0.0.1",
+                    "expected the key authorization for token wrong (25 bytes), got 16 bytes that start with the token",
+                ],
             ),
         ),
         (
@@ -189,13 +198,16 @@ async fn http01() {
             "missing",
             fail(
                 ValidationErrorKind::IncorrectResponse,
-                &["404 Not Found", "\"<html>not found\\n</html>\""],
+                &["404 Not Found", "with a body of 23 bytes"],
             ),
         ),
         (
             "bad_body_over_cap",
             "big",
-            fail(ValidationErrorKind::IncorrectResponse, &["longer than 16384 bytes"]),
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &["a body of more than 16384 bytes", "token big (21 bytes)"],
+            ),
         ),
         ("good_redirect_other_path", "redirect", Want::Pass),
         ("good_10_redirects", "chain10", Want::Pass),
@@ -293,4 +305,77 @@ async fn http01_connection_failures() {
         &got,
         &fail(ValidationErrorKind::Dns, &["resolving no-such-host.invalid"]),
     );
+}
+
+/// Whatever the target answers, no error quotes it: the target may be an internal service the
+/// client wants to read through challenge errors. The errors give the address, the status and
+/// the body's length instead.
+#[tokio::test]
+async fn http01_errors_never_quote_the_target() {
+    const SECRET: &str = "SECRET-aws-access-key-AKIAEXAMPLE";
+    let handler: Handler = Arc::new(|path: &str| {
+        let token = path.rsplit('/').next().unwrap_or_default();
+        let reply = |status: u16, headers: Vec<(&'static str, String)>, body: Vec<u8>| Reply { status, headers, body };
+        match token {
+            "wrong" => Reply::ok(SECRET),
+            "missing" => reply(404, vec![], SECRET.into()),
+            "forbidden" => reply(403, vec![("X-Secret", SECRET.into())], SECRET.into()),
+            "big" => Reply::ok(SECRET.repeat(1000)),
+            "badlocation" => Reply::redirect(302, format!("http://[{SECRET}/")),
+            "badscheme" => Reply::redirect(302, format!("gopher://{SECRET}/")),
+            _ => Reply::ok(key_authorization(token)),
+        }
+    });
+    let http = http_server(None, handler).await;
+    let validator = Validator::new(config(http.port, 443, unused_nameserver())).unwrap();
+    let address = format!("127.0.0.1:{}", http.port);
+    let cases: [(&str, &str, Want); 6] = [
+        (
+            "bad_wrong_body",
+            "wrong",
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &[&address, "got 33 bytes that differ", "token wrong (25 bytes)"],
+            ),
+        ),
+        (
+            "bad_404",
+            "missing",
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &[&address, "404 Not Found", "a body of 33 bytes"],
+            ),
+        ),
+        (
+            "bad_403_with_header",
+            "forbidden",
+            fail(ValidationErrorKind::IncorrectResponse, &[&address, "403 Forbidden"]),
+        ),
+        (
+            "bad_body_over_cap",
+            "big",
+            fail(
+                ValidationErrorKind::IncorrectResponse,
+                &[&address, "a body of more than 16384 bytes"],
+            ),
+        ),
+        (
+            "bad_location",
+            "badlocation",
+            fail(ValidationErrorKind::Malformed, &["the Location header (42 bytes)"]),
+        ),
+        (
+            "bad_scheme",
+            "badscheme",
+            fail(ValidationErrorKind::Connection, &["scheme \"gopher\" is not followed"]),
+        ),
+    ];
+    for (case, token, want) in &cases {
+        let got = run(&validator, &dns("localhost"), ChallengeKind::Http01, token).await;
+        check(case, &got, want);
+        let err = got.unwrap_err();
+        assert!(!err.detail.contains("SECRET"), "case {case}: {}", err.detail);
+        let json = format!("{:?}", err.record);
+        assert!(!json.contains("SECRET"), "case {case}: record {json}");
+    }
 }

@@ -2,6 +2,7 @@
 //! HTTP/1.1 responder (optionally behind rustls), rustls tls-alpn-01 responders with rcgen
 //! certificates, and an in-process hickory authoritative DNS server.
 
+mod address_policy;
 mod dns;
 mod http;
 mod tls_alpn;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod authority;
+mod certified;
 mod error;
 mod policy;
 

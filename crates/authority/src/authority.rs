@@ -279,6 +279,11 @@ impl Authority {
         self.endpoints.get(&(protocol, name.clone()))
     }
 
+    /// The authority's clock reading.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
     /// An issuer by name.
     pub fn issuer(&self, name: &Name) -> Option<&Arc<Issuer>> {
         self.issuers.get(name).map(|e| &e.issuer)
@@ -316,7 +321,7 @@ impl Authority {
         not_after: Option<OffsetDateTime>,
     ) -> Result<(), AuthorityError> {
         let (endpoint, profile, entry) = self.resolve(protocol, endpoint, profile)?;
-        endpoint.names.check(identifiers)?;
+        endpoint.names.check(identifiers, endpoint.protocol)?;
         validity(not_before, not_after, profile, &entry.issuer, self.clock.now()).map(|_| ())
     }
 
@@ -354,6 +359,17 @@ impl Authority {
         Ok((endpoint, profile, entry))
     }
 
+    /// The usage of the profile `profile` (default: the endpoint's first) of an endpoint.
+    pub(crate) fn usage(
+        &self,
+        protocol: Protocol,
+        endpoint: &Name,
+        profile: Option<&Name>,
+    ) -> Result<Usage, AuthorityError> {
+        self.resolve(protocol, endpoint, profile)
+            .map(|(_, profile, _)| profile.usage)
+    }
+
     fn decide<'a>(&'a self, request: &IssueRequest, now: OffsetDateTime) -> Result<Decision<'a>, AuthorityError> {
         let (endpoint, profile, entry) = self.resolve(request.protocol, &request.endpoint, request.profile.as_ref())?;
         let csr = &request.csr;
@@ -370,7 +386,8 @@ impl Authority {
                 " and an empty subject"
             }));
         }
-        endpoint.names.check(&identifiers)?;
+        endpoint.names.check(&identifiers, endpoint.protocol)?;
+        endpoint.names.check_subject(&subject, profile.usage, endpoint.protocol)?;
         let (not_before, not_after) = validity(request.not_before, request.not_after, profile, &entry.issuer, now)?;
         Ok(Decision {
             endpoint,

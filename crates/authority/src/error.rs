@@ -2,6 +2,8 @@ use certgate_core::{CsrError, ErrorKind, Identifier, KeyKind, Name, Protocol};
 use certgate_signer::SignerError;
 use certgate_store::StoreError;
 
+use crate::RenewalRefusal;
+
 /// Why the authority refused or failed. A refusal writes nothing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,6 +79,9 @@ pub enum AuthorityError {
     /// The blocking signing task did not complete.
     #[error("signing task failed: {0}")]
     SigningTask(String),
+    /// A renewal by certificate was refused (`Authority::check_renewal`).
+    #[error("renewal refused: {0}")]
+    RenewalRefused(RenewalRefusal),
 }
 
 impl From<StoreError> for AuthorityError {
@@ -102,6 +107,7 @@ impl AuthorityError {
             | Self::UnsupportedSan(_) => ErrorKind::RejectedIdentifier,
             Self::BadValidity(_) => ErrorKind::BadValidity,
             Self::AlreadyRevoked => ErrorKind::Conflict,
+            Self::RenewalRefused(_) => ErrorKind::Unauthorized,
             Self::Store(e) => e.kind(),
             Self::Signer(e) => e.kind(),
             Self::Config(_) | Self::SigningTask(_) => ErrorKind::Internal,

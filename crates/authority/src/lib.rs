@@ -11,10 +11,12 @@ mod authority;
 mod certified;
 mod error;
 mod policy;
+mod renewal;
 
 pub use authority::{Authority, AuthorityConfig, IssueRequest, Issued};
 pub use error::AuthorityError;
 pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};
+pub use renewal::{EndpointRef, EndpointRefError, RenewalCheck, RenewalOf, RenewalRefusal, Standing};
 // Protocol crates never depend on the signer directly (design.md): the issuer handles they read
 // and SCEP's opaque RA key handle reach them through the authority.
 pub use certgate_signer::{Issuer, KeyTransport, KeyType, RaDigest, RaFiles, RaKey, RaOptions, SignerError};

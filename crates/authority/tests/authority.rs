@@ -3,10 +3,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use certgate_authority::{AuthorityError, EndpointPolicy, IssueRequest, NamePolicy};
-use certgate_core::{CsrError, DnsName, Identifier, KeyKind, ParsedCsr, Protocol, RequesterId, RevocationReason};
+use certgate_authority::{
+    AuthorityError, EndpointPolicy, EndpointRef, IssueRequest, NamePolicy, RenewalCheck, RenewalRefusal, Standing,
+};
+use certgate_core::{
+    CsrError, DnsName, Identifier, KeyKind, ManualClock, ParsedCsr, Protocol, RequesterId, RevocationReason,
+};
 use certgate_signer::{KeyType, generate_key};
-use certgate_store::{CertificateFilter, CertificateStore, SledStore};
+use certgate_store::{CertificateFilter, CertificateRecord, CertificateStore, SledStore};
+use certgate_test_support::rcgen::{CertificateParams, DistinguishedName, DnType};
 use certgate_test_support::{
     TestAuthority, csr, name, openssl_verify, pkilint, test_endpoint, unwaived, workspace_root, write_pem,
 };
@@ -546,4 +551,299 @@ async fn nameless_certificates_are_not_linked() {
         assert!(record.identifiers.is_empty(), "{device}: {:?}", record.identifiers);
         assert_eq!(record.replaces, None, "{device}");
     }
+}
+
+/// A CSR with subject `subject` (attribute, value) in order and DNS `sans`.
+fn csr_with_subject(key: &certgate_test_support::rcgen::KeyPair, subject: &[(DnType, &str)], sans: &[&str]) -> Vec<u8> {
+    let mut params = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name = DistinguishedName::new();
+    for (kind, value) in subject {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+/// The renewal rule every protocol's renewal goes through: same protocol and endpoint (or one
+/// explicitly accepted), in the inventory, unrevoked, unexpired, and the same subject and
+/// subjectAltNames as certified (SAN order aside). Nothing is written either way.
+#[tokio::test]
+async fn renewal_rule() {
+    let endpoint = |protocol, endpoint_name: &str| EndpointPolicy {
+        protocol,
+        name: name(endpoint_name),
+        profiles: vec![name("device"), name("tls-server")],
+        ..test_endpoint()
+    };
+    let endpoints = vec![
+        endpoint(Protocol::Scep, "default"),
+        endpoint(Protocol::Scep, "other"),
+        endpoint(Protocol::Est, "factory"),
+    ];
+    let t = TestAuthority::new(KeyType::P256, endpoints.clone());
+    let key = generate_key(KeyType::P256).unwrap();
+    let device = [(DnType::CommonName, "device-1")];
+    let names = ["a.example.com", "b.example.com"];
+    let issue = |protocol, endpoint_name: &'static str, profile: &'static str, der: Vec<u8>| {
+        let authority = Arc::clone(&t.authority);
+        async move {
+            let mut req = IssueRequest::new(
+                protocol,
+                name(endpoint_name),
+                ParsedCsr::from_der(&der).unwrap(),
+                RequesterId::new("scep-device:test").unwrap(),
+            );
+            req.profile = Some(name(profile));
+            authority.issue(req).await.unwrap().record
+        }
+    };
+    let ours = issue(
+        Protocol::Scep,
+        "default",
+        "device",
+        csr_with_subject(&key, &device, &names),
+    )
+    .await;
+    let est = issue(
+        Protocol::Est,
+        "factory",
+        "device",
+        csr_with_subject(&key, &device, &names),
+    )
+    .await;
+    let other = issue(
+        Protocol::Scep,
+        "other",
+        "device",
+        csr_with_subject(&key, &device, &names),
+    )
+    .await;
+    let revoked = issue(
+        Protocol::Scep,
+        "default",
+        "device",
+        csr_with_subject(&key, &device, &names),
+    )
+    .await;
+    t.authority
+        .revoke(&revoked.serial, RevocationReason::KeyCompromise, "test")
+        .await
+        .unwrap();
+    // CN only, no SAN: a TLS server certificate certifies the CN as its SAN.
+    let host = [(DnType::CommonName, "host.example.com")];
+    let server = issue(
+        Protocol::Scep,
+        "default",
+        "tls-server",
+        csr_with_subject(&key, &host, &[]),
+    )
+    .await;
+    let stranger = {
+        let params = CertificateParams::new(vec!["a.example.com".to_owned()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    };
+    // The same store and CA seen at a time when every certificate above has expired.
+    let later = TestAuthority::authority_over_with_clock(
+        &t.ca,
+        t.store.clone(),
+        endpoints,
+        Arc::new(ManualClock::new(ours.not_after + Duration::seconds(1))),
+    );
+
+    let new_key = generate_key(KeyType::P256).unwrap();
+    let renew = |subject: &[(DnType, &str)], sans: &[&str]| csr_with_subject(&new_key, subject, sans);
+    let from_factory = ["est:factory".parse::<EndpointRef>().unwrap()];
+    type Case<'a> = (
+        &'static str,
+        &'a CertificateRecord,
+        Vec<u8>,
+        Option<&'static str>,
+        &'a [EndpointRef],
+        bool,
+        Result<(), RenewalRefusal>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "good_same_protocol_and_endpoint",
+            &ours,
+            renew(&device, &names),
+            None,
+            &[],
+            false,
+            Ok(()),
+        ),
+        (
+            "good_reordered_sans",
+            &ours,
+            renew(&device, &["b.example.com", "a.example.com"]),
+            None,
+            &[],
+            false,
+            Ok(()),
+        ),
+        (
+            "good_tls_server_cn_as_san",
+            &server,
+            renew(&host, &[]),
+            Some("tls-server"),
+            &[],
+            false,
+            Ok(()),
+        ),
+        (
+            "good_other_protocol_explicitly_accepted",
+            &est,
+            renew(&device, &names),
+            None,
+            &from_factory,
+            false,
+            Ok(()),
+        ),
+        (
+            "bad_other_protocol",
+            &est,
+            renew(&device, &names),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::OtherEndpoint),
+        ),
+        (
+            "bad_other_endpoint",
+            &other,
+            renew(&device, &names),
+            None,
+            &from_factory,
+            false,
+            Err(RenewalRefusal::OtherEndpoint),
+        ),
+        (
+            "bad_revoked",
+            &revoked,
+            renew(&device, &names),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::Revoked),
+        ),
+        (
+            "bad_expired",
+            &ours,
+            renew(&device, &names),
+            None,
+            &[],
+            true,
+            Err(RenewalRefusal::OutsideValidity),
+        ),
+        (
+            "bad_changed_subject",
+            &ours,
+            renew(&[(DnType::CommonName, "device-2")], &names),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::SubjectChanged),
+        ),
+        (
+            "bad_added_subject_attribute",
+            &ours,
+            renew(
+                &[(DnType::CommonName, "device-1"), (DnType::OrganizationName, "Payroll")],
+                &names,
+            ),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::SubjectChanged),
+        ),
+        (
+            "bad_added_san",
+            &ours,
+            renew(&device, &["a.example.com", "b.example.com", "payroll.corp.example"]),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::NamesChanged),
+        ),
+        (
+            "bad_removed_san",
+            &ours,
+            renew(&device, &["a.example.com"]),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::NamesChanged),
+        ),
+        (
+            "bad_changed_san",
+            &ours,
+            renew(&device, &["a.example.com", "c.example.com"]),
+            None,
+            &[],
+            false,
+            Err(RenewalRefusal::NamesChanged),
+        ),
+    ];
+    let before = t.store.journal_status().await.unwrap();
+    for (case, old, csr_der, profile, also_from, expired, want) in cases {
+        let authority = if expired { &later } else { &t.authority };
+        let csr = ParsedCsr::from_der(&csr_der).unwrap();
+        let profile = profile.map(name);
+        let got = authority
+            .check_renewal(&RenewalCheck {
+                protocol: Protocol::Scep,
+                endpoint: &name("default"),
+                presented: &old.der,
+                csr: &csr,
+                profile: profile.as_ref(),
+                also_from,
+            })
+            .await;
+        match (got, want) {
+            (Ok(renewal), Ok(())) => assert_eq!(renewal.replaces(), &old.serial, "case {case}"),
+            (Err(AuthorityError::RenewalRefused(got)), Err(want)) => assert_eq!(got, want, "case {case}"),
+            (got, want) => panic!("case {case}: got {got:?}, want {want:?}"),
+        }
+    }
+    // A certificate certgate never issued, and one it issued presented with other bytes.
+    let mut tampered = ours.der.clone();
+    if let Some(last) = tampered.last_mut() {
+        *last ^= 1;
+    }
+    for (case, presented) in [("bad_not_issued_here", &stranger), ("bad_tampered", &tampered)] {
+        let csr = ParsedCsr::from_der(&renew(&device, &names)).unwrap();
+        let got = t
+            .authority
+            .check_renewal(&RenewalCheck {
+                protocol: Protocol::Scep,
+                endpoint: &name("default"),
+                presented,
+                csr: &csr,
+                profile: None,
+                also_from: &[],
+            })
+            .await;
+        assert!(
+            matches!(got, Err(AuthorityError::RenewalRefused(RenewalRefusal::NotIssuedHere))),
+            "case {case}: {got:?}"
+        );
+    }
+    assert_eq!(
+        t.store.journal_status().await.unwrap(),
+        before,
+        "a check writes nothing"
+    );
+
+    // The inventory standing a protocol asks of a presented certificate.
+    let standing = |der: &[u8]| {
+        let der = der.to_vec();
+        let authority = Arc::clone(&t.authority);
+        async move { authority.standing(&der).await.unwrap() }
+    };
+    assert!(matches!(standing(&ours.der).await, Standing::Good(_)));
+    assert!(matches!(standing(&revoked.der).await, Standing::Revoked(_)));
+    assert_eq!(standing(&stranger).await, Standing::Unknown);
+    assert!(matches!(
+        later.standing(&ours.der).await.unwrap(),
+        Standing::OutsideValidity(_)
+    ));
 }

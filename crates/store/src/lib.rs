@@ -67,20 +67,25 @@ pub async fn list_all(
     }
 }
 
-/// ACME nonces (RFC 8555 6.5): single use and short-lived. Not flushed per request: a nonce
-/// lost in a crash only costs the client one `badNonce` retry.
+/// The ACME nonces (RFC 8555 6.5) that were used. Nonces are issued without the store (the
+/// ACME server hands out tokens it can authenticate itself), so an unauthenticated request
+/// writes nothing; the store only remembers nonces redeemed by signed requests until they
+/// expire, so that each is accepted once. Not flushed per request: the ACME server's nonce key
+/// lives as long as its process, so no nonce from before a crash verifies after it.
 #[async_trait]
 pub trait NonceStore: Send + Sync + std::fmt::Debug {
-    /// Remembers a fresh nonce made from `random` until `expires_at` and returns the token to
-    /// hand out. The token may carry what the backend needs to find the nonce again (the
-    /// sled backend puts the expiry first, so one write issues and one removal redeems).
-    async fn issue_nonce(&self, random: &[u8], expires_at: OffsetDateTime) -> Result<Vec<u8>, StoreError>;
+    /// Records the nonce `id` (its random part), valid until `expires_at`, as used: true the
+    /// first time, false if it was recorded before or has expired at `now`. Of concurrent
+    /// callers with one nonce exactly one gets true.
+    async fn redeem_nonce(
+        &self,
+        id: &[u8],
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
-    /// Redeems a token from [`NonceStore::issue_nonce`]: true exactly once for one that was
-    /// issued and has not expired; false for an unknown, used, expired or malformed one.
-    async fn redeem_nonce(&self, token: &[u8], now: OffsetDateTime) -> Result<bool, StoreError>;
-
-    /// Forgets nonces that expired before `now`; returns how many.
+    /// Forgets used nonces that expired before `now` (a replay of one is refused as expired
+    /// before it reaches the store); returns how many.
     async fn sweep_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 }
 

@@ -87,7 +87,8 @@ struct Inner {
     /// issuer NUL serial: revoked certificates, for CRLs. Written before the record's
     /// revocation, so a crash leaves at most an entry whose record a reader finds unrevoked.
     revoked: sled::Tree,
-    /// Expiry || random: the outstanding ACME nonces, each key being the token handed out.
+    /// Expiry || random part: the ACME nonces redeemed and not yet expired (issuing one writes
+    /// nothing).
     nonces: sled::Tree,
     acme: AcmeTrees,
     approvals: crate::sled_approvals::ApprovalTrees,
@@ -156,10 +157,11 @@ impl SledStore {
         );
         let (by_replaces, revoked) = (tree("certs_by_replaces")?, tree("certs_revoked")?);
         let (by_lineage, store_meta) = (tree("certs_by_lineage")?, tree("store_meta")?);
-        let nonces = tree("acme_nonces")?;
-        // The layout before: nonce -> expiry plus a sweep index. Its nonces live minutes; a
+        let nonces = tree("acme_used_nonces")?;
+        // Earlier layouts held the nonces handed out (`acme_nonces`; before it `nonces` plus a
+        // sweep index). Nonces live minutes and die with the process's nonce key anyway; a
         // client holding one gets badNonce once and retries with the fresh one.
-        for retired in ["nonces", "nonces_by_expiry"] {
+        for retired in ["nonces", "nonces_by_expiry", "acme_nonces"] {
             db.drop_tree(retired)?;
         }
         let acme = AcmeTrees {
@@ -733,19 +735,24 @@ impl CertificateStore for SledStore {
 
 #[async_trait]
 impl crate::NonceStore for SledStore {
-    async fn issue_nonce(&self, random: &[u8], expires_at: OffsetDateTime) -> Result<Vec<u8>, StoreError> {
-        let mut token = expiry_prefix(expires_at).to_vec();
-        token.extend_from_slice(random);
-        self.inner.nonces.insert(&token, &[])?;
-        Ok(token)
-    }
-
-    async fn redeem_nonce(&self, token: &[u8], now: OffsetDateTime) -> Result<bool, StoreError> {
-        let Some(expiry) = token.get(..8) else {
+    async fn redeem_nonce(
+        &self,
+        id: &[u8],
+        expires_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let expiry = expiry_prefix(expires_at);
+        // At the sweep's one-second granularity: whatever a sweep may already have forgotten
+        // is refused here as expired, so a sweep never reopens a nonce for a replay.
+        if expiry <= expiry_prefix(now) {
             return Ok(false);
-        };
-        // remove() is atomic: of two requests racing with one nonce, only one gets it back.
-        Ok(self.inner.nonces.remove(token)?.is_some() && expiry > expiry_prefix(now).as_slice())
+        }
+        let mut key = Vec::with_capacity(expiry.len() + id.len());
+        key.extend_from_slice(&expiry);
+        key.extend_from_slice(id);
+        // insert() is atomic and returns what was there: of two requests racing with one
+        // nonce, only one finds nothing.
+        Ok(self.inner.nonces.insert(key, &[])?.is_none())
     }
 
     async fn sweep_nonces(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

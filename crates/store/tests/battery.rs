@@ -305,56 +305,64 @@ async fn nonces_are_single_use_expire_and_are_swept<B: Backend>() {
     let dir = tempfile::tempdir().unwrap();
     let store = B::open(dir.path());
     let now = OffsetDateTime::now_utc();
-    let fresh = store.issue_nonce(b"fresh", now + Duration::minutes(10)).await.unwrap();
-    let stale = store.issue_nonce(b"stale", now - Duration::seconds(1)).await.unwrap();
-    let old = store.issue_nonce(b"old", now - Duration::minutes(5)).await.unwrap();
-    let mut forged_expiry = stale.clone();
-    forged_expiry[0] ^= 0x7f;
-    let cases: [(&str, &[u8], bool); 7] = [
-        ("good_fresh", &fresh, true),
-        ("bad_replayed", &fresh, false),
-        ("bad_expired", &stale, false),
-        ("bad_unknown", b"never-issued-never-issued", false),
-        ("bad_random_part_alone", b"old", false),
-        ("bad_expiry_edited", &forged_expiry, false),
-        ("bad_empty", b"", false),
+    let soon = now + Duration::minutes(10);
+    // Each case redeems in order: earlier cases are what later ones replay.
+    let cases: [(&str, &[u8], OffsetDateTime, bool); 7] = [
+        ("good_first_use", b"fresh", soon, true),
+        ("bad_replayed", b"fresh", soon, false),
+        ("good_other_nonce", b"other", soon, true),
+        (
+            "good_same_random_other_expiry",
+            b"fresh",
+            soon + Duration::seconds(1),
+            true,
+        ),
+        ("bad_expired", b"stale", now - Duration::seconds(1), false),
+        ("bad_expiring_this_second", b"edge", now, false),
+        (
+            "good_never_seen",
+            b"never-seen-before",
+            now + Duration::minutes(5),
+            true,
+        ),
     ];
-    for (case, token, want) in cases {
-        assert_eq!(store.redeem_nonce(token, now).await.unwrap(), want, "case {case}");
+    for (case, id, expires_at, want) in cases {
+        assert_eq!(
+            store.redeem_nonce(id, expires_at, now).await.unwrap(),
+            want,
+            "case {case}"
+        );
     }
-    // "old" was never redeemed: the sweep forgets it. Redeeming "fresh" and "stale" took
-    // them out already, so the sweep finds only nonces still outstanding.
-    assert_eq!(store.sweep_nonces(now).await.unwrap(), 1);
-    assert!(
-        !store.redeem_nonce(&old, now - Duration::minutes(10)).await.unwrap(),
-        "swept"
-    );
+    // Nothing expired yet: the sweep keeps every used nonce, so each is still refused.
     assert_eq!(store.sweep_nonces(now).await.unwrap(), 0);
+    assert!(!store.redeem_nonce(b"fresh", soon, now).await.unwrap(), "kept");
+    // Once they expire the sweep forgets them, and a replay is refused as expired.
+    let later = soon + Duration::seconds(2);
+    assert_eq!(store.sweep_nonces(later).await.unwrap(), 4);
+    assert!(!store.redeem_nonce(b"fresh", soon, later).await.unwrap(), "expired");
+    assert_eq!(store.sweep_nonces(later).await.unwrap(), 0, "a refusal writes nothing");
     for i in 0..100u32 {
-        let token = store
-            .issue_nonce(&i.to_be_bytes(), now + Duration::minutes(30))
-            .await
-            .unwrap();
-        assert!(store.redeem_nonce(&token, now).await.unwrap());
+        assert!(
+            store
+                .redeem_nonce(&i.to_be_bytes(), later + Duration::minutes(5), later)
+                .await
+                .unwrap()
+        );
     }
     assert_eq!(
-        store.sweep_nonces(now + Duration::hours(1)).await.unwrap(),
-        0,
-        "redeemed nonces leave nothing to sweep"
+        store.sweep_nonces(later + Duration::hours(1)).await.unwrap(),
+        100,
+        "used nonces are swept once expired"
     );
 
     // One nonce, many concurrent redeemers: exactly one wins.
     let store = Arc::new(store);
-    let contested = store
-        .issue_nonce(b"contested", now + Duration::minutes(10))
-        .await
-        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..16 {
-        let (store, token) = (Arc::clone(&store), contested.clone());
-        tasks.push(tokio::spawn(
-            async move { store.redeem_nonce(&token, now).await.unwrap() },
-        ));
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.redeem_nonce(b"contested", soon, now).await.unwrap()
+        }));
     }
     let mut winners = 0;
     for task in tasks {

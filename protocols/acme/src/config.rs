@@ -35,7 +35,10 @@ pub struct AcmeEndpointConfig {
     pub finalize_wait: std::time::Duration,
     /// Validations run at once (a bounded worker pool).
     pub validation_workers: usize,
-    /// Rate limits; all off by default.
+    /// Validations that may wait for a worker; a challenge beyond that is answered
+    /// `rateLimited` and stays pending.
+    pub validation_queue: usize,
+    /// Rate limits; see [`RateLimits::default`] for the limits that apply unless changed.
     pub rate_limits: RateLimits,
 }
 
@@ -57,42 +60,65 @@ impl AcmeEndpointConfig {
             danger_always_valid: false,
             finalize_wait: std::time::Duration::from_secs(5),
             validation_workers: 32,
+            validation_queue: 1024,
             rate_limits: RateLimits::default(),
         }
     }
 }
 
-/// Limits per account and per client IP address over a sliding `window`. `None` = no limit.
+/// Limits per account and per client address (IPv4 address, IPv6 /64), each counted in fixed
+/// windows of `window`. `None` = no limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimits {
     /// The window the counts cover.
     pub window: Duration,
-    /// New accounts per client IP.
+    /// New accounts per client address.
     pub new_accounts_per_ip: Option<u32>,
     /// New orders per account.
     pub new_orders_per_account: Option<u32>,
-    /// New orders per client IP.
+    /// New orders per client address.
     pub new_orders_per_ip: Option<u32>,
     /// Authorizations created (pending) per account.
     pub pending_authorizations_per_account: Option<u32>,
-    /// Authorizations created (pending) per client IP.
+    /// Authorizations created (pending) per client address.
     pub pending_authorizations_per_ip: Option<u32>,
     /// Failed validations per account.
     pub failed_validations_per_account: Option<u32>,
-    /// Failed validations per client IP.
+    /// Failed validations per account and identifier.
+    pub failed_validations_per_identifier: Option<u32>,
+    /// Failed validations per client address.
     pub failed_validations_per_ip: Option<u32>,
 }
 
 impl Default for RateLimits {
+    /// Limits for a private CA, per hour: well above what one well-behaved client or a fleet's
+    /// automation sends (a multiple of Let's Encrypt's limits, which are per three hours),
+    /// and low enough that a client stuck in a loop is stopped within minutes. Accounts are the
+    /// only ACME records written durably per request and never swept; orders and
+    /// authorizations are swept, but fill the store until they expire; failed validations
+    /// cost outbound connections and hold a worker up to the validation timeout.
+    ///
+    /// Per-address limits other than accounts are off: behind a reverse proxy or NAT every
+    /// client has the same address, and the per-account limits, with accounts limited per
+    /// address, already bound what one address can create in a window.
     fn default() -> Self {
         Self {
             window: Duration::hours(1),
-            new_accounts_per_ip: None,
-            new_orders_per_account: None,
+            // Let's Encrypt: 10 per 3 hours. A fleet behind one NAT, or CI jobs that register
+            // every run, need more; a registration loop does not get far.
+            new_accounts_per_ip: Some(100),
+            // Let's Encrypt: 300 per 3 hours. One account of a cluster's automation
+            // (cert-manager, Caddy, Traefik) renewing a thousand short-lived certificates.
+            new_orders_per_account: Some(1000),
             new_orders_per_ip: None,
-            pending_authorizations_per_account: None,
+            // Three names per order at the order limit (fewer with authorization reuse).
+            pending_authorizations_per_account: Some(3000),
             pending_authorizations_per_ip: None,
-            failed_validations_per_account: None,
+            // Enough to debug a broken setup across many names, not to keep a validation loop
+            // going.
+            failed_validations_per_account: Some(100),
+            // Let's Encrypt's: 5 per account and identifier per hour.
+            failed_validations_per_identifier: Some(5),
             failed_validations_per_ip: None,
         }
     }

@@ -17,7 +17,6 @@ use certgate_store::{AcmeStore, NonceStore, StoreError};
 use certgate_validation::{Attempt, ChallengeKind, ValidationError, ValidationErrorKind, Validator};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 
 use crate::ari::{self, CertId};
 use crate::config::AcmeEndpointConfig;
@@ -25,13 +24,16 @@ use crate::eab::ParsedEab;
 use crate::flow::{self, OrderIdentifier, problem_identifier, problem_json, rfc3339};
 use crate::jws::{AccountKey, AccountVerifier, B64URL, ParsedJws, Signer};
 use crate::nonce::Nonces;
+use crate::pool::{Place, ValidationPool};
 use crate::problem::{Problem, ProblemType};
 use crate::ratelimit::{Limiter, Taken};
 
 /// Orders per page of an account's orders list.
 const ORDERS_PAGE: usize = 100;
-/// How long nonces live.
-const NONCE_LIFETIME: time::Duration = time::Duration::minutes(30);
+/// How long nonces live. Each nonce redeemed stays in the store's used set this long (about
+/// 100 bytes on disk), so the set holds five minutes of signed requests; a client holding a
+/// nonce longer gets `badNonce` once and retries with the fresh one.
+const NONCE_LIFETIME: time::Duration = time::Duration::minutes(5);
 /// Contacts per account.
 const MAX_CONTACTS: usize = 10;
 const ACCOUNT_CACHE_SHARDS: usize = 16;
@@ -108,6 +110,9 @@ pub enum AcmeError {
     /// A configuration problem.
     #[error("ACME configuration: {0}")]
     Config(String),
+    /// The system's random number generator failed (drawing the nonce key).
+    #[error("the system random number generator failed")]
+    Random,
 }
 
 /// An account with its parsed key, cached so each request skips the JWK parse.
@@ -126,7 +131,7 @@ impl CachedAccount {
 struct Endpoint {
     config: AcmeEndpointConfig,
     validator: Validator,
-    workers: Arc<Semaphore>,
+    validations: ValidationPool,
     accounts: Limiter,
     orders: Limiter,
     authorizations: Limiter,
@@ -251,7 +256,7 @@ impl AcmeServer {
                 .map_err(|e| AcmeError::Config(format!("endpoint {}: validation: {e}", config.name)))?;
             let window = config.rate_limits.window;
             let endpoint = Endpoint {
-                workers: Arc::new(Semaphore::new(config.validation_workers.max(1))),
+                validations: ValidationPool::new(config.validation_workers, config.validation_queue),
                 validator,
                 accounts: Limiter::new(window),
                 orders: Limiter::new(window),
@@ -261,7 +266,7 @@ impl AcmeServer {
             };
             endpoints.insert(endpoint.config.name.clone(), Arc::new(endpoint));
         }
-        let nonces = Nonces::new(nonce_store, Arc::clone(&clock), NONCE_LIFETIME);
+        let nonces = Nonces::new(nonce_store, Arc::clone(&clock), NONCE_LIFETIME)?;
         Ok(Self {
             endpoints,
             shared: Arc::new(Shared {
@@ -342,10 +347,9 @@ impl AcmeServer {
                 response
             }
         };
-        // Nonces only for endpoints that exist: a flood of requests to made-up paths must not
-        // fill the nonce store.
+        // Nonces only for endpoints that exist (issuing one stores nothing, see `nonce`).
         if ctx.is_some() {
-            match self.shared.nonces.issue().await {
+            match self.shared.nonces.issue() {
                 Ok(nonce) => response.headers.push(("replay-nonce", nonce)),
                 Err(problem) => tracing::error!(detail = %problem.detail, "no nonce for an answer"),
             }
@@ -441,8 +445,10 @@ impl AcmeServer {
 
     // ---- authentication ----
 
-    /// Parses and checks a POST's JWS: url, nonce, then the signer (`jwk` only where
-    /// `allow_jwk`, `kid` unless `jwk_only`) and the signature. Returns the payload.
+    /// Parses and checks a POST's JWS: url, nonce (authentic and unexpired), then the signer
+    /// (`jwk` only where `allow_jwk`, `kid` unless `jwk_only`) and the signature, and only then
+    /// redeems the nonce: a request its key did not sign writes nothing and leaves its nonce
+    /// usable. Returns the payload.
     async fn authenticate(&self, ctx: &Ctx<'_>, allow_jwk: bool, jwk_only: bool) -> Result<(Auth, Vec<u8>), Problem> {
         let jws = ParsedJws::parse(ctx.request.body)?;
         let header = jws.header().clone();
@@ -456,7 +462,8 @@ impl AcmeServer {
                 ),
             ));
         }
-        self.shared.nonces.redeem(&header.nonce).await?;
+        let nonce = self.shared.nonces.check(&header.nonce)?;
+        let nonces = &self.shared.nonces;
         match header.signer {
             Signer::Jwk(key) => {
                 if !allow_jwk {
@@ -466,6 +473,7 @@ impl AcmeServer {
                     ));
                 }
                 let payload = jws.verify(&key)?;
+                nonces.redeem(&nonce).await?;
                 Ok((Auth::Key(key), payload))
             }
             Signer::Kid(kid) => {
@@ -477,6 +485,7 @@ impl AcmeServer {
                 }
                 let account = self.account_for_kid(ctx, &kid).await?;
                 let payload = jws.verify_with(&account.verifier)?;
+                nonces.redeem(&nonce).await?;
                 if account.record.status != AccountStatus::Valid {
                     return Err(Problem::new(
                         ProblemType::Unauthorized,
@@ -1470,6 +1479,24 @@ impl AcmeServer {
                 limits.failed_validations_per_ip,
                 "failed validations from this address",
             )?;
+            self.check_rate(
+                &endpoint.failures,
+                &identifier_key(&account.record.id, &authz.identifier),
+                limits.failed_validations_per_identifier,
+                "failed validations of this identifier for this account",
+            )?;
+            // A place in the validation pool before anything is written: when it is full the
+            // challenge stays pending and the client retries later.
+            let place = if endpoint.config.danger_always_valid {
+                None
+            } else {
+                let place = endpoint.validations.try_enter().ok_or_else(|| {
+                    let wait =
+                        time::Duration::try_from(endpoint.config.validation.timeout).unwrap_or(time::Duration::MINUTE);
+                    rate_limited("validations waiting on this server", wait)
+                })?;
+                Some(place)
+            };
             let now = self.shared.clock.now();
             if endpoint.config.danger_always_valid {
                 let challenge = &mut authz.challenges[index];
@@ -1483,8 +1510,8 @@ impl AcmeServer {
             authz.version += 1;
             match self.shared.store.update_authorization(&authz).await {
                 Ok(()) => {
-                    if !endpoint.config.danger_always_valid {
-                        self.spawn_validation(ctx, &account, &authz, index);
+                    if let Some(place) = place {
+                        self.spawn_validation(ctx, &account, &authz, index, place);
                     }
                 }
                 // Another request started it: show what is stored now.
@@ -1502,7 +1529,14 @@ impl AcmeServer {
         Ok(response)
     }
 
-    fn spawn_validation(&self, ctx: &Ctx<'_>, account: &CachedAccount, authz: &AuthzRecord, index: usize) {
+    fn spawn_validation(
+        &self,
+        ctx: &Ctx<'_>,
+        account: &CachedAccount,
+        authz: &AuthzRecord,
+        index: usize,
+        place: Place,
+    ) {
         let shared = Arc::clone(&self.shared);
         let endpoint = Arc::clone(&ctx.endpoint);
         let authz_id = authz.id.clone();
@@ -1513,11 +1547,9 @@ impl AcmeServer {
         let token = authz.challenges[index].token.clone();
         let account_url = ctx.account_url(&account.record.id);
         let account_id = account.record.id.clone();
+        let identifier_failures = identifier_key(&account_id, &identifier);
         let peer = client_key(ctx.request.peer);
-        tokio::spawn(async move {
-            let Ok(_permit) = Arc::clone(&endpoint.workers).acquire_owned().await else {
-                return;
-            };
+        tokio::spawn(place.run(async move {
             let kind: ChallengeKind = match kind_name.parse() {
                 Ok(kind) => kind,
                 Err(_) => return,
@@ -1538,6 +1570,7 @@ impl AcmeServer {
             let now = shared.clock.now();
             if result.is_err() {
                 endpoint.failures.record(&account_id, 1, now);
+                endpoint.failures.record(&identifier_failures, 1, now);
                 endpoint.failures.record(&peer, 1, now);
             }
             if let Some(metrics) = &shared.metrics {
@@ -1551,7 +1584,7 @@ impl AcmeServer {
                 }
             }
             record_validation(&shared, &endpoint, &authz_id, &kind_name, result, now).await;
-        });
+        }));
     }
 
     // ---- certificates ----
@@ -1747,6 +1780,12 @@ fn client_key(peer: IpAddr) -> String {
             }
         },
     }
+}
+
+/// The key failed validations count under per account and identifier (a space separates:
+/// neither account ids nor addresses, the limiter's other keys, contain one).
+fn identifier_key(account_id: &str, identifier: &Identifier) -> String {
+    format!("{account_id} {identifier}")
 }
 
 fn check_post(request: &AcmeRequest<'_>) -> Result<(), Problem> {

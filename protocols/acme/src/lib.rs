@@ -5,6 +5,11 @@
 //! ([`jws`], [`nonce`]), and drives the account/order/authorization state machine ([`flow`])
 //! over an [`certgate_store::AcmeStore`]; validation runs in `certgate-validation`, issuance
 //! and revocation in the authority. Errors become problem documents ([`problem`]) only here.
+//!
+//! Nothing a client sends without a valid JWS signature is written to the store: nonces are
+//! issued without state and redeemed only after the signature verified ([`nonce`]). Rate
+//! limits are on by default ([`RateLimits::default`], counted in memory by [`ratelimit`]) and
+//! validations wait in a bounded queue ([`pool`]).
 #![warn(missing_docs)]
 
 pub mod ari;
@@ -14,6 +19,7 @@ pub mod flow;
 pub mod http;
 pub mod jws;
 pub mod nonce;
+pub mod pool;
 pub mod problem;
 pub mod ratelimit;
 

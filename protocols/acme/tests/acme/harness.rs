@@ -323,3 +323,63 @@ impl Harness {
             .len()
     }
 }
+
+/// A DNS server that never answers: validations against it wait for their timeout. Drop the
+/// socket to stop it.
+pub fn silent_dns() -> (std::net::UdpSocket, std::net::SocketAddr) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// A DNS server that answers every query NXDOMAIN, so dns-01 validations fail at once.
+pub async fn nxdomain_dns() -> std::net::SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            if n < 12 {
+                continue;
+            }
+            // The query echoed as its answer: QR set, RCODE 3 (NXDOMAIN), no records.
+            let mut answer = buf[..n].to_vec();
+            answer[2] |= 0x80;
+            answer[3] = (answer[3] & 0xf0) | 3;
+            let _ = socket.send_to(&answer, from).await;
+        }
+    });
+    addr
+}
+
+impl Harness {
+    /// The `kind` challenge of the order's `index`th authorization: (challenge URL path,
+    /// authorization URL path).
+    pub async fn challenge_of(&self, account: &Account, order: &Value, index: usize, kind: &str) -> (String, String) {
+        let authz_url = order["authorizations"][index].as_str().unwrap().to_owned();
+        let authz = self.as_account(account, path_of(&authz_url), None).await.json();
+        let challenge = authz["challenges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} challenge in {authz}"));
+        (
+            path_of(challenge["url"].as_str().unwrap()).to_owned(),
+            path_of(&authz_url).to_owned(),
+        )
+    }
+
+    /// Polls the authorization until it is no longer pending (real validations take real
+    /// time, whatever the manual clock says); returns it.
+    pub async fn settled_authorization(&self, account: &Account, authz_path: &str) -> Value {
+        for _ in 0..200 {
+            let authz = self.as_account(account, authz_path, None).await.json();
+            if authz["status"] != "pending" {
+                return authz;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("{authz_path} still pending after 5 s");
+    }
+}

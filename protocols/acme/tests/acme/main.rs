@@ -4,5 +4,6 @@ mod catalogue;
 mod flows;
 mod harness;
 mod jws;
+mod limits;
 mod nonce;
 mod problem;

@@ -9,9 +9,11 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod http;
 pub mod inventory;
 pub mod jobs;
+pub mod listener;
 pub mod serve;
 pub mod server;
 pub mod tls;

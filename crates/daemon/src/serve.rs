@@ -16,8 +16,10 @@ use certgate_store::audit::{AuditEvent, AuditKind, AuditLog};
 
 use crate::admin::{self, AdminService};
 use crate::config::CheckedConfig;
+use crate::connections::{ConnectionTracker, connection_capacity};
 use crate::jobs;
-use crate::server::{Router, serve_tcp};
+use crate::listener::{ListenerSettings, serve_tcp};
+use crate::server::Router;
 use crate::tls::ServerCert;
 use crate::wiring;
 
@@ -49,7 +51,27 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         revocation: Some(Arc::new(RevocationServer::new(Arc::clone(&parts.revocation)))),
         admin: Some(Arc::clone(&admin_service)),
         metrics: Arc::clone(&parts.metrics),
+        metrics_gate: wiring::metrics_gate(&parts.config.config.metrics)?,
+        body_read_timeout: listeners.body_read_timeout(),
     });
+    let capacity = connection_capacity();
+    if capacity < listeners.max_connections {
+        tracing::warn!(
+            configured = listeners.max_connections,
+            capacity,
+            "the open-file limit allows fewer connections than max_connections; raise LimitNOFILE"
+        );
+    }
+    let tracker = ConnectionTracker::new(
+        listeners.max_connections.min(capacity),
+        listeners.max_connections_per_ip,
+    );
+    let listener_settings = |name| ListenerSettings {
+        name,
+        limits: listeners.clone(),
+        tracker: Arc::clone(&tracker),
+        grace,
+    };
     // The configuration in force, in the audit log: which file, and a digest of what it said.
     let config_digest = hex::encode(aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
@@ -134,9 +156,8 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             listener,
             Some(acceptor),
             Arc::clone(&router),
-            "https",
+            listener_settings("https"),
             shutdown_rx.clone(),
-            grace,
         )));
         tasks.push(tokio::spawn(
             cert.renew_loop(shutdown_rx.clone(), Duration::from_secs(60)),
@@ -157,9 +178,8 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             listener,
             None,
             Arc::clone(&router),
-            "http",
+            listener_settings("http"),
             shutdown_rx.clone(),
-            grace,
         )));
     }
     let admin_listener = admin::bind(&parts.data_dir)?;

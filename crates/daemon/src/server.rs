@@ -1,7 +1,6 @@
-//! Listeners, routing and graceful shutdown. Handlers here are thin: protocol crates plug in
-//! their own routers as they land.
+//! Routing: each request to its protocol crate, health, CA certificates and `/metrics`.
+//! Handlers here are thin; accepting connections is `listener`'s.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,19 +16,11 @@ use certgate_scep::{ScepRequest, ScepServer};
 use certgate_store::{CertificateStore, SledStore};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
+use subtle::ConstantTimeEq;
 
 use crate::admin::AdminService;
 use crate::http::{Body, text, with_type};
-
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What request handlers can reach.
 pub struct Router {
@@ -49,6 +40,37 @@ pub struct Router {
     pub admin: Option<Arc<AdminService>>,
     /// `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_gate: MetricsGate,
+    /// How long a client may take to send a request body.
+    pub body_read_timeout: Duration,
+}
+
+/// Who may read `/metrics`: clients from listed networks, and any client with the token.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsGate {
+    /// Client networks admitted without a token.
+    pub networks: Vec<certgate_core::IpNet>,
+    /// SHA-256 of the bearer token that admits any client.
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+impl MetricsGate {
+    /// Whether a request from `peer` with this `Authorization` header may read `/metrics`.
+    pub fn admits(&self, peer: std::net::IpAddr, authorization: Option<&str>) -> bool {
+        let peer = peer.to_canonical();
+        if self.networks.iter().any(|net| net.contains(peer)) {
+            return true;
+        }
+        let presented = authorization.and_then(|value| value.strip_prefix("Bearer "));
+        match (&self.token_sha256, presented) {
+            (Some(expected), Some(token)) => {
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.trim().as_bytes());
+                bool::from(digest.as_ref().ct_eq(expected))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Router {
@@ -64,27 +86,33 @@ impl Router {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let (response, protocol) = match (&self.acme, &self.est, &self.scep) {
-            (Some(acme), _, _) if path.starts_with("/acme/") => {
-                (acme_request(acme, request, listener, peer).await, RequestProtocol::Acme)
-            }
-            (_, Some(est), _) if path.starts_with("/.well-known/est/") => {
-                (est_request(est, request, peer, tls).await, RequestProtocol::Est)
-            }
-            (_, _, Some(scep)) if path.starts_with("/scep/") || path == "/cgi-bin/pkiclient.exe" => {
-                (scep_request(scep, request, peer).await, RequestProtocol::Scep)
-            }
+            (Some(acme), _, _) if path.starts_with("/acme/") => (
+                acme_request(acme, request, listener, peer, self.body_read_timeout).await,
+                RequestProtocol::Acme,
+            ),
+            (_, Some(est), _) if path.starts_with("/.well-known/est/") => (
+                est_request(est, request, peer, tls, self.body_read_timeout).await,
+                RequestProtocol::Est,
+            ),
+            (_, _, Some(scep)) if path.starts_with("/scep/") || path == "/cgi-bin/pkiclient.exe" => (
+                scep_request(scep, request, peer, self.body_read_timeout).await,
+                RequestProtocol::Scep,
+            ),
             _ => match &self.revocation {
-                Some(revocation) if path.starts_with("/crl/") => {
-                    (status_request(revocation, request).await, RequestProtocol::Crl)
-                }
-                Some(revocation) if path == "/ocsp" || path.starts_with("/ocsp/") => {
-                    (status_request(revocation, request).await, RequestProtocol::Ocsp)
-                }
+                Some(revocation) if path.starts_with("/crl/") => (
+                    status_request(revocation, request, self.body_read_timeout).await,
+                    RequestProtocol::Crl,
+                ),
+                Some(revocation) if path == "/ocsp" || path.starts_with("/ocsp/") => (
+                    status_request(revocation, request, self.body_read_timeout).await,
+                    RequestProtocol::Ocsp,
+                ),
                 _ => match &self.admin {
-                    Some(admin) if path.starts_with("/admin/") && listener == "https" => {
-                        (admin_request(admin, request, tls).await, RequestProtocol::Admin)
-                    }
-                    _ => (self.route(&method, &path).await, RequestProtocol::Other),
+                    Some(admin) if path.starts_with("/admin/") && listener == "https" => (
+                        admin_request(admin, request, tls, self.body_read_timeout).await,
+                        RequestProtocol::Admin,
+                    ),
+                    _ => (self.route(&request, peer).await, RequestProtocol::Other),
                 },
             },
         };
@@ -103,7 +131,8 @@ impl Router {
         response
     }
 
-    async fn route(&self, method: &Method, path: &str) -> Response<Body> {
+    async fn route(&self, request: &Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let (method, path) = (request.method(), request.uri().path());
         let readable = matches!(*method, Method::GET | Method::HEAD);
         match path {
             "/healthz" if readable => text(StatusCode::OK, "ok"),
@@ -115,6 +144,13 @@ impl Router {
                 }
             },
             "/metrics" if readable => {
+                let authorization = request
+                    .headers()
+                    .get(hyper::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                if !self.metrics_gate.admits(peer.ip(), authorization) {
+                    return text(StatusCode::FORBIDDEN, "metrics are not open to this client");
+                }
                 let mut response = text(StatusCode::OK, self.metrics.render());
                 response.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
@@ -126,7 +162,7 @@ impl Router {
             _ => match path.strip_prefix("/ca/").and_then(|rest| rest.strip_suffix(".crt")) {
                 Some(issuer) if readable => self.issuer_certificate(issuer),
                 Some(_) => method_not_allowed(),
-                None => text(StatusCode::NOT_FOUND, format!("no resource at {path}")),
+                None => text(StatusCode::NOT_FOUND, "no such resource"),
             },
         }
     }
@@ -153,6 +189,7 @@ async fn acme_request(
     request: Request<Incoming>,
     listener: &'static str,
     peer: SocketAddr,
+    body_deadline: Duration,
 ) -> Response<Body> {
     let scheme = if listener == "https" { "https" } else { "http" };
     let (parts, body) = request.into_parts();
@@ -169,7 +206,9 @@ async fn acme_request(
         })
         .unwrap_or_default();
     let origin = format!("{scheme}://{host}");
-    let (body, body_too_large) = read_body(body, MAX_JWS_LEN).await;
+    let Ok((body, body_too_large)) = read_body(body, MAX_JWS_LEN, body_deadline).await else {
+        return body_timed_out();
+    };
     let content_type = parts
         .headers
         .get(hyper::header::CONTENT_TYPE)
@@ -202,9 +241,15 @@ async fn acme_request(
 }
 
 /// Hands a request to the CRL and OCSP server.
-async fn status_request(revocation: &RevocationServer, request: Request<Incoming>) -> Response<Body> {
+async fn status_request(
+    revocation: &RevocationServer,
+    request: Request<Incoming>,
+    body_deadline: Duration,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = read_body(body, certgate_revocation::MAX_REQUEST_LEN).await;
+    let Ok((body, body_too_large)) = read_body(body, certgate_revocation::MAX_REQUEST_LEN, body_deadline).await else {
+        return body_timed_out();
+    };
     let content_type = parts
         .headers
         .get(hyper::header::CONTENT_TYPE)
@@ -223,9 +268,16 @@ async fn status_request(revocation: &RevocationServer, request: Request<Incoming
 
 /// Hands a request to the admin API with its credentials: a bearer token, or the client
 /// certificate the TLS handshake verified.
-async fn admin_request(admin: &AdminService, request: Request<Incoming>, tls: Option<&TlsFacts>) -> Response<Body> {
+async fn admin_request(
+    admin: &AdminService,
+    request: Request<Incoming>,
+    tls: Option<&TlsFacts>,
+    body_deadline: Duration,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = read_body(body, crate::admin::MAX_ADMIN_BODY).await;
+    let Ok((body, body_too_large)) = read_body(body, crate::admin::MAX_ADMIN_BODY, body_deadline).await else {
+        return body_timed_out();
+    };
     if body_too_large {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
@@ -269,8 +321,28 @@ fn into_response(method: &Method, status: u16, headers: Vec<(String, String)>, b
 /// clients with a stream error). Beyond it the connection is simply dropped.
 const MAX_DISCARDED_BODY: usize = 4 * 1024 * 1024;
 
-/// Reads a request body up to `limit` bytes; `(empty, true)` when it is larger (or broken).
-async fn read_body(mut body: Incoming, limit: usize) -> (Bytes, bool) {
+/// A request body that did not arrive within the body-read timeout.
+struct BodyTimedOut;
+
+/// 408, and the connection closed: a client that stalled mid-body is not kept.
+fn body_timed_out() -> Response<Body> {
+    let mut response = text(StatusCode::REQUEST_TIMEOUT, "request body not received in time");
+    response.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// Reads a request body up to `limit` bytes within `deadline`; `(empty, true)` when it is
+/// larger (or broken).
+async fn read_body(body: Incoming, limit: usize, deadline: Duration) -> Result<(Bytes, bool), BodyTimedOut> {
+    tokio::time::timeout(deadline, read_body_unbounded(body, limit))
+        .await
+        .map_err(|_| BodyTimedOut)
+}
+
+async fn read_body_unbounded(mut body: Incoming, limit: usize) -> (Bytes, bool) {
     let mut collected = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -304,9 +376,12 @@ async fn est_request(
     request: Request<Incoming>,
     peer: SocketAddr,
     tls: Option<&TlsFacts>,
+    body_deadline: Duration,
 ) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = read_body(body, certgate_est::MAX_BODY_LEN).await;
+    let Ok((body, body_too_large)) = read_body(body, certgate_est::MAX_BODY_LEN, body_deadline).await else {
+        return body_timed_out();
+    };
     let header = |name| {
         parts
             .headers
@@ -342,9 +417,16 @@ async fn est_request(
 
 /// Hands a request to the SCEP server with its raw query (SCEP's GET messages need it as
 /// sent: `+`, `/` and `%0A` variants are decoded there).
-async fn scep_request(scep: &ScepServer, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+async fn scep_request(
+    scep: &ScepServer,
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    body_deadline: Duration,
+) -> Response<Body> {
     let (parts, body) = request.into_parts();
-    let (body, body_too_large) = read_body(body, certgate_scep::MAX_MESSAGE_LEN).await;
+    let Ok((body, body_too_large)) = read_body(body, certgate_scep::MAX_MESSAGE_LEN, body_deadline).await else {
+        return body_timed_out();
+    };
     let answer = scep
         .handle(&ScepRequest {
             method: parts.method.as_str(),
@@ -371,7 +453,7 @@ async fn scep_request(scep: &ScepServer, request: Request<Incoming>, peer: Socke
 
 /// What a TLS connection proved, for EST: the client's certificate chain, the version, and
 /// the RFC 9266 tls-exporter value for channel binding.
-fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
+pub(crate) fn tls_facts(connection: &rustls::ServerConnection) -> TlsFacts {
     let mut exporter = [0u8; certgate_est::tls::EXPORTER_LEN];
     let exporter = connection
         .export_keying_material(&mut exporter, certgate_est::tls::EXPORTER_LABEL, None)
@@ -401,92 +483,4 @@ fn method_not_allowed() -> Response<Body> {
         hyper::header::HeaderValue::from_static("GET, HEAD"),
     );
     response
-}
-
-/// Accepts connections on `listener` until `shutdown` fires, then lets open connections
-/// finish for up to `grace`.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    router: Arc<Router>,
-    name: &'static str,
-    mut shutdown: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(listener = name, error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => break,
-        };
-        // Without this, Nagle plus delayed ACK stall each small exchange by ~40 ms.
-        let _ = stream.set_nodelay(true);
-        let router = Arc::clone(&router);
-        let router_wants_tls_facts = router.est.is_some() || router.admin.is_some();
-        let builder = Arc::clone(&builder);
-        let tls = tls.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let serve = |facts: Option<Arc<TlsFacts>>| {
-                service_fn(move |request| {
-                    let router = Arc::clone(&router);
-                    let facts = facts.clone();
-                    // A task of its own, so that a client going away mid-request cannot stop a
-                    // handler between two writes (an EAB key bound and no account, a rate-limit
-                    // count given back for an account that was created).
-                    let handled =
-                        tokio::spawn(async move { router.handle(request, name, peer, facts.as_deref()).await });
-                    async move {
-                        Ok::<_, Infallible>(handled.await.unwrap_or_else(|e| {
-                            tracing::error!(error = %e, "request handler failed");
-                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-                        }))
-                    }
-                })
-            };
-            let result = match tls {
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        // Only EST and the admin API read them.
-                        let facts = router_wants_tls_facts.then(|| Arc::new(tls_facts(stream.get_ref().1)));
-                        watcher
-                            .watch(builder.serve_connection(TokioIo::new(stream), serve(facts)))
-                            .await
-                    }
-                    Ok(Err(e)) => {
-                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                None => {
-                    watcher
-                        .watch(builder.serve_connection(TokioIo::new(stream), serve(None)))
-                        .await
-                }
-            };
-            if let Err(e) = result {
-                tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(
-            listener = name,
-            "connections still open after the shutdown grace period; closing them"
-        );
-    }
 }

@@ -23,7 +23,8 @@ use certgate_signer::{CaInitOptions, Issuer, IssuerFiles, Passphrase};
 use certgate_store::SledStore;
 use certgate_store::audit::{AuditLog, SledAuditLog};
 
-use crate::config::{CheckedConfig, IssuerConfig};
+use crate::config::{CheckedConfig, IssuerConfig, MetricsAccess};
+use crate::server::MetricsGate;
 
 /// The endpoint the daemon issues its own HTTPS certificate through.
 pub const DAEMON_TLS_ENDPOINT: &str = "daemon-tls";
@@ -470,4 +471,30 @@ fn scep_ra_keys(
         None => None,
     };
     Ok((Arc::new(ra), next_ca))
+}
+
+/// Who may read `/metrics`: the configured networks, and the token's digest if one is set.
+pub fn metrics_gate(access: &MetricsAccess) -> anyhow::Result<MetricsGate> {
+    let token = match (&access.token_file, &access.token_env) {
+        (Some(file), _) => Some(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("metrics token: reading {}", file.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, Some(var)) => Some(std::env::var(var).with_context(|| format!("metrics token: ${var}"))?),
+        (None, None) => None,
+    };
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        bail!("metrics token: at least 16 characters");
+    }
+    Ok(MetricsGate {
+        networks: access.allow_networks.clone(),
+        token_sha256: token.map(|t| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.trim().as_bytes());
+            let mut out = [0u8; 32];
+            out.copy_from_slice(digest.as_ref());
+            out
+        }),
+    })
 }

@@ -169,6 +169,17 @@ label_enum! {
 }
 
 label_enum! {
+    /// Why a client connection was closed unserved (`reason` of
+    /// `certgate_connections_refused_total`).
+    pub enum ConnectionRefusal {
+        /// The process held as many connections as it may.
+        TooManyConnections => "too_many_connections",
+        /// The client address held as many as one address may.
+        TooManyFromAddress => "too_many_from_address",
+    }
+}
+
+label_enum! {
     /// Where a certificate in the inventory stands (`status` of `certgate_certificates`).
     pub enum CertificateStatus {
         /// Not expired, not revoked, not replaced, and not yet due for renewal.
@@ -337,6 +348,12 @@ mod tests {
             RequestProtocol::as_str,
             RequestProtocol::from_name,
             RequestProtocol::index,
+        );
+        check(
+            ConnectionRefusal::ALL,
+            ConnectionRefusal::as_str,
+            ConnectionRefusal::from_name,
+            ConnectionRefusal::index,
         );
         check(
             CertificateStatus::ALL,

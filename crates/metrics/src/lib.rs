@@ -29,8 +29,8 @@ use std::time::Duration;
 use family::{CounterFamily, HistogramFamily, OptionalGauge};
 use labels::Registered;
 pub use labels::{
-    CertificateStatus, IssuanceResult, OTHER, Protocol, REVOCATION_REASONS, RequestProtocol, ValidationOutcome,
-    ValidationType,
+    CertificateStatus, ConnectionRefusal, IssuanceResult, OTHER, Protocol, REVOCATION_REASONS, RequestProtocol,
+    ValidationOutcome, ValidationType,
 };
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -76,6 +76,7 @@ pub struct Metrics {
     next_expiry: OptionalGauge,
     webhook_failures: CounterFamily,
     revocation: CounterFamily,
+    connections_refused: CounterFamily,
 }
 
 impl fmt::Debug for Metrics {
@@ -134,6 +135,11 @@ impl Metrics {
                 "Certificates revoked, by RFC 5280 reason.",
                 &[reasons.dim("reason")],
             ),
+            connections_refused: CounterFamily::counter(
+                "certgate_connections_refused_total",
+                "Client connections closed unserved because a connection cap was reached, by cap.",
+                &[ConnectionRefusal::dim("reason")],
+            ),
             endpoints,
             webhooks,
             reasons,
@@ -178,6 +184,11 @@ impl Metrics {
         self.revocation.inc(&[self.reasons.lookup(reason)]);
     }
 
+    /// Counts one client connection closed unserved.
+    pub fn connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections_refused.inc(&[reason.index()]);
+    }
+
     /// Every family in the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
@@ -188,6 +199,7 @@ impl Metrics {
         self.next_expiry.render(&mut out);
         self.webhook_failures.render(&mut out);
         self.revocation.render(&mut out);
+        self.connections_refused.render(&mut out);
         out
     }
 }

@@ -11,6 +11,10 @@ use certgate_signer::{KeyType, Usage};
 use rustls_pki_types::pem::PemObject;
 use serde::Deserialize;
 
+mod listeners;
+
+pub use listeners::{ListenerConfig, MetricsAccess};
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +46,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The embedded database.
     pub store: StoreConfig,
+    /// Who may read `/metrics`.
+    pub metrics: MetricsAccess,
 }
 
 /// The embedded (sled) database in `<data_dir>/db`.
@@ -76,6 +82,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             retention: RetentionConfig::default(),
             store: StoreConfig::default(),
+            metrics: MetricsAccess::default(),
         }
     }
 }
@@ -276,28 +283,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// Listening sockets. Port 0 picks a free port (the bound address is printed at start).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ListenerConfig {
-    /// HTTPS (ACME, EST, health); None disables it.
-    pub https: Option<SocketAddr>,
-    /// Plain HTTP (SCEP, CRL, OCSP, CA certificates, health); None disables it.
-    pub http: Option<SocketAddr>,
-    /// Seconds to let in-flight requests finish after SIGTERM.
-    pub shutdown_grace_seconds: u64,
-}
-
-impl Default for ListenerConfig {
-    fn default() -> Self {
-        Self {
-            https: Some(SocketAddr::from(([127, 0, 0, 1], 8443))),
-            http: Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
-            shutdown_grace_seconds: 30,
-        }
-    }
 }
 
 /// The HTTPS listener's certificate: either files the operator provides, or one that
@@ -876,33 +861,57 @@ impl Default for AcmeSettings {
 pub struct RateLimitSettings {
     /// The window, seconds.
     pub window_seconds: u64,
-    /// New accounts per client address per window.
-    pub new_accounts_per_ip: Option<u32>,
-    /// New orders per account per window.
-    pub new_orders_per_account: Option<u32>,
-    /// New orders per client address per window.
-    pub new_orders_per_ip: Option<u32>,
-    /// New (pending) authorizations per account per window.
-    pub pending_authorizations_per_account: Option<u32>,
-    /// New (pending) authorizations per client address per window.
-    pub pending_authorizations_per_ip: Option<u32>,
-    /// Failed validations per account per window.
-    pub failed_validations_per_account: Option<u32>,
-    /// Failed validations per client address per window.
-    pub failed_validations_per_ip: Option<u32>,
+    /// New accounts per client address per window (0: no limit).
+    pub new_accounts_per_ip: u32,
+    /// New orders per account per window (0: no limit).
+    pub new_orders_per_account: u32,
+    /// New orders per client address per window (0: no limit).
+    pub new_orders_per_ip: u32,
+    /// New (pending) authorizations per account per window (0: no limit).
+    pub pending_authorizations_per_account: u32,
+    /// New (pending) authorizations per client address per window (0: no limit).
+    pub pending_authorizations_per_ip: u32,
+    /// Failed validations per account per window (0: no limit).
+    pub failed_validations_per_account: u32,
+    /// Failed validations per account and identifier per window (0: no limit).
+    pub failed_validations_per_identifier: u32,
+    /// Failed validations per client address per window (0: no limit).
+    pub failed_validations_per_ip: u32,
 }
 
 impl Default for RateLimitSettings {
+    /// The ACME crate's defaults (documented there and in protocols/acme/README.md).
     fn default() -> Self {
+        let limits = certgate_acme::RateLimits::default();
+        let count = |limit: Option<u32>| limit.unwrap_or(0);
         Self {
-            window_seconds: 3600,
-            new_accounts_per_ip: None,
-            new_orders_per_account: None,
-            new_orders_per_ip: None,
-            pending_authorizations_per_account: None,
-            pending_authorizations_per_ip: None,
-            failed_validations_per_account: None,
-            failed_validations_per_ip: None,
+            window_seconds: limits.window.whole_seconds().unsigned_abs(),
+            new_accounts_per_ip: count(limits.new_accounts_per_ip),
+            new_orders_per_account: count(limits.new_orders_per_account),
+            new_orders_per_ip: count(limits.new_orders_per_ip),
+            pending_authorizations_per_account: count(limits.pending_authorizations_per_account),
+            pending_authorizations_per_ip: count(limits.pending_authorizations_per_ip),
+            failed_validations_per_account: count(limits.failed_validations_per_account),
+            failed_validations_per_identifier: count(limits.failed_validations_per_identifier),
+            failed_validations_per_ip: count(limits.failed_validations_per_ip),
+        }
+    }
+}
+
+impl RateLimitSettings {
+    /// The ACME crate's limits.
+    fn to_limits(&self) -> certgate_acme::RateLimits {
+        let limit = |count: u32| (count > 0).then_some(count);
+        certgate_acme::RateLimits {
+            window: time::Duration::seconds(self.window_seconds.try_into().unwrap_or(i64::MAX)),
+            new_accounts_per_ip: limit(self.new_accounts_per_ip),
+            new_orders_per_account: limit(self.new_orders_per_account),
+            new_orders_per_ip: limit(self.new_orders_per_ip),
+            pending_authorizations_per_account: limit(self.pending_authorizations_per_account),
+            pending_authorizations_per_ip: limit(self.pending_authorizations_per_ip),
+            failed_validations_per_account: limit(self.failed_validations_per_account),
+            failed_validations_per_identifier: limit(self.failed_validations_per_identifier),
+            failed_validations_per_ip: limit(self.failed_validations_per_ip),
         }
     }
 }
@@ -930,17 +939,7 @@ impl AcmeSettings {
         config.validation_workers = self.validation_workers;
         config.finalize_wait = std::time::Duration::from_millis(self.finalize_wait_ms);
         config.danger_always_valid = self.danger_always_valid;
-        let limits = &self.rate_limits;
-        config.rate_limits = certgate_acme::RateLimits {
-            window: time::Duration::seconds(limits.window_seconds.try_into().unwrap_or(i64::MAX)),
-            new_accounts_per_ip: limits.new_accounts_per_ip,
-            new_orders_per_account: limits.new_orders_per_account,
-            new_orders_per_ip: limits.new_orders_per_ip,
-            pending_authorizations_per_account: limits.pending_authorizations_per_account,
-            pending_authorizations_per_ip: limits.pending_authorizations_per_ip,
-            failed_validations_per_account: limits.failed_validations_per_account,
-            failed_validations_per_ip: limits.failed_validations_per_ip,
-        };
+        config.rate_limits = self.rate_limits.to_limits();
         config
     }
 }
@@ -1144,6 +1143,10 @@ impl Config {
         if self.issuers.is_empty() {
             return Err(invalid("at least one issuer is required".into()));
         }
+        self.listeners.check().map_err(invalid)?;
+        if self.metrics.token_file.is_some() && self.metrics.token_env.is_some() {
+            return Err(invalid("metrics: give token_file or token_env, not both".into()));
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(invalid("tls: cert_file and key_file go together".into()));
         }
@@ -1319,6 +1322,16 @@ mod tests {
             ("unknown_nested_field", "[log]\nfmt = \"json\""),
             ("bad_log_format", "[log]\nformat = \"xml\""),
             ("bad_listen_address", "[listeners]\nhttps = \"nowhere\""),
+            ("zero_header_timeout", "[listeners]\nheader_read_timeout_seconds = 0"),
+            (
+                "header_buffer_below_hyper_minimum",
+                "[listeners]\nmax_header_bytes = 1024",
+            ),
+            ("no_connections", "[listeners]\nmax_connections = 0"),
+            ("no_http2_streams", "[listeners]\nhttp2_max_concurrent_streams = 0"),
+            ("unknown_listener_field", "[listeners]\nkeepalive = 5"),
+            ("bad_metrics_network", "[metrics]\nallow_networks = [\"everywhere\"]"),
+            ("two_metrics_tokens", "[metrics]\ntoken_file = \"t\"\ntoken_env = \"T\""),
             ("bad_key_type", "[[issuers]]\nname = \"a\"\nkey_type = \"dsa\""),
             (
                 "duplicate_issuer",

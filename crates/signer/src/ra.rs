@@ -104,6 +104,9 @@ impl RaFiles {
     }
 }
 
+/// Domain separation for the implicit-rejection secret ([`RaKey::unwrap_key`]).
+const REJECTION_LABEL: &[u8] = b"certgate RA implicit rejection v1\0";
+
 /// An opaque handle on an RSA RA key and its certificate. Never exposes the key.
 pub struct RaKey {
     cert_der: Vec<u8>,
@@ -111,6 +114,10 @@ pub struct RaKey {
     oaep: OaepPrivateDecryptingKey,
     signing: RsaKeyPair,
     modulus_len: usize,
+    /// SHA-256 of a label and the private key: the HMAC key substitute content keys are
+    /// derived under. Fixed for the key, so a ciphertext gets the same substitute after a
+    /// restart too; secret as long as the key is.
+    rejection_secret: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for RaKey {
@@ -232,12 +239,18 @@ impl RaKey {
         let oaep = OaepPrivateDecryptingKey::new(PrivateDecryptingKey::from_pkcs8(&pkcs8).map_err(rejected)?)
             .map_err(unspecified)?;
         let modulus_len = signing.public_modulus_len();
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(REJECTION_LABEL);
+        context.update(&pkcs8);
+        let mut rejection_secret = Zeroizing::new([0u8; 32]);
+        rejection_secret.copy_from_slice(context.finish().as_ref());
         Ok(Self {
             cert_der,
             pkcs1,
             oaep,
             signing,
             modulus_len,
+            rejection_secret,
         })
     }
 
@@ -273,14 +286,17 @@ impl RaKey {
         }
     }
 
-    /// Unwraps a content-encryption key of `key_len` bytes, Bleichenbacher-safe: it always
+    /// Unwraps a content-encryption key of `key_len` bytes, Bleichenbacher-safe (implicit
+    /// rejection, as RFC 8017 implementations do against the Marvin attack): it always
     /// returns `key_len` bytes. When the padding is wrong, or the key has another length, the
-    /// result is random bytes chosen before decrypting, selected without a branch on the
-    /// outcome; the caller then fails later, generically, when the content does not decrypt.
+    /// result is a substitute computed before decrypting and selected without a branch on
+    /// the outcome: HMAC-SHA256 of `wrapped` under a secret derived from the private key, so
+    /// the same bad ciphertext always yields the same key and behaves the same way on every
+    /// try (a random substitute would differ between tries and so reveal that the padding was
+    /// bad). The caller then fails later, generically, when the content does not decrypt or
+    /// decode.
     pub fn unwrap_key(&self, transport: KeyTransport, wrapped: &[u8], key_len: usize) -> Zeroizing<Vec<u8>> {
-        let mut chosen = Zeroizing::new(vec![0u8; key_len]);
-        // A failing RNG leaves zeros: still a key the attacker cannot tell apart by timing.
-        let _ = aws_lc_rs::rand::fill(&mut chosen);
+        let mut chosen = self.rejection_key(transport, wrapped, key_len);
         let mut out = Zeroizing::new(vec![0u8; self.modulus_len.max(key_len)]);
         let len = self.decrypt_into(transport, wrapped, &mut out);
         let ok = u8::from(len.is_some()) & u8::from(len.unwrap_or(0) == key_len);
@@ -289,6 +305,34 @@ impl RaKey {
             *c = (o & mask) | (*c & !mask);
         }
         chosen
+    }
+
+    /// The substitute content key for `wrapped`: HMAC-SHA256 under this key's rejection
+    /// secret over a block counter, the transport, `key_len` and the ciphertext, blocks
+    /// concatenated and truncated to `key_len`. Deterministic and, without the private key,
+    /// unpredictable.
+    fn rejection_key(&self, transport: KeyTransport, wrapped: &[u8], key_len: usize) -> Zeroizing<Vec<u8>> {
+        let hmac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.rejection_secret.as_slice());
+        let transport_id: u8 = match transport {
+            KeyTransport::Pkcs1v15 => 0,
+            KeyTransport::Oaep(RaDigest::Sha1) => 1,
+            KeyTransport::Oaep(RaDigest::Sha256) => 2,
+            KeyTransport::Oaep(RaDigest::Sha384) => 3,
+            KeyTransport::Oaep(RaDigest::Sha512) => 4,
+        };
+        let mut key = Zeroizing::new(Vec::with_capacity(key_len + 32));
+        let mut block: u32 = 0;
+        while key.len() < key_len {
+            let mut context = aws_lc_rs::hmac::Context::with_key(&hmac);
+            context.update(&block.to_be_bytes());
+            context.update(&[transport_id]);
+            context.update(&(key_len as u64).to_be_bytes());
+            context.update(wrapped);
+            key.extend_from_slice(context.sign().as_ref());
+            block = block.wrapping_add(1);
+        }
+        key.truncate(key_len);
+        key
     }
 
     /// Signs `message` with RSASSA-PKCS1-v1_5 and `digest` (SHA-256, SHA-384 or SHA-512;
@@ -356,7 +400,7 @@ mod tests {
             .unwrap();
         assert_eq!(*ra.decrypt(KeyTransport::Pkcs1v15, &wrapped).unwrap(), key);
         assert_eq!(*ra.unwrap_key(KeyTransport::Pkcs1v15, &wrapped, 32), key);
-        // Wrong length or corrupted padding: random bytes of the asked length, no error.
+        // Wrong length or corrupted padding: a substitute key of the asked length, no error.
         assert_ne!(*ra.unwrap_key(KeyTransport::Pkcs1v15, &wrapped, 24), key[..24]);
         let mut corrupted = wrapped.clone();
         corrupted[10] ^= 0x40;
@@ -387,5 +431,89 @@ mod tests {
         let renewed = RaKey::load_or_create(&ra_dir, &other, &RaOptions::default(), now).unwrap();
         assert_ne!(renewed.certificate_der(), ra.certificate_der());
         assert!(ra_dir.join(format!("ra-{}.key", now.unix_timestamp())).exists());
+    }
+
+    /// Wraps `key` to `ra` with `transport`.
+    fn wrap(ra: &RaKey, transport: KeyTransport, key: &[u8]) -> Vec<u8> {
+        let (_, cert) = X509Certificate::from_der(ra.certificate_der()).unwrap();
+        let public = PublicEncryptingKey::from_der(cert.public_key().raw).unwrap();
+        let mut wrapped = vec![0u8; ra.modulus_len()];
+        let len = match transport {
+            KeyTransport::Pkcs1v15 => Pkcs1PublicEncryptingKey::new(public)
+                .unwrap()
+                .encrypt(key, &mut wrapped)
+                .unwrap()
+                .len(),
+            KeyTransport::Oaep(digest) => OaepPublicEncryptingKey::new(public)
+                .unwrap()
+                .encrypt(digest.oaep(), key, &mut wrapped, None)
+                .unwrap()
+                .len(),
+        };
+        wrapped.truncate(len);
+        wrapped
+    }
+
+    #[test]
+    fn bad_padding_yields_a_key_derived_from_the_ciphertext() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = issuer(dir.path(), KeyType::P256);
+        let now = OffsetDateTime::now_utc();
+        let ra = RaKey::create(&dir.path().join("ra"), &ca, &RaOptions::default(), now).unwrap();
+        let other = RaKey::create(&dir.path().join("other"), &ca, &RaOptions::default(), now).unwrap();
+        let key = [7u8; 32];
+        let flip = |wrapped: &[u8], at: usize| {
+            let mut bad = wrapped.to_vec();
+            bad[at] ^= 0x40;
+            bad
+        };
+        for (case, transport) in [
+            ("pkcs1", KeyTransport::Pkcs1v15),
+            ("oaep_sha1", KeyTransport::Oaep(RaDigest::Sha1)),
+            ("oaep_sha256", KeyTransport::Oaep(RaDigest::Sha256)),
+        ] {
+            let wrapped = wrap(&ra, transport, &key);
+            assert_eq!(*ra.unwrap_key(transport, &wrapped, 32), key, "case {case}");
+            let (bad, worse) = (flip(&wrapped, 10), flip(&wrapped, 100));
+            assert!(ra.decrypt(transport, &bad).is_err(), "case {case}: padding must be bad");
+            let first = ra.unwrap_key(transport, &bad, 32);
+            assert_eq!(first.len(), 32, "case {case}");
+            assert_ne!(*first, key, "case {case}");
+            // The same bad ciphertext always behaves the same; another one differently.
+            assert_eq!(
+                ra.unwrap_key(transport, &bad, 32),
+                first,
+                "case {case}: same ciphertext"
+            );
+            assert_ne!(
+                ra.unwrap_key(transport, &worse, 32),
+                first,
+                "case {case}: other ciphertext"
+            );
+            // Another length, another RA key: unrelated substitutes.
+            let shorter = ra.unwrap_key(transport, &bad, 16);
+            assert_eq!(shorter.len(), 16, "case {case}");
+            assert_ne!(shorter[..], first[..16], "case {case}: the length is an input");
+            assert_ne!(
+                other.unwrap_key(transport, &bad, 32),
+                first,
+                "case {case}: other RA key"
+            );
+            // A well-padded key of the wrong length is substituted alike, deterministically.
+            let wrong_length = ra.unwrap_key(transport, &wrapped, 24);
+            assert_ne!(wrong_length[..], key[..24], "case {case}");
+            assert_eq!(ra.unwrap_key(transport, &wrapped, 24), wrong_length, "case {case}");
+            // Longer than one HMAC block: still the asked length, still deterministic.
+            let long = ra.unwrap_key(transport, &bad, 48);
+            assert_eq!(long.len(), 48, "case {case}");
+            assert_eq!(ra.unwrap_key(transport, &bad, 48), long, "case {case}");
+        }
+        // A key loaded again from its files derives the same substitutes (restarts too).
+        let reloaded = RaKey::load(&RaFiles::in_dir(&dir.path().join("ra"))).unwrap();
+        let bad = flip(&wrap(&ra, KeyTransport::Pkcs1v15, &key), 10);
+        assert_eq!(
+            reloaded.unwrap_key(KeyTransport::Pkcs1v15, &bad, 32),
+            ra.unwrap_key(KeyTransport::Pkcs1v15, &bad, 32)
+        );
     }
 }

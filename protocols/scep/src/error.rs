@@ -140,6 +140,9 @@ impl From<der::Error> for ScepError {
     }
 }
 
+/// The failInfoText of every failure on the decryption path ([`ScepError::undecryptable`]).
+const UNDECRYPTABLE_TEXT: &str = "the message could not be decrypted or decoded";
+
 impl ScepError {
     /// A CertRep failure.
     pub fn failure(info: FailInfo, text: impl Into<String>) -> Self {
@@ -147,6 +150,16 @@ impl ScepError {
             info,
             text: text.into(),
         }
+    }
+
+    /// The one answer to every failure on the decryption path: the content key does not
+    /// unwrap (PKCS#1 v1.5 or OAEP padding, key length), the content does not decrypt or
+    /// unpad, or the plaintext does not decode as what the messageType promises (CSR,
+    /// IssuerAndSerialNumber, IssuerAndSubject). FAILURE badMessageCheck with one text, so a
+    /// client cannot tell which step failed: anything finer is a padding oracle
+    /// (Bleichenbacher; RFC 8017 7.2.2 note).
+    pub fn undecryptable() -> Self {
+        Self::failure(FailInfo::BadMessageCheck, UNDECRYPTABLE_TEXT)
     }
 
     /// The cross-crate meaning.

@@ -16,7 +16,8 @@
 //! (GetCRL asks a [`CrlSource`]).
 //!
 //! Fuzzing entry points (untrusted bytes, never panic): [`parse_pki_message`],
-//! [`parse_envelope`], [`decode_message_param`], [`decode_post_body`], [`parse_path`].
+//! [`parse_envelope`], [`decode_message_param`], [`decode_post_body`], [`parse_path`], and
+//! the hidden `fuzz_envelope` (the envelope and BER fallback decoders one by one).
 #![warn(missing_docs)]
 
 pub mod challenge;
@@ -35,6 +36,8 @@ pub use config::{
     ChallengeConfig, CompatSwitches, DEFAULT_MAX_CLOCK_SKEW, NextCa, ScepEndpointConfig, Secret, WebhookConfig,
 };
 pub use error::{FailInfo, ScepError};
+#[doc(hidden)]
+pub use message::fuzz_envelope;
 pub use message::{MessageType, PkiMessage, PkiStatus, parse_envelope, parse_pki_message};
 pub use server::{
     CrlSource, NoCrl, ScepRequest, ScepResponse, ScepServer, ScepStores, approval_fingerprint, requester_of,

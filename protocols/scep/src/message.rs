@@ -8,6 +8,7 @@
 use std::time::Duration as StdDuration;
 
 use certgate_authority::{KeyTransport, RaDigest, RaKey};
+use certgate_core::{CsrError, ParsedCsr};
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::enveloped_data::{
@@ -275,38 +276,64 @@ fn write_tlv(tag: u8, contents: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(contents);
 }
 
-/// The contents of a (possibly constructed, nested) OCTET STRING's chunks, joined.
-fn join_octet_chunks(mut bytes: &[u8], out: &mut Vec<u8>) -> Option<()> {
-    while !bytes.is_empty() {
-        let (tag, contents, rest) = read_tlv(bytes)?;
+/// How many levels of constructed OCTET STRING chunks (`24 …`) may nest inside a constructed
+/// encryptedContent (`A0 …`). Real clients use none (go.mozilla.org/pkcs7 writes
+/// `A0 { 04 … 04 … }`); without a cap a message under the size limit could nest tens of
+/// thousands of levels.
+const MAX_CHUNK_NESTING: usize = 8;
+
+/// Why the chunks of a constructed OCTET STRING could not be joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkError {
+    /// Not a sequence of OCTET STRING TLVs (primitive or constructed) with definite lengths.
+    Shape,
+    /// Constructed chunks nested deeper than [`MAX_CHUNK_NESTING`].
+    TooDeep,
+}
+
+/// The contents of a (possibly constructed, nested) OCTET STRING's chunks, joined. Iterative,
+/// with the nesting capped at [`MAX_CHUNK_NESTING`]: the input is untrusted, and recursion
+/// once per level let a deeply nested message overflow the stack.
+fn join_octet_chunks<'a>(bytes: &'a [u8], out: &mut Vec<u8>) -> Result<(), ChunkError> {
+    // The unread rest of each enclosing level, innermost last.
+    let mut levels: Vec<&'a [u8]> = vec![bytes];
+    while let Some(unread) = levels.last_mut() {
+        if unread.is_empty() {
+            levels.pop();
+            continue;
+        }
+        let (tag, contents, rest) = read_tlv(unread).ok_or(ChunkError::Shape)?;
+        *unread = rest;
         match tag {
             0x04 => out.extend_from_slice(contents),
-            0x24 => join_octet_chunks(contents, out)?,
-            _ => return None,
+            0x24 if levels.len() > MAX_CHUNK_NESTING => return Err(ChunkError::TooDeep),
+            0x24 => levels.push(contents),
+            _ => return Err(ChunkError::Shape),
         }
-        bytes = rest;
     }
-    Some(())
+    Ok(())
 }
 
 /// Rewrites an EnvelopedData (DER TLV with definite lengths) whose encryptedContent is in the
 /// constructed form (`A0 { 04 … 04 … }`, as go.mozilla.org/pkcs7 writes it) into DER, with
-/// the chunks joined into one primitive `[0]`. None when there is nothing to rewrite or the
-/// input is not of that shape.
-fn primitive_encrypted_content(enveloped: &[u8]) -> Option<Vec<u8>> {
-    let (0x30, mut fields, _) = read_tlv(enveloped)? else {
-        return None;
+/// the chunks joined into one primitive `[0]`. [`ChunkError::Shape`] when there is nothing
+/// to rewrite or the input is not of that shape (the BER decoder may still read it);
+/// [`ChunkError::TooDeep`] when the chunks nest too deeply (refused).
+fn primitive_encrypted_content(enveloped: &[u8]) -> Result<Vec<u8>, ChunkError> {
+    let shape = ChunkError::Shape;
+    let (0x30, mut fields, _) = read_tlv(enveloped).ok_or(shape)? else {
+        return Err(shape);
     };
     let mut body = Vec::with_capacity(enveloped.len());
     let mut rewritten = false;
     while !fields.is_empty() {
-        let (tag, contents, rest) = read_tlv(fields)?;
+        let (tag, contents, rest) = read_tlv(fields).ok_or(shape)?;
         if tag == 0x30 && !rewritten {
             // encryptedContentInfo: contentType, contentEncryptionAlgorithm, [0] content.
             let mut info = Vec::with_capacity(contents.len());
             let mut parts = contents;
             while !parts.is_empty() {
-                let (part_tag, part, part_rest) = read_tlv(parts)?;
+                let (part_tag, part, part_rest) = read_tlv(parts).ok_or(shape)?;
                 if part_tag == 0xa0 {
                     let mut joined = Vec::with_capacity(part.len());
                     join_octet_chunks(part, &mut joined)?;
@@ -324,11 +351,11 @@ fn primitive_encrypted_content(enveloped: &[u8]) -> Option<Vec<u8>> {
         fields = rest;
     }
     if !rewritten {
-        return None;
+        return Err(shape);
     }
     let mut out = Vec::with_capacity(body.len() + 8);
     write_tlv(0x30, &body, &mut out);
-    Some(out)
+    Ok(out)
 }
 
 /// Whether an EnvelopedData's encryptedContent (`[0] IMPLICIT OCTET STRING` inside the one
@@ -585,21 +612,22 @@ pub fn parse_envelope(content: &[u8], ra_cert: &[u8]) -> Result<SealedContent, S
     // scepclient); else BER (indefinite lengths), where chunks come back as TLVs to join.
     let (env, join): (EnvelopedData, bool) = match info.content.decode_as::<EnvelopedData>() {
         Ok(env) if !ber => (env, false),
-        _ => match info
-            .content
-            .to_der()
-            .ok()
-            .and_then(|der| primitive_encrypted_content(&der))
-            .and_then(|der| EnvelopedData::from_der(&der).ok())
-        {
-            Some(env) => (env, false),
-            None => (
-                info.content
-                    .decode_as_encoding(EncodingRules::Ber)
-                    .map_err(|_| bad("the EnvelopedData does not decode"))?,
-                encrypted_content_constructed(&info.content),
-            ),
-        },
+        _ => {
+            let rewritten = match info.content.to_der() {
+                Ok(der) => primitive_encrypted_content(&der),
+                Err(_) => Err(ChunkError::Shape),
+            };
+            match rewritten.map(|der| EnvelopedData::from_der(&der)) {
+                Ok(Ok(env)) => (env, false),
+                Err(ChunkError::TooDeep) => return Err(bad("the encrypted content is nested too deeply")),
+                Ok(Err(_)) | Err(ChunkError::Shape) => (
+                    info.content
+                        .decode_as_encoding(EncodingRules::Ber)
+                        .map_err(|_| bad("the EnvelopedData does not decode"))?,
+                    encrypted_content_constructed(&info.content),
+                ),
+            }
+        }
     };
     let ra = Certificate::from_der(ra_cert).map_err(|_| ScepError::Internal("the RA certificate does not parse"))?;
     let ra_ski = subject_key_id(&ra);
@@ -652,20 +680,20 @@ pub fn parse_envelope(content: &[u8], ra_cert: &[u8]) -> Result<SealedContent, S
 
 impl SealedContent {
     /// Decrypts with the RA key (an RSA private-key operation: call it off the reactor).
-    /// Bleichenbacher-safe: a wrong key-transport padding yields a random content key, so
-    /// every failure surfaces here, alike, as FAILURE badMessageCheck.
+    /// Bleichenbacher-safe: a wrong key-transport padding yields a substitute content key
+    /// derived from the wrapped key (the same every time, [`RaKey::unwrap_key`]), so every
+    /// failure surfaces later, alike, as [`ScepError::undecryptable`]: here when the content
+    /// does not unpad, or in [`parse_csr`] and friends when the plaintext does not decode.
     pub fn open(&self, ra: &RaKey) -> Result<Zeroizing<Vec<u8>>, ScepError> {
         let key = ra.unwrap_key(self.transport, &self.wrapped_key, self.cipher.key_len());
-        self.cipher
-            .decrypt(&key, &self.iv, &self.ciphertext)
-            .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the message could not be decrypted"))
+        self.open_with_key(&key)
     }
 
     /// Decrypts with an explicit content key (the test client's side).
     pub fn open_with_key(&self, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, ScepError> {
         self.cipher
             .decrypt(key, &self.iv, &self.ciphertext)
-            .map_err(|_| ScepError::failure(FailInfo::BadMessageCheck, "the message could not be decrypted"))
+            .map_err(|_| ScepError::undecryptable())
     }
 
     /// The wrapped content key.
@@ -990,24 +1018,27 @@ pub struct IssuerAndSubject {
     pub subject: X509Name,
 }
 
-/// Parses the decrypted content of a GetCert or GetCRL (IssuerAndSerialNumber).
-pub fn parse_issuer_and_serial(der: &[u8]) -> Result<IssuerAndSerialNumber, ScepError> {
-    IssuerAndSerialNumber::from_der(der).map_err(|_| {
-        ScepError::failure(
-            FailInfo::BadMessageCheck,
-            "the message could not be decrypted or decoded",
-        )
+/// Parses the decrypted content of a PKCSReq or RenewalReq (a PKCS#10 request). Content that
+/// does not decode is [`ScepError::undecryptable`], like a failed decryption: garbage looks
+/// the same whether the key or the client was wrong. A request that decodes but is refused
+/// (signature, key, names) is the client's own mistake and says so.
+pub fn parse_csr(der: &[u8]) -> Result<ParsedCsr, ScepError> {
+    ParsedCsr::from_der(der).map_err(|e| match e {
+        CsrError::Malformed(_) | CsrError::TooLarge => ScepError::undecryptable(),
+        other => ScepError::Csr(other),
     })
 }
 
-/// Parses the decrypted content of a CertPoll (IssuerAndSubject).
+/// Parses the decrypted content of a GetCert or GetCRL (IssuerAndSerialNumber); content that
+/// does not decode is [`ScepError::undecryptable`].
+pub fn parse_issuer_and_serial(der: &[u8]) -> Result<IssuerAndSerialNumber, ScepError> {
+    IssuerAndSerialNumber::from_der(der).map_err(|_| ScepError::undecryptable())
+}
+
+/// Parses the decrypted content of a CertPoll (IssuerAndSubject); content that does not
+/// decode is [`ScepError::undecryptable`].
 pub fn parse_issuer_and_subject(der: &[u8]) -> Result<IssuerAndSubject, ScepError> {
-    IssuerAndSubject::from_der(der).map_err(|_| {
-        ScepError::failure(
-            FailInfo::BadMessageCheck,
-            "the message could not be decrypted or decoded",
-        )
-    })
+    IssuerAndSubject::from_der(der).map_err(|_| ScepError::undecryptable())
 }
 
 /// The certificates of a degenerate certs-only SignedData (DER), in order.
@@ -1047,9 +1078,467 @@ pub fn crls_of(degenerate_der: &[u8]) -> Result<Vec<Vec<u8>>, ScepError> {
         .collect())
 }
 
+/// Fuzzing entry point, not API: runs `data` through [`parse_envelope`] (with `ra_cert` as
+/// the RA) and through each lenient and BER fallback decoder of this module on its own,
+/// without a signature in the way: the DER-then-BER ContentInfo, SignedData and
+/// EnvelopedData decoders, the eContent octets, the constructed-encryptedContent rewrite and
+/// both chunk joiners. Panics only when one of their invariants breaks.
+#[doc(hidden)]
+pub fn fuzz_envelope(data: &[u8], ra_cert: &[u8]) {
+    let _ = parse_envelope(data, ra_cert);
+    let _ = decode_content_info(data);
+    let mut joined = Vec::new();
+    if join_octet_chunks(data, &mut joined).is_ok() {
+        assert!(
+            joined.len() <= data.len(),
+            "chunks joined into more bytes than they came in"
+        );
+    }
+    if let Some(joined) = join_chunks(data) {
+        assert!(
+            joined.len() <= data.len(),
+            "chunks joined into more bytes than they came in"
+        );
+    }
+    if let Ok(rewritten) = primitive_encrypted_content(data) {
+        assert!(
+            matches!(read_tlv(&rewritten), Some((0x30, _, []))),
+            "the rewrite is not one SEQUENCE"
+        );
+        let _ = EnvelopedData::from_der(&rewritten);
+    }
+    for rules in [EncodingRules::Der, EncodingRules::Ber] {
+        let Ok(mut reader) = SliceReader::new_with_encoding_rules(data, rules) else {
+            continue;
+        };
+        let Ok(any) = Any::decode(&mut reader) else {
+            continue;
+        };
+        let _ = encrypted_content_constructed(&any);
+        let _ = octets(&any, rules == EncodingRules::Ber);
+        let _ = decode_lenient::<SignedData>(&any);
+        let _ = decode_lenient::<EnvelopedData>(&any);
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::sync::OnceLock;
+
     use super::*;
+
+    /// Depth of the hostile inputs: nests ~40,000 levels in under 200 KB, which overflowed
+    /// the 2 MiB stack of a worker thread when a decoder recursed once per level.
+    const HOSTILE_DEPTH: usize = 40_000;
+
+    /// A tokio worker's (and spawn_blocking thread's) stack size: the tests run the decoders
+    /// on a thread with no more stack than the daemon gives them.
+    const WORKER_STACK: usize = 2 * 1024 * 1024;
+
+    /// An RA (key and self-signed certificate) and a self-signed client, both RSA-2048,
+    /// made once for every test.
+    struct Fixture {
+        ra: RaKey,
+        client: aws_lc_rs::signature::RsaKeyPair,
+        client_cert: Vec<u8>,
+    }
+
+    fn fixture() -> &'static Fixture {
+        static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+        FIXTURE.get_or_init(|| {
+            let identity = |cn: &str| {
+                let key = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+                let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+                params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+                let cert = params.self_signed(&key).unwrap().der().to_vec();
+                (key, cert)
+            };
+            let (ra_key, ra_cert) = identity("test RA");
+            let (client_key, client_cert) = identity("any self-signed client");
+            Fixture {
+                ra: RaKey::from_parts(&ra_key, ra_cert).unwrap(),
+                client: aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&client_key.serialize_der()).unwrap(),
+                client_cert,
+            }
+        })
+    }
+
+    /// Runs `f` on a thread with a worker's stack: a decoder that recurses per level of
+    /// input aborts the whole test binary here, as it aborted the daemon.
+    fn on_worker_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(WORKER_STACK)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// A DER header: `tag` and the definite length `len`.
+    fn header(tag: u8, len: usize) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend(der::Length::try_from(len).unwrap().to_der().unwrap());
+        out
+    }
+
+    /// `depth` constructed TLVs of `tag` with definite lengths around `innermost`, built
+    /// inside out in one pass (re-wrapping a buffer per level would be quadratic).
+    fn nest_definite(tag: u8, depth: usize, innermost: &[u8]) -> Vec<u8> {
+        let mut headers = Vec::with_capacity(depth);
+        let mut len = innermost.len();
+        for _ in 0..depth {
+            let h = header(tag, len);
+            len += h.len();
+            headers.push(h);
+        }
+        let mut out: Vec<u8> = headers.into_iter().rev().flatten().collect();
+        out.extend_from_slice(innermost);
+        out
+    }
+
+    /// `depth` constructed TLVs of `tag` with indefinite lengths around `innermost`.
+    fn nest_indefinite(tag: u8, depth: usize, innermost: &[u8]) -> Vec<u8> {
+        let mut out = [tag, 0x80].repeat(depth);
+        out.extend_from_slice(innermost);
+        out.extend([0u8, 0].repeat(depth));
+        out
+    }
+
+    /// `plaintext` sealed (AES-256, PKCS#1 v1.5) to the fixture's RA.
+    fn sealed(plaintext: &[u8]) -> Vec<u8> {
+        seal(
+            plaintext,
+            fixture().ra.certificate_der(),
+            ContentCipher::Aes256,
+            KeyTransport::Pkcs1v15,
+        )
+        .unwrap()
+    }
+
+    /// `plaintext` sealed to the fixture's RA, re-encoded with `encrypted_content(ciphertext)`
+    /// as the encryptedContent TLV (the `[0]`, whatever form the closure gives it).
+    fn sealed_with(plaintext: &[u8], encrypted_content: impl FnOnce(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let info = ContentInfo::from_der(&sealed(plaintext)).unwrap();
+        let env: EnvelopedData = info.content.decode_as().unwrap();
+        let eci = &env.encrypted_content;
+        let ciphertext = eci.encrypted_content.as_ref().unwrap().as_bytes();
+        let mut eci_body = eci.content_type.to_der().unwrap();
+        eci_body.extend(eci.content_enc_alg.to_der().unwrap());
+        eci_body.extend(encrypted_content(ciphertext));
+        let mut env_body = env.version.to_der().unwrap();
+        env_body.extend(env.recip_infos.to_der().unwrap());
+        env_body.extend(tlv(0x30, &eci_body).unwrap());
+        let mut info_body = rfc5911::ID_ENVELOPED_DATA.to_der().unwrap();
+        info_body.extend(tlv(0xa0, &tlv(0x30, &env_body).unwrap()).unwrap());
+        tlv(0x30, &info_body).unwrap()
+    }
+
+    /// The ciphertext as a constructed `[0]` of one chunk inside `depth` constructed OCTET
+    /// STRINGs (`depth` 0 is the form go.mozilla.org/pkcs7 writes).
+    fn chunked(depth: usize) -> impl FnOnce(&[u8]) -> Vec<u8> {
+        move |ciphertext| {
+            let chunks = nest_definite(0x24, depth, &tlv(0x04, ciphertext).unwrap());
+            let mut out = header(0xa0, chunks.len());
+            out.extend(chunks);
+            out
+        }
+    }
+
+    /// A PKIOperation (PKCSReq) carrying `content`, properly signed by the fixture's
+    /// self-signed client: everything the server checks before opening the envelope passes.
+    fn signed_pki_operation(content: Vec<u8>) -> Vec<u8> {
+        let f = fixture();
+        let attributes = ScepAttributes {
+            message_type: MessageType::PkcsReq,
+            transaction_id: transaction_id_value("deep").unwrap(),
+            sender_nonce: vec![7; 16],
+            recipient_nonce: None,
+            pki_status: None,
+            fail: None,
+        };
+        let tbs = to_be_signed(
+            Some(content),
+            Some(&attributes),
+            DigestAlg::Sha256,
+            &f.client_cert,
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        let mut signature = vec![0u8; f.client.public_modulus_len()];
+        f.client
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                &tbs.signed_attrs_der,
+                &mut signature,
+            )
+            .unwrap();
+        tbs.finish(signature).unwrap()
+    }
+
+    fn is_bad_message_check(result: &Result<SealedContent, ScepError>) -> bool {
+        matches!(
+            result,
+            Err(ScepError::Failure {
+                info: FailInfo::BadMessageCheck,
+                ..
+            })
+        )
+    }
+
+    #[test]
+    fn bad_deeply_nested_encrypted_content_is_refused() {
+        let message = signed_pki_operation(sealed_with(b"a CSR", chunked(HOSTILE_DEPTH)));
+        assert!(
+            (150_000..crate::codec::MAX_MESSAGE_LEN).contains(&message.len()),
+            "under the size limit: {} bytes",
+            message.len()
+        );
+        let result = on_worker_stack(move || {
+            let parsed = parse_pki_message(&message).unwrap();
+            // The signature is good: nothing stops the message before the envelope.
+            parsed.verify(false).unwrap();
+            parse_envelope(&parsed.content, fixture().ra.certificate_der())
+        });
+        match result {
+            Err(ScepError::Failure { info, text }) => {
+                assert_eq!(info, FailInfo::BadMessageCheck);
+                assert_eq!(text, "the encrypted content is nested too deeply");
+            }
+            other => panic!("want FAILURE badMessageCheck, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn constructed_encrypted_content_is_joined_up_to_the_nesting_cap() {
+        let plaintext = b"what the client encrypted".as_slice();
+        let split = |ciphertext: &[u8]| {
+            let (a, b) = ciphertext.split_at(ciphertext.len() / 2);
+            let mut chunks = tlv(0x04, a).unwrap();
+            chunks.extend(tlv(0x24, &tlv(0x04, b).unwrap()).unwrap());
+            let mut out = header(0xa0, chunks.len());
+            out.extend(chunks);
+            out
+        };
+        // Ok(decrypted) or Err(failInfoText).
+        type Case = (&'static str, Vec<u8>, Result<(), &'static str>);
+        let cases: Vec<Case> = vec![
+            ("good_primitive", sealed(plaintext), Ok(())),
+            ("good_constructed_go_pkcs7", sealed_with(plaintext, chunked(0)), Ok(())),
+            ("good_split_and_nested_chunks", sealed_with(plaintext, split), Ok(())),
+            (
+                "good_nested_at_the_cap",
+                sealed_with(plaintext, chunked(MAX_CHUNK_NESTING)),
+                Ok(()),
+            ),
+            (
+                "bad_nested_past_the_cap",
+                sealed_with(plaintext, chunked(MAX_CHUNK_NESTING + 1)),
+                Err("the encrypted content is nested too deeply"),
+            ),
+        ];
+        let ra = &fixture().ra;
+        for (case, envelope, want) in cases {
+            match (parse_envelope(&envelope, ra.certificate_der()), want) {
+                (Ok(sealed), Ok(())) => {
+                    assert_eq!(sealed.open(ra).unwrap().as_slice(), plaintext, "case {case}");
+                }
+                (Err(e), Err(text)) => {
+                    assert_eq!(
+                        e.fail_info(),
+                        (FailInfo::BadMessageCheck, text.to_owned()),
+                        "case {case}"
+                    );
+                }
+                (got, want) => panic!("case {case}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_deeply_nested_ber_and_der_are_refused() {
+        let ra_cert = fixture().ra.certificate_der().to_vec();
+        let innermost = [0x04, 0x01, 0x00];
+        // An EnvelopedData whose [0] nests indefinite-length chunks (the BER fallback's input).
+        let indefinite_chunks = sealed_with(b"x", |_| {
+            nest_indefinite(0xa0, 1, &nest_indefinite(0x24, HOSTILE_DEPTH, &innermost))
+        });
+        let mut signed_data_nest = rfc5911::ID_SIGNED_DATA.to_der().unwrap();
+        signed_data_nest.extend(nest_definite(
+            0xa0,
+            1,
+            &nest_definite(0x30, HOSTILE_DEPTH, &[0x05, 0x00]),
+        ));
+        let signed_data_nest = tlv(0x30, &signed_data_nest).unwrap();
+        let mut enveloped_nest = rfc5911::ID_ENVELOPED_DATA.to_der().unwrap();
+        enveloped_nest.extend(nest_definite(
+            0xa0,
+            1,
+            &nest_definite(0x30, HOSTILE_DEPTH, &[0x05, 0x00]),
+        ));
+        let enveloped_nest = tlv(0x30, &enveloped_nest).unwrap();
+        // A SignedData whose eContent is a constructed OCTET STRING nested all the way down.
+        let mut econtent = rfc5911::ID_DATA.to_der().unwrap();
+        let chunks = nest_definite(0x24, HOSTILE_DEPTH, &innermost);
+        econtent.extend(header(0xa0, chunks.len()));
+        econtent.extend(chunks);
+        let mut signed = vec![0x02, 0x01, 0x01, 0x31, 0x00];
+        signed.extend(tlv(0x30, &econtent).unwrap());
+        signed.extend([0x31, 0x00]);
+        let mut chunked_econtent = rfc5911::ID_SIGNED_DATA.to_der().unwrap();
+        chunked_econtent.extend(tlv(0xa0, &tlv(0x30, &signed).unwrap()).unwrap());
+        let chunked_econtent = tlv(0x30, &chunked_econtent).unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            (
+                "bad_indefinite_sequences",
+                nest_indefinite(0x30, HOSTILE_DEPTH, &[0x05, 0x00]),
+            ),
+            (
+                "bad_definite_sequences",
+                nest_definite(0x30, HOSTILE_DEPTH, &[0x05, 0x00]),
+            ),
+            ("bad_indefinite_encrypted_content_chunks", indefinite_chunks),
+            ("bad_definite_sequences_in_signed_data", signed_data_nest),
+            ("bad_definite_sequences_in_enveloped_data", enveloped_nest),
+            ("bad_chunked_econtent", chunked_econtent),
+        ];
+        for (case, input) in cases {
+            assert!(
+                input.len() < crate::codec::MAX_MESSAGE_LEN,
+                "case {case}: {} bytes",
+                input.len()
+            );
+            let ra_cert = ra_cert.clone();
+            let (message, envelope) = on_worker_stack(move || {
+                fuzz_envelope(&input, &ra_cert);
+                (parse_pki_message(&input), parse_envelope(&input, &ra_cert))
+            });
+            assert!(
+                matches!(message, Err(ScepError::Malformed(_))),
+                "case {case}: {message:?}"
+            );
+            assert!(is_bad_message_check(&envelope), "case {case}: {envelope:?}");
+        }
+    }
+
+    #[test]
+    fn join_octet_chunks_is_iterative_and_capped() {
+        let innermost = tlv(0x04, b"abc").unwrap();
+        let mut two = tlv(0x04, b"ab").unwrap();
+        two.extend(nest_definite(0x24, 2, &tlv(0x04, b"cd").unwrap()));
+        type Case = (&'static str, Vec<u8>, Result<&'static [u8], ChunkError>);
+        let cases: Vec<Case> = vec![
+            ("good_empty", Vec::new(), Ok(b"")),
+            ("good_one_chunk", innermost.clone(), Ok(b"abc")),
+            ("good_mixed_levels", two, Ok(b"abcd")),
+            (
+                "good_at_the_cap",
+                nest_definite(0x24, MAX_CHUNK_NESTING, &innermost),
+                Ok(b"abc"),
+            ),
+            (
+                "bad_past_the_cap",
+                nest_definite(0x24, MAX_CHUNK_NESTING + 1, &innermost),
+                Err(ChunkError::TooDeep),
+            ),
+            (
+                "bad_hostile_depth",
+                nest_definite(0x24, HOSTILE_DEPTH, &innermost),
+                Err(ChunkError::TooDeep),
+            ),
+            ("bad_not_octets", vec![0x02, 0x01, 0x00], Err(ChunkError::Shape)),
+            ("bad_truncated", innermost[..4].to_vec(), Err(ChunkError::Shape)),
+            (
+                "bad_indefinite",
+                nest_indefinite(0x24, 1, &innermost),
+                Err(ChunkError::Shape),
+            ),
+        ];
+        for (case, input, want) in cases {
+            let got = on_worker_stack(move || {
+                let mut out = Vec::new();
+                join_octet_chunks(&input, &mut out).map(|()| out)
+            });
+            assert_eq!(got.as_deref().map_err(|e| *e), want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn decryption_failures_are_indistinguishable() {
+        let ra = &fixture().ra;
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::new(vec!["device.example".to_owned()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        let parse = |der: &[u8]| parse_envelope(der, ra.certificate_der()).unwrap();
+        let flip_key = |mut s: SealedContent| {
+            let middle = s.wrapped_key.len() / 2;
+            s.wrapped_key[middle] ^= 0x01;
+            s
+        };
+        let flip_content = |mut s: SealedContent| {
+            if let Some(last) = s.ciphertext.last_mut() {
+                *last ^= 0x01;
+            }
+            s
+        };
+        let truncate_content = |mut s: SealedContent| {
+            s.ciphertext.pop();
+            s
+        };
+        // Each case is one message on the decryption path of a PKCSReq: unwrap, decrypt,
+        // decode the CSR; `true` when a CSR should come out.
+        let cases: Vec<(&str, SealedContent, bool)> = vec![
+            ("good_csr", parse(&sealed(&csr)), true),
+            ("bad_key_transport_padding", flip_key(parse(&sealed(&csr))), false),
+            ("bad_content_padding", flip_content(parse(&sealed(&csr))), false),
+            ("bad_content_length", truncate_content(parse(&sealed(&csr))), false),
+            ("bad_csr_after_decryption", parse(&sealed(b"not a CSR")), false),
+            ("bad_empty_plaintext", parse(&sealed(b"")), false),
+        ];
+        let want = ScepError::undecryptable();
+        for (case, sealed, good) in cases {
+            match sealed.open(ra).and_then(|plain| parse_csr(&plain)) {
+                Ok(parsed) => {
+                    assert!(good, "case {case}: decrypted to a CSR");
+                    assert_eq!(parsed.der(), csr.as_slice(), "case {case}");
+                }
+                Err(e) => {
+                    assert!(!good, "case {case}: {e}");
+                    // What the client sees: failInfo and text, HTTP status, meaning.
+                    assert_eq!(e.fail_info(), want.fail_info(), "case {case}");
+                    assert_eq!(e.status(), want.status(), "case {case}");
+                    assert_eq!(e.kind(), want.kind(), "case {case}");
+                    // The same bad message always fails the same way, at the same step.
+                    let first = sealed.open(ra).map(|plain| plain.to_vec()).ok();
+                    let second = sealed.open(ra).map(|plain| plain.to_vec()).ok();
+                    assert_eq!(first, second, "case {case}");
+                }
+            }
+        }
+        // The other messageTypes' contents, garbage after decryption: the same answer.
+        for (case, result) in [
+            ("bad_issuer_and_serial", parse_issuer_and_serial(b"garbage").map(|_| ())),
+            (
+                "bad_issuer_and_subject",
+                parse_issuer_and_subject(b"garbage").map(|_| ()),
+            ),
+        ] {
+            assert_eq!(result.unwrap_err().fail_info(), want.fail_info(), "case {case}");
+        }
+        // A CSR that decodes but is refused is the client's own mistake, not a decryption
+        // failure: it may say so.
+        let mut bad_signature = csr.clone();
+        let last = bad_signature.len() - 1;
+        bad_signature[last] ^= 0x01;
+        assert!(matches!(
+            parse_csr(&bad_signature),
+            Err(ScepError::Csr(CsrError::BadSignature))
+        ));
+    }
 
     /// A PKIMessage (parsed only, not signed) whose signingTime attribute holds `value`.
     fn message_with_signing_time(value: Option<Any>) -> PkiMessage {

@@ -1,16 +1,21 @@
 //! Challenge validation: static (constant time), one-time (the store), webhook (HTTP POST of
 //! the request's facts). Challenges are secrets: they are never logged.
 
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use certgate_core::{Identifier, Name, ParsedCsr};
+use certgate_core::{DnsName, Identifier, Name, ParsedCsr};
 use certgate_store::ScepChallengeStore;
 use certgate_store::scep_challenges::ScepChallengeRecord;
+use const_oid::db::rfc4519;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
 use zeroize::Zeroizing;
 
 use crate::config::{Secret, WebhookConfig};
@@ -31,9 +36,10 @@ pub fn static_matches(expected: &Secret, presented: &str) -> bool {
 }
 
 /// Creates a one-time challenge for `endpoint` (for the CLI): 128 random bits as 32 hex
-/// characters, valid for `ttl`, optionally bound to `subject` (the CSR's RFC 4514 subject,
-/// e.g. `CN=dev1,O=test`, or its bare common name). Returns the challenge (show it once,
-/// never log it) and the stored record (which holds only its hash).
+/// characters, valid for `ttl`, optionally bound to `subject` (see [`canonical_binding`]:
+/// RFC 4514 text such as `CN=dev1,O=test`, or a bare common name). Returns the challenge (show
+/// it once, never log it) and the stored record (which holds only its hash, and the binding in
+/// canonical form). `Config` for a subject that does not parse.
 pub async fn create_one_time_challenge(
     store: &dyn ScepChallengeStore,
     endpoint: &Name,
@@ -42,6 +48,7 @@ pub async fn create_one_time_challenge(
     created_by: Option<String>,
     now: OffsetDateTime,
 ) -> Result<(Zeroizing<String>, ScepChallengeRecord), ScepError> {
+    let subject = subject.as_deref().map(canonical_binding).transpose()?;
     if ttl <= time::Duration::ZERO {
         return Err(ScepError::Config("a challenge's lifetime must be positive".into()));
     }
@@ -66,6 +73,57 @@ pub async fn create_one_time_challenge(
         "SCEP one-time challenge created"
     );
     Ok((challenge, record))
+}
+
+/// The canonical form of the subject a one-time challenge is bound to. RFC 4514 text
+/// (`CN=dev1,O=test`, most specific attribute first) is parsed and written back as certgate
+/// writes CSR subjects, so spelling (`cn=`, `commonName=`, escapes) does not matter; a bare
+/// common name (text without `=`) stands for the subject that is that one common name and
+/// nothing else (`CN=dev1`). The challenge then admits only a CSR whose whole subject is this
+/// one, every attribute and in order (see [`binding_candidates`]).
+pub fn canonical_binding(subject: &str) -> Result<String, ScepError> {
+    let bad = || {
+        ScepError::Config(format!(
+            "challenge subject {subject:?}: write it as RFC 4514 (e.g. CN=dev1,O=test) or as a bare common name"
+        ))
+    };
+    let name = if subject.contains('=') {
+        RdnSequence::from_str(subject).map_err(|_| bad())?
+    } else {
+        let cn = AttributeTypeAndValue {
+            oid: rfc4519::COMMON_NAME,
+            value: der::Any::new(der::Tag::Utf8String, subject.as_bytes()).map_err(|_| bad())?,
+        };
+        let rdn = RelativeDistinguishedName::try_from(vec![cn]).map_err(|_| bad())?;
+        RdnSequence::from(vec![rdn])
+    };
+    let text = name.to_string();
+    if subject.trim().is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    Ok(text)
+}
+
+/// The subjects a CSR offers a subject-bound one-time challenge: its whole subject in
+/// [`canonical_binding`]'s form and, when that subject is a single common name, the bare name
+/// (bindings stored before they were canonical). A bound challenge vouches for a subject and
+/// for no other name: a CSR asking for a subjectAltName other than its own common name (as a
+/// DNS name or IP address) offers nothing, so bound challenges refuse it (unbound ones still
+/// accept it, within the endpoint's name policy).
+pub fn binding_candidates(csr: &ParsedCsr) -> Vec<String> {
+    let cn = csr.common_name();
+    let cn_identifier = cn.and_then(|cn| match cn.parse::<IpAddr>() {
+        Ok(ip) => Some(Identifier::Ip(ip)),
+        Err(_) => DnsName::new(cn).ok().map(Identifier::Dns),
+    });
+    if !csr.unsupported_sans().is_empty() || csr.sans().iter().any(|san| Some(san) != cn_identifier.as_ref()) {
+        return Vec::new();
+    }
+    let mut subjects = vec![csr.subject_text().to_owned()];
+    if let (Some(cn), [_only]) = (cn, csr.subject()) {
+        subjects.push(cn.to_owned());
+    }
+    subjects
 }
 
 /// What the webhook receives (JSON).
@@ -212,6 +270,58 @@ mod tests {
         let id = challenge_id("abc");
         assert_eq!(id.len(), 64);
         assert!(certgate_store::scep_challenges::valid_challenge_id(&id));
+    }
+
+    #[test]
+    fn challenge_bindings_are_canonical() {
+        let cases = [
+            ("good_bare_cn", "dev1", Some("CN=dev1")),
+            ("good_rfc4514", "CN=dev1,O=test", Some("CN=dev1,O=test")),
+            ("good_spelling", "cn=dev1,o=test", Some("CN=dev1,O=test")),
+            ("good_long_type_name", "commonName=dev1", Some("CN=dev1")),
+            ("good_escaped_comma", "CN=a\\,b", Some("CN=a\\,b")),
+            ("good_bare_cn_with_comma", "a,b", Some("CN=a\\,b")),
+            ("bad_empty", "", None),
+            ("bad_unknown_type", "XX=dev1", None),
+            ("bad_space_after_comma", "CN=dev1, O=test", None),
+        ];
+        for (case, subject, want) in cases {
+            assert_eq!(canonical_binding(subject).ok().as_deref(), want, "case {case}");
+        }
+    }
+
+    #[test]
+    fn binding_candidates_are_the_whole_subject() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = |subject: &[(rcgen::DnType, &str)], sans: &[&str]| {
+            let mut params =
+                rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            for (kind, value) in subject {
+                params.distinguished_name.push(kind.clone(), *value);
+            }
+            ParsedCsr::from_der(params.serialize_request(&key).unwrap().der()).unwrap()
+        };
+        let cn = |v| (rcgen::DnType::CommonName, v);
+        let o = |v| (rcgen::DnType::OrganizationName, v);
+        let cases: [(&str, ParsedCsr, &[&str]); 5] = [
+            ("good_cn_alone", csr(&[cn("dev1")], &[]), &["CN=dev1", "dev1"]),
+            ("good_cn_and_o", csr(&[o("test"), cn("dev1")], &[]), &["CN=dev1,O=test"]),
+            (
+                "good_cn_as_its_san",
+                csr(&[cn("h.example")], &["h.example"]),
+                &["CN=h.example", "h.example"],
+            ),
+            ("bad_other_san", csr(&[cn("dev1")], &["payroll.corp.example"]), &[]),
+            (
+                "bad_cn_and_other_san",
+                csr(&[cn("h.example")], &["h.example", "payroll.corp.example"]),
+                &[],
+            ),
+        ];
+        for (case, csr, want) in cases {
+            assert_eq!(binding_candidates(&csr), want, "case {case}");
+        }
     }
 
     #[test]

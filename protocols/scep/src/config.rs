@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use certgate_authority::RaKey;
+use certgate_authority::{EndpointRef, RaKey};
 use certgate_core::Name;
 use zeroize::Zeroizing;
 
@@ -104,9 +104,17 @@ pub struct ScepEndpointConfig {
     pub ra: Arc<RaKey>,
     /// Challenge validators for PKCSReq.
     pub challenge: ChallengeConfig,
-    /// Accept renewal: RenewalReq, or PKCSReq signed by an unexpired, unrevoked certificate of
-    /// this endpoint's issuer with the same subject; the challenge is then optional.
+    /// Accept renewal: a RenewalReq, or a PKCSReq signed by a certificate certgate issued
+    /// through this endpoint (or one of [`Self::renewal_from_endpoints`]), unexpired and
+    /// unrevoked, whose CSR repeats that certificate's subject and subjectAltNames
+    /// (`certgate_authority::Authority::check_renewal`); the challenge and approval are then
+    /// skipped. A renewal failing that rule enrolls only with a valid challenge, as a first
+    /// enrollment would (approval included).
     pub renewal: bool,
+    /// Other endpoints whose certificates this endpoint renews without a challenge (e.g.
+    /// `est:factory`). Empty by default: a certificate renews only through the endpoint and
+    /// protocol that issued it.
+    pub renewal_from_endpoints: Vec<EndpointRef>,
     /// Issue only after an operator approved the request: PKCSReq answers PENDING, CertPoll
     /// with the same transactionID returns the certificate once approved. Renewals
     /// authenticated by their signer certificate are not queued.
@@ -131,13 +139,15 @@ pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(24 * 60 * 60);
 
 impl ScepEndpointConfig {
     /// Defaults for an endpoint named `name` with RA `ra`: no challenge (configure one),
-    /// renewal on, no approval, standard behaviour, no next CA, signingTime within 24 hours.
+    /// renewal on (of this endpoint's certificates only), no approval, standard behaviour, no
+    /// next CA, signingTime within 24 hours.
     pub fn new(name: Name, ra: Arc<RaKey>) -> Self {
         Self {
             name,
             ra,
             challenge: ChallengeConfig::default(),
             renewal: true,
+            renewal_from_endpoints: Vec::new(),
             require_approval: false,
             compat: CompatSwitches::default(),
             next_ca: None,

@@ -14,19 +14,19 @@ use async_trait::async_trait;
 use certgate_authority::{Authority, IssueRequest};
 use certgate_authority::{Issuer, KeyTransport, RaKey};
 use certgate_core::{Clock, CsrError, Name, ParsedCsr, Protocol, RequesterId, Serial};
-use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState, IssuanceClaims};
+use certgate_store::approvals::{ApprovalRecord, IssuanceClaims};
 use certgate_store::{ApprovalStore, CertificateRecord, ScepChallengeStore, StoreError};
-use der::{Decode, Encode};
 use tokio::sync::Semaphore;
-use x509_cert::Certificate;
-use x509_cert::request::CertReq;
 
-use crate::challenge::{Webhook, WebhookRequest, challenge_id, static_matches};
+use crate::challenge::Webhook;
 use crate::codec::{self, Capabilities, Operation};
 use crate::config::ScepEndpointConfig;
 use crate::crypto::{ContentCipher, DigestAlg};
 use crate::message::{self, MessageType, PkiMessage, PkiStatus, ScepAttributes};
 use crate::{FailInfo, ScepError};
+
+mod authenticate;
+mod retrieve;
 
 /// A request under `/scep/` or `/cgi-bin/pkiclient.exe`, as the daemon received it.
 #[derive(Debug)]
@@ -186,10 +186,21 @@ pub(crate) fn printable(text: &str) -> String {
         .collect()
 }
 
-/// The approval fingerprint of a SCEP request: lower-case hex SHA-256 of its transactionID
-/// (transactionIDs are free text; the approval key allows only `[a-z0-9._-]`).
-pub fn approval_fingerprint(transaction_id: &str) -> String {
-    challenge_id(transaction_id)
+/// The approval fingerprint of a SCEP request: lower-case hex SHA-256 over its transactionID
+/// (length-prefixed) and the SubjectPublicKeyInfo of the certificate that signed it
+/// (`signer_certificate`, DER). A CertPoll or repeated PKCSReq finds the queued request only
+/// when signed with the same key (RFC 8894 3.3.3), so nobody else can poll for it.
+pub fn approval_fingerprint(transaction_id: &str, signer_certificate: &[u8]) -> Result<String, ScepError> {
+    let spki = retrieve::spki_of(signer_certificate)?;
+    let length = u32::try_from(transaction_id.len()).map_err(|_| ScepError::Internal("transactionID length"))?;
+    let mut bound = length.to_be_bytes().to_vec();
+    bound.extend_from_slice(transaction_id.as_bytes());
+    bound.extend_from_slice(&spki);
+    Ok(DigestAlg::Sha256
+        .digest(&bound)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// The requester recorded for a SCEP enrollment: `scep-device:{endpoint}/{how}` where `how`
@@ -524,12 +535,7 @@ impl ScepServer {
             other => ScepError::Csr(other),
         })?;
         let config = &endpoint.config;
-        let approval_key = ApprovalKey::new(
-            Protocol::Scep,
-            config.name.clone(),
-            approval_fingerprint(&message.transaction_id),
-        )
-        .map_err(|_| ScepError::Internal("approval key"))?;
+        let approval_key = retrieve::approval_key(endpoint, message)?;
         // A client re-sending the PKCSReq of a queued request (same transactionID and CSR)
         // is polling.
         if config.require_approval
@@ -591,279 +597,6 @@ impl ScepServer {
         }
         Ok(Reply::Success(message::degenerate(&certs, &[])?))
     }
-
-    /// Who is enrolling: the renewed certificate's holder (RenewalReq, or PKCSReq signed by a
-    /// certificate of this issuer), else a challenge validator (static, one-time, webhook).
-    async fn authenticate(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        csr: &ParsedCsr,
-    ) -> Result<Principal, ScepError> {
-        let config = &endpoint.config;
-        let renewal = message.message_type == MessageType::RenewalReq;
-        if renewal && !config.renewal {
-            return Err(ScepError::failure(
-                FailInfo::BadRequest,
-                "renewal is not enabled on this endpoint",
-            ));
-        }
-        if config.renewal {
-            match self.renewal_signer(endpoint, message, csr).await {
-                Ok(Some(record)) => {
-                    return Ok(Principal {
-                        requester: requester_of(&config.name, &record.serial.to_hex())?,
-                        renewing: Some(record),
-                    });
-                }
-                Ok(None) if renewal => {
-                    return Err(ScepError::failure(
-                        FailInfo::BadRequest,
-                        "a RenewalReq must be signed by a certificate this CA issued",
-                    ));
-                }
-                Ok(None) => {}
-                Err(e) if renewal => return Err(e),
-                // A PKCSReq signed by an unusable certificate of ours may still carry a challenge.
-                Err(_) => {}
-            }
-        }
-        let challenge = csr
-            .challenge_password()
-            .ok_or_else(|| ScepError::failure(FailInfo::BadRequest, "the CSR carries no challenge password"))?;
-        let wrong = || ScepError::failure(FailInfo::BadRequest, "wrong or expired challenge password");
-        if let Some(secret) = &config.challenge.static_challenge
-            && static_matches(secret, challenge)
-        {
-            return Ok(Principal {
-                requester: requester_of(&config.name, "static")?,
-                renewing: None,
-            });
-        }
-        if config.challenge.one_time && self.consume_one_time(endpoint, message, csr, challenge).await? {
-            return Ok(Principal {
-                requester: requester_of(&config.name, "one-time")?,
-                renewing: None,
-            });
-        }
-        if let Some(webhook) = &endpoint.webhook {
-            let request = WebhookRequest::new(
-                &config.name,
-                &message.transaction_id,
-                message.message_type.as_str(),
-                challenge,
-                csr,
-            );
-            if webhook.allows(&request).await? {
-                return Ok(Principal {
-                    requester: requester_of(&config.name, "webhook")?,
-                    renewing: None,
-                });
-            }
-        }
-        Err(wrong())
-    }
-
-    /// Uses up a one-time challenge: true when `challenge` was an unused, unexpired one-time
-    /// challenge of this endpoint (bound to this subject, if bound). Of two enrollments racing
-    /// with one challenge, exactly one gets true.
-    async fn consume_one_time(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        csr: &ParsedCsr,
-        challenge: &str,
-    ) -> Result<bool, ScepError> {
-        let subjects = csr_subjects(csr);
-        match self
-            .stores
-            .challenges
-            .consume_scep_challenge(
-                &endpoint.config.name,
-                &challenge_id(challenge),
-                &subjects,
-                self.clock.now(),
-            )
-            .await
-        {
-            Ok(record) => {
-                tracing::info!(
-                    target: "certgate::audit",
-                    event = "scep_challenge_used",
-                    endpoint = %endpoint.config.name,
-                    challenge_id = %record.id,
-                    transaction_id = %printable(&message.transaction_id),
-                    "SCEP one-time challenge used"
-                );
-                Ok(true)
-            }
-            Err(StoreError::NotFound | StoreError::Conflict(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The certificate record of the request's signer when it is a certificate of this
-    /// endpoint's issuer (byte-identical to the inventory's): `Ok(None)` when it is not ours,
-    /// FAILURE when it is ours but revoked, expired, or of another subject.
-    async fn renewal_signer(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        csr: &ParsedCsr,
-    ) -> Result<Option<CertificateRecord>, ScepError> {
-        let Some(signer_der) = message.signer_certificate.as_deref() else {
-            return Ok(None);
-        };
-        let Ok(cert) = Certificate::from_der(signer_der) else {
-            return Ok(None);
-        };
-        let Ok(serial) = Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
-            return Ok(None);
-        };
-        let record = match self.authority.store().certificate(&serial).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        if record.der != signer_der || record.issuer != *endpoint.issuer.name() {
-            return Ok(None);
-        }
-        let refuse = |text: &str| Err(ScepError::failure(FailInfo::BadRequest, text));
-        if record.revocation.is_some() {
-            return refuse("the signer certificate is revoked");
-        }
-        let now = self.clock.now();
-        if now < record.not_before || now >= record.not_after {
-            return refuse("the signer certificate is expired or not yet valid");
-        }
-        let request = CertReq::from_der(csr.der()).map_err(|e| ScepError::Encoding(e.to_string()))?;
-        if cert.tbs_certificate().subject().to_der()? != request.info.subject.to_der()? {
-            return refuse("the CSR's subject differs from the signer certificate's");
-        }
-        Ok(Some(record))
-    }
-
-    async fn poll(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        context: &mut ReplyContext,
-        summary: &mut Summary,
-    ) -> Result<Reply, ScepError> {
-        let plain = self.open(endpoint, message, context).await?;
-        let _issuer_and_subject = message::parse_issuer_and_subject(&plain)?;
-        let key = ApprovalKey::new(
-            Protocol::Scep,
-            endpoint.config.name.clone(),
-            approval_fingerprint(&message.transaction_id),
-        )
-        .map_err(|_| ScepError::Internal("approval key"))?;
-        let record = match self.stores.approvals.approval(&key).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound) => {
-                return Err(ScepError::failure(
-                    FailInfo::BadCertId,
-                    "no request with this transactionID is known",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        summary.requester = Some(record.requester.clone());
-        self.approval_state(endpoint, record, summary).await
-    }
-
-    /// Answers for a queued request: PENDING, FAILURE (denied), or the certificate (issued
-    /// now, once, for an approved request; the same one again afterwards).
-    async fn approval_state(
-        &self,
-        endpoint: &Endpoint,
-        record: ApprovalRecord,
-        summary: &mut Summary,
-    ) -> Result<Reply, ScepError> {
-        match record.state {
-            ApprovalState::Pending => Ok(Reply::Pending),
-            ApprovalState::Denied => Err(ScepError::failure(
-                FailInfo::BadRequest,
-                "the request was denied by an operator",
-            )),
-            ApprovalState::Approved => {
-                let Some(_guard) = self.issuing.claim(&record.key) else {
-                    return Ok(Reply::Pending);
-                };
-                // Another poll may have issued between our read and the claim: only the
-                // record as it stands under the guard decides (one certificate per approval).
-                let fresh = self.stores.approvals.approval(&record.key).await?;
-                if fresh.state != ApprovalState::Approved || fresh.version != record.version {
-                    return Box::pin(self.approval_state(endpoint, fresh, summary)).await;
-                }
-                let csr = ParsedCsr::from_der(&record.csr_der)?;
-                let issue = IssueRequest::new(
-                    Protocol::Scep,
-                    endpoint.config.name.clone(),
-                    csr,
-                    record.requester.clone(),
-                );
-                let issued = self.authority.issue(issue).await?;
-                if let Err(e) = self
-                    .stores
-                    .approvals
-                    .mark_issued(&record.key, &issued.record.serial)
-                    .await
-                {
-                    tracing::warn!(approval = %record.key, error = %e, "issued an approved request but could not mark it issued");
-                }
-                audit(MessageType::CertPoll, &endpoint.config.name, &issued.record);
-                summary.serial = Some(issued.record.serial.clone());
-                self.certificates_reply(endpoint, &issued.record.der)
-            }
-            ApprovalState::Issued => {
-                let serial = record
-                    .certificate
-                    .ok_or(ScepError::Internal("an issued approval names no certificate"))?;
-                let cert = self.authority.store().certificate(&serial).await?;
-                summary.serial = Some(cert.serial.clone());
-                self.certificates_reply(endpoint, &cert.der)
-            }
-        }
-    }
-
-    async fn get_cert(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        context: &mut ReplyContext,
-        summary: &mut Summary,
-    ) -> Result<Reply, ScepError> {
-        let plain = self.open(endpoint, message, context).await?;
-        let wanted = message::parse_issuer_and_serial(&plain)?;
-        let not_found = || ScepError::failure(FailInfo::BadCertId, "no certificate with this issuer and serial");
-        let serial = Serial::from_der_integer(wanted.serial_number.as_bytes()).map_err(|_| not_found())?;
-        let record = match self.authority.store().certificate(&serial).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound) => return Err(not_found()),
-            Err(e) => return Err(e.into()),
-        };
-        let cert = Certificate::from_der(&record.der)?;
-        if *cert.tbs_certificate().issuer() != wanted.issuer {
-            return Err(not_found());
-        }
-        summary.serial = Some(record.serial.clone());
-        self.certificates_reply(endpoint, &record.der)
-    }
-
-    async fn get_crl(
-        &self,
-        endpoint: &Endpoint,
-        message: &PkiMessage,
-        context: &mut ReplyContext,
-    ) -> Result<Reply, ScepError> {
-        let plain = self.open(endpoint, message, context).await?;
-        let _wanted = message::parse_issuer_and_serial(&plain)?;
-        match self.crl.crl(&endpoint.config.name, &endpoint.issuer).await? {
-            Some(crl) => Ok(Reply::Success(message::degenerate(&[], &[&crl])?)),
-            None => Err(ScepError::failure(FailInfo::BadRequest, "CRL not available yet")),
-        }
-    }
 }
 
 /// A duration for a failInfoText, in whole seconds: `1d 2h 3m 4s`, leaving out zero parts
@@ -886,16 +619,6 @@ fn describe_duration(duration: Duration) -> String {
     } else {
         text.join(" ")
     }
-}
-
-/// The CSR's subject forms a one-time challenge may be bound to: RFC 4514 text and the bare
-/// common name.
-fn csr_subjects(csr: &ParsedCsr) -> Vec<&str> {
-    let mut subjects = vec![csr.subject_text()];
-    if let Some(cn) = csr.common_name() {
-        subjects.push(cn);
-    }
-    subjects
 }
 
 /// The GetCACert answer: the DER CA certificate when the RA is the CA itself, else a

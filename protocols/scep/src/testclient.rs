@@ -323,9 +323,21 @@ fn corrupt_wrapped_key(enveloped: &mut [u8]) -> Result<(), ClientError> {
 /// A DER PKCS#10 request for `key` with subject CN=`cn`, optional DNS SANs and an optional
 /// challengePassword attribute.
 pub fn csr(key: &rcgen::KeyPair, cn: &str, sans: &[&str], challenge: Option<&str>) -> Result<Vec<u8>, ClientError> {
+    csr_with_subject(key, &[(rcgen::DnType::CommonName, cn)], sans, challenge)
+}
+
+/// The same with the subject's attributes `subject`, in this (DER) order.
+pub fn csr_with_subject(
+    key: &rcgen::KeyPair,
+    subject: &[(rcgen::DnType, &str)],
+    sans: &[&str],
+    challenge: Option<&str>,
+) -> Result<Vec<u8>, ClientError> {
     let mut params = rcgen::CertificateParams::new(sans.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    for (kind, value) in subject {
+        params.distinguished_name.push(kind.clone(), *value);
+    }
     let mut attributes = Vec::new();
     if let Some(challenge) = challenge {
         let value = match PrintableString::new(challenge) {

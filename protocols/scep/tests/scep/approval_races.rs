@@ -119,7 +119,7 @@ async fn cert_poll_that_read_before_the_issuance_gets_the_same_certificate() {
     let key = ApprovalKey::new(
         Protocol::Scep,
         name("approve"),
-        approval_fingerprint(&enroll.transaction_id),
+        approval_fingerprint(&enroll.transaction_id, &client.certificate).unwrap(),
     )
     .unwrap();
     h.ta.store

@@ -485,7 +485,7 @@ async fn pending_then_cert_poll_after_approval() {
     let key = ApprovalKey::new(
         Protocol::Scep,
         name("approve"),
-        approval_fingerprint(&opts.transaction_id),
+        approval_fingerprint(&opts.transaction_id, &client.certificate).unwrap(),
     )
     .unwrap();
     h.ta.store

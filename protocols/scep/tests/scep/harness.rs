@@ -23,9 +23,13 @@ pub const HOOK_OK: &str = "hook-allows-this";
 /// DNS names at or below this are refused by the `strict` endpoint's policy.
 pub const DENIED_SUFFIX: &str = "denied.example";
 
-pub const ENDPOINTS: [&str; 8] = [
-    "default", "legacy", "approve", "hook", "rollover", "norenew", "strict", "nortc",
+pub const ENDPOINTS: [&str; 9] = [
+    "default", "legacy", "approve", "hook", "rollover", "norenew", "strict", "nortc", "fromest",
 ];
+
+/// An EST endpoint of the same authority (no EST server runs): its certificates are what SCEP
+/// renewals must not accept, except on `fromest`, which lists it in `renewal_from_endpoints`.
+pub const EST_ENDPOINT: &str = "factory";
 
 fn policy(endpoint: &str) -> EndpointPolicy {
     let mut policy = test_endpoint();
@@ -105,7 +109,12 @@ impl Harness {
 
     /// The same, with the approval queue `approvals(store)` (a test double around the store).
     pub async fn with_approval_store(approvals: impl FnOnce(&SledStore) -> Arc<dyn ApprovalStore>) -> Self {
-        let ta = TestAuthority::new(KeyType::P256, ENDPOINTS.iter().map(|e| policy(e)).collect());
+        let mut policies: Vec<EndpointPolicy> = ENDPOINTS.iter().map(|e| policy(e)).collect();
+        policies.push(EndpointPolicy {
+            protocol: Protocol::Est,
+            ..policy(EST_ENDPOINT)
+        });
+        let ta = TestAuthority::new(KeyType::P256, policies);
         let ra = Arc::new(
             RaKey::load_or_create(
                 &ta.ca.dir.path().join("ra"),
@@ -154,6 +163,9 @@ impl Harness {
                     "norenew" => config.renewal = false,
                     // A device without a real-time clock: signingTime is not checked.
                     "nortc" => config.max_clock_skew = None,
+                    "fromest" => {
+                        config.renewal_from_endpoints = vec![format!("est:{EST_ENDPOINT}").parse().unwrap()];
+                    }
                     _ => {}
                 }
                 config

@@ -447,7 +447,9 @@ pub const CSV_COLUMNS: [&str; 19] = [
 ];
 
 /// The items as CSV (RFC 4180: CRLF, quotes doubled); names are space-separated, labels
-/// `key=value` joined with `;`.
+/// `key=value` joined with `;`. Subjects, names, requesters and labels come from clients, so
+/// every cell is written by [`csv_field`], which keeps a spreadsheet from reading one as a
+/// formula; [`from_csv`] reads the values back unchanged.
 pub fn to_csv(items: &[InventoryItem]) -> String {
     let mut out = CSV_COLUMNS.join(",");
     out.push_str("\r\n");
@@ -489,12 +491,29 @@ pub fn to_csv(items: &[InventoryItem]) -> String {
     out
 }
 
+/// The characters that make a spreadsheet read a cell as a formula when it starts with one
+/// (OWASP, CSV injection).
+const FORMULA_LEADS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV cell holding `value`. A value starting with a [`FORMULA_LEADS`] character, or with
+/// `'` (so that [`csv_value`] can tell the two apart), gets a `'` in front, which spreadsheets
+/// show as text (OWASP's advice). The cell is quoted, quotes doubled (RFC 4180), when it was
+/// prefixed or holds a comma, quote or line break, or a semicolon or tab (the separators of
+/// other locales and import modes, which would otherwise start a new cell inside this one).
 fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
+    let prefixed = value.starts_with(FORMULA_LEADS) || value.starts_with('\'');
+    if prefixed || value.contains([',', '"', '\r', '\n', ';', '\t']) {
+        let prefix = if prefixed { "'" } else { "" };
+        format!("\"{prefix}{}\"", value.replace('"', "\"\""))
     } else {
         value.to_owned()
     }
+}
+
+/// The value [`csv_field`] wrote into `cell` (as [`parse_csv`] returns it): without the `'` it
+/// added in front.
+fn csv_value(cell: &str) -> &str {
+    cell.strip_prefix('\'').unwrap_or(cell)
 }
 
 /// Parses RFC 4180 CSV into rows of fields (quoted fields may hold commas, quotes and line
@@ -561,7 +580,10 @@ pub fn from_csv(text: &str) -> Result<Vec<InventoryItem>, String> {
     }
     rows.iter()
         .enumerate()
-        .map(|(i, row)| item_from_row(row).map_err(|e| format!("row {}: {e}", i + 2)))
+        .map(|(i, row)| {
+            let values: Vec<String> = row.iter().map(|cell| csv_value(cell).to_owned()).collect();
+            item_from_row(&values).map_err(|e| format!("row {}: {e}", i + 2))
+        })
         .collect()
 }
 
@@ -660,5 +682,130 @@ mod tests {
             });
             assert_eq!(got, want, "case {case}");
         }
+    }
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        let cases = [
+            ("equals", "=1+1", "\"'=1+1\""),
+            ("plus", "+1", "\"'+1\""),
+            ("minus", "-x", "\"'-x\""),
+            ("at", "@SUM(A1:A9)", "\"'@SUM(A1:A9)\""),
+            ("tab", "\t=1", "\"'\t=1\""),
+            ("carriage_return", "\r=1", "\"'\r=1\""),
+            ("dde", "=cmd|' /C calc'!A0", "\"'=cmd|' /C calc'!A0\""),
+            (
+                "quotes_doubled",
+                "=HYPERLINK(\"http://x\",\"y\")",
+                "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"",
+            ),
+            ("comma", "=a,b", "\"'=a,b\""),
+            ("label_key", "-x=v;owner=a", "\"'-x=v;owner=a\""),
+            ("empty_label_key", "=-x", "\"'=-x\""),
+            ("leading_apostrophe", "'quoted", "\"''quoted\""),
+        ];
+        for (case, value, want) in cases {
+            let cell = csv_field(value);
+            assert_eq!(cell, want, "case {case}");
+            let parsed = parse_csv(&cell).unwrap();
+            let [row] = parsed.as_slice() else {
+                panic!("case {case}: {parsed:?}");
+            };
+            let [read] = row.as_slice() else {
+                panic!("case {case}: {row:?}");
+            };
+            assert!(!read.starts_with(FORMULA_LEADS), "case {case}: {read:?}");
+            assert_eq!(csv_value(read), value, "case {case}");
+        }
+    }
+
+    #[test]
+    fn ordinary_cells_are_unchanged() {
+        let cases = [
+            ("serial", "7A3F09C2D1E4B5A6"),
+            ("name", "default"),
+            ("ipv6_loopback", "::1"),
+            ("ipv6_names", "::1 2001:db8::1 a.example.com"),
+            ("subject", "CN=device-0001,O=Maker"),
+            ("label_value_minus", "owner=-x"),
+            ("label_value_formula", "owner==1+1"),
+            ("time", "2025-01-01T00:00:00Z"),
+            ("apostrophe_inside", "o'brien"),
+            ("empty", ""),
+        ];
+        for (case, value) in cases {
+            let want = if value.contains(',') {
+                format!("\"{value}\"")
+            } else {
+                value.to_owned()
+            };
+            assert_eq!(csv_field(value), want, "case {case}");
+            assert_eq!(csv_value(value), value, "case {case}");
+        }
+    }
+
+    #[test]
+    fn separators_are_quoted() {
+        let cases = [
+            ("comma", "a,b", "\"a,b\""),
+            ("quote", "a\"b", "\"a\"\"b\""),
+            ("crlf", "a\r\nb", "\"a\r\nb\""),
+            ("lf", "a\nb", "\"a\nb\""),
+            ("semicolon_then_formula", "a;=1+1", "\"a;=1+1\""),
+            ("tab_then_formula", "a\t=1+1", "\"a\t=1+1\""),
+        ];
+        for (case, value, want) in cases {
+            assert_eq!(csv_field(value), want, "case {case}");
+            assert_eq!(parse_csv(want).unwrap(), vec![vec![value.to_owned()]], "case {case}");
+        }
+    }
+
+    fn hostile_item() -> InventoryItem {
+        let at = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        InventoryItem {
+            serial: Serial::parse_hex("7A3F09C2D1E4B5A6").unwrap(),
+            issuer: Name::new("ca").unwrap(),
+            endpoint: Name::new("default").unwrap(),
+            protocol: Protocol::Est,
+            requester: RequesterId::new("@est-user:default/=1+1").unwrap(),
+            profile: Name::new("device").unwrap(),
+            owner_labels: BTreeMap::from([("+k".to_owned(), "v".to_owned()), ("owner".to_owned(), "-x".to_owned())]),
+            subject: "=cmd|' /C calc'!A0,\"x\"".to_owned(),
+            identifiers: vec![
+                Identifier::Ip("::1".parse().unwrap()),
+                Identifier::Dns(DnsName::new("a.example.com").unwrap()),
+            ],
+            key: "-p256".to_owned(),
+            not_before: at,
+            not_after: at + time::Duration::days(90),
+            issued_at: at,
+            status: CertStatus::Valid,
+            renewal_at: at + time::Duration::days(60),
+            replaces: None,
+            successor: None,
+            revoked_at: None,
+            revocation_reason: Some("'quoted".to_owned()),
+        }
+    }
+
+    #[test]
+    fn exports_read_back_unchanged_and_start_no_cell_with_a_formula() {
+        let item = hostile_item();
+        let csv = to_csv(std::slice::from_ref(&item));
+        let rows = parse_csv(&csv).unwrap();
+        for cell in rows.iter().flatten() {
+            assert!(!cell.starts_with(FORMULA_LEADS), "{cell:?} in {csv:?}");
+        }
+        let [_, row] = rows.as_slice() else {
+            panic!("{rows:?}");
+        };
+        let cell = |column: &str| {
+            let index = CSV_COLUMNS.iter().position(|c| *c == column).unwrap();
+            row[index].as_str()
+        };
+        assert_eq!(cell("requester"), "'@est-user:default/=1+1");
+        assert_eq!(cell("owner_labels"), "'+k=v;owner=-x");
+        assert_eq!(cell("identifiers"), "::1 a.example.com");
+        assert_eq!(from_csv(&csv).unwrap(), vec![item]);
     }
 }

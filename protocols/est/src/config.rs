@@ -5,6 +5,8 @@
 use certgate_core::{KeyKind, Name};
 use const_oid::ObjectIdentifier;
 
+use crate::AuthLimitConfig;
+
 /// The name of the endpoint served at the unlabelled paths (`/.well-known/est/<op>`).
 pub const DEFAULT_ENDPOINT: &str = "default";
 
@@ -96,6 +98,8 @@ pub struct EstEndpointConfig {
     pub max_in_flight: usize,
     /// Seconds in `Retry-After` of a 503.
     pub overload_retry_after: u32,
+    /// Per-client-address limits on HTTP Basic password checks (beyond them, 429).
+    pub auth_limit: AuthLimitConfig,
 }
 
 impl EstEndpointConfig {
@@ -116,6 +120,7 @@ impl EstEndpointConfig {
             base64: Base64Layout::Wrap64,
             max_in_flight: 64,
             overload_retry_after: 5,
+            auth_limit: AuthLimitConfig::default(),
         }
     }
 }

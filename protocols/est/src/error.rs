@@ -72,6 +72,14 @@ pub enum EstError {
         /// Seconds for `Retry-After`.
         retry_after: u32,
     },
+    /// HTTP Basic checks from the client's address are over its limits (failed checks, or
+    /// checks running at once; [`crate::AuthLimitConfig`]): refused before any password is
+    /// hashed.
+    #[error("too many password checks from this address; retry later")]
+    TooManyAuthAttempts {
+        /// Seconds for `Retry-After`.
+        retry_after: u32,
+    },
     /// The authority refused or failed.
     #[error(transparent)]
     Authority(#[from] AuthorityError),
@@ -105,7 +113,7 @@ impl EstError {
             | Self::MissingCsrAttributes(_) => ErrorKind::Malformed,
             Self::Csr(CsrError::BadSignature) => ErrorKind::BadSignature,
             Self::Csr(_) => ErrorKind::Malformed,
-            Self::Unauthenticated { .. } => ErrorKind::Unauthenticated,
+            Self::Unauthenticated { .. } | Self::TooManyAuthAttempts { .. } => ErrorKind::Unauthenticated,
             Self::TlsRequired
             | Self::ChannelBinding(_)
             | Self::ReenrollRefused(_)
@@ -129,6 +137,7 @@ impl EstError {
             Self::UnsupportedContentType(_) => 415,
             Self::Unauthenticated { .. } => 401,
             Self::Overloaded { .. } => 503,
+            Self::TooManyAuthAttempts { .. } => 429,
             Self::ServerKeygenDisabled => 404,
             Self::Authority(AuthorityError::UnknownEndpoint { .. }) => 404,
             other => match other.kind() {
@@ -179,6 +188,7 @@ mod tests {
             ("reenroll", EstError::ReenrollMismatch("subject"), 403),
             ("denied", EstError::ApprovalRefused("x"), 403),
             ("overloaded", EstError::Overloaded { retry_after: 5 }, 503),
+            ("auth_attempts", EstError::TooManyAuthAttempts { retry_after: 6 }, 429),
             ("store", EstError::Store(StoreError::Backend("disk".into())), 500),
             ("keygen", EstError::KeyGeneration("x".into()), 500),
         ];

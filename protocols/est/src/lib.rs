@@ -15,6 +15,7 @@
 //! decide issuance policy (the authority does), touch CA keys, speak HTTP or TLS itself.
 #![warn(missing_docs)]
 
+mod auth_limit;
 pub mod codec;
 pub mod config;
 pub mod csrattrs;
@@ -24,6 +25,7 @@ pub mod password;
 mod server;
 pub mod tls;
 
+pub use auth_limit::AuthLimitConfig;
 pub use codec::{MAX_BODY_LEN, Operation, decode_csr_body, parse_path};
 pub use config::{Base64Layout, ClientAuth, CsrAttrsConfig, DEFAULT_ENDPOINT, EstEndpointConfig};
 pub use error::EstError;

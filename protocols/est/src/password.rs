@@ -1,7 +1,9 @@
 //! HTTP Basic users: Argon2id password hashes (PHC strings) and their verification.
 //!
 //! Verification never reveals whether a user exists: an unknown user is verified against a
-//! dummy hash with the same parameters, so both paths cost one Argon2 evaluation.
+//! dummy hash with the same parameters, so both paths cost one Argon2 evaluation. Each
+//! verification is admitted by the client address's limits ([`crate::AuthLimitConfig`]) and
+//! settled with its outcome ([`verify_attempt`]), an unknown user counting as a failure.
 
 use std::sync::OnceLock;
 
@@ -13,6 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
 use crate::EstError;
+use crate::auth_limit::Attempt;
 
 /// The longest user name accepted.
 pub const MAX_USERNAME_LEN: usize = 128;
@@ -94,6 +97,16 @@ pub fn verify_password(hash: &str, password: &[u8]) -> bool {
         Ok(parsed) => Argon2::default().verify_password(password, &parsed).is_ok(),
         Err(_) => false,
     }
+}
+
+/// Verifies `password` against `hash` (the user's, or [`dummy_hash`] for an unknown user, with
+/// `known` false) and settles the client's `attempt`: only a known user's matching password
+/// gives the client its failure token back. The Argon2 evaluation runs whether or not the user
+/// is known. Slow by design: call it off the async reactor.
+pub(crate) fn verify_attempt(attempt: Attempt, hash: &str, password: &[u8], known: bool) -> bool {
+    let matched = verify_password(hash, password) && known;
+    attempt.finish(matched);
+    matched
 }
 
 /// A hash of a random password with the same parameters as [`hash_password`]'s, computed
@@ -180,6 +193,39 @@ mod tests {
         }
         assert!(dummy_hash().unwrap().starts_with("$argon2id$"));
         assert!(hash_password(b"").is_err());
+    }
+
+    #[test]
+    fn attempts_are_settled_by_outcome() {
+        use std::sync::Arc;
+
+        use certgate_core::SystemClock;
+
+        use crate::AuthLimitConfig;
+        use crate::auth_limit::AuthLimiter;
+
+        let hash = hash_password(b"correct horse").unwrap();
+        let (right, wrong) = (b"correct horse".as_slice(), b"correct horsE".as_slice());
+        let dummy = dummy_hash().unwrap();
+        let cases = [
+            ("good_known_user", hash.as_str(), true, right, true),
+            ("bad_wrong_password", hash.as_str(), true, wrong, false),
+            ("bad_unknown_user", dummy, false, right, false),
+            ("bad_unknown_user_with_its_hash", hash.as_str(), false, right, false),
+        ];
+        for (case, hash, known, password, ok) in cases {
+            // A budget of one failure: whether a second check is admitted tells what the
+            // first one spent.
+            let config = AuthLimitConfig {
+                failure_burst: 1,
+                ..AuthLimitConfig::default()
+            };
+            let limiter = Arc::new(AuthLimiter::new(&config, Arc::new(SystemClock)));
+            let peer = "192.0.2.1".parse().unwrap();
+            let attempt = limiter.admit(peer).unwrap();
+            assert_eq!(verify_attempt(attempt, hash, password, known), ok, "case {case}");
+            assert_eq!(limiter.admit(peer).is_ok(), ok, "case {case}: only a match refunds");
+        }
     }
 
     #[test]

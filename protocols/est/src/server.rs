@@ -132,6 +132,8 @@ struct Endpoint {
     /// The `/csrattrs` body (base64), `None` for 204.
     csrattrs_body: Option<Vec<u8>>,
     slots: Arc<Semaphore>,
+    /// Per-client-address limits on HTTP Basic password checks.
+    auth_limit: Arc<crate::auth_limit::AuthLimiter>,
 }
 
 /// Who a request was authenticated as.
@@ -278,6 +280,10 @@ impl EstServer {
                 csr_attrs,
                 csrattrs_body,
                 slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+                auth_limit: Arc::new(crate::auth_limit::AuthLimiter::new(
+                    &config.auth_limit,
+                    Arc::clone(&clock),
+                )),
                 config,
             };
             if endpoints
@@ -715,11 +721,15 @@ impl EstServer {
 
     /// The user name if the request carries valid HTTP Basic credentials for the endpoint.
     /// An unknown user costs the same Argon2 evaluation as a known one. `Overloaded` when the
-    /// server-wide password-check limit is reached.
+    /// server-wide password-check limit is reached, `TooManyAuthAttempts` when the client's
+    /// address is over its own (an unknown user counts as a failure there).
     async fn basic_user(&self, endpoint: &Endpoint, request: &EstRequest<'_>) -> Result<Option<String>, EstError> {
         let Some(credentials) = request.authorization.and_then(password::parse_basic) else {
             return Ok(None);
         };
+        // The client address's limits first, so an address over them costs no store read, no
+        // permit and no Argon2 (429). Like the permit, the attempt moves into the blocking task.
+        let attempt = endpoint.auth_limit.admit(request.peer)?;
         // Taken before anything else and moved into the blocking task, so a check keeps its
         // permit until Argon2 returns even if the client goes away meanwhile.
         let permit = Arc::clone(&self.password_checks)
@@ -745,11 +755,11 @@ impl EstServer {
         let username = credentials.username.clone();
         let matches = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            password::verify_password(&hash, credentials.password())
+            password::verify_attempt(attempt, &hash, credentials.password(), known)
         })
         .await
         .map_err(|e| EstError::Task(e.to_string()))?;
-        Ok((known && matches).then_some(username))
+        Ok(matches.then_some(username))
     }
 
     /// simplereenroll: the TLS client certificate must be one this endpoint issued, unexpired
@@ -850,7 +860,9 @@ fn error_response(error: &EstError) -> EstResponse {
             let realm = realm.replace(['"', '\\'], "");
             response = response.header("www-authenticate", format!("Basic realm=\"{realm}\""));
         }
-        EstError::Overloaded { retry_after } => response = response.header("retry-after", retry_after.to_string()),
+        EstError::Overloaded { retry_after } | EstError::TooManyAuthAttempts { retry_after } => {
+            response = response.header("retry-after", retry_after.to_string());
+        }
         EstError::MethodNotAllowed { allow } => response = response.header("allow", *allow),
         _ => {}
     }

@@ -1,14 +1,15 @@
 //! Work a request can make the server do before it is refused: the server-wide limit on
-//! Argon2 password checks, and serverkeygen's policy check before its key generation.
+//! Argon2 password checks, the per-address limits on them, and serverkeygen's policy check
+//! before its key generation.
 //!
-//! Both tests run their requests with `tokio::join!` on the test's single-threaded runtime:
-//! the first request is polled until it waits on its blocking task (the password check or
-//! the key generation), holding its permit, and only then is the next request polled.
+//! The tests that race requests run them with `tokio::join!` on the test's single-threaded
+//! runtime: the first request is polled until it waits on its blocking task (the password
+//! check or the key generation), holding its permit, and only then is the next request polled.
 
 use std::sync::Arc;
 
 use certgate_core::{KeyKind, SystemClock};
-use certgate_est::{ClientAuth, EstEndpointConfig, EstRequest, EstServer, EstStores, TlsFacts};
+use certgate_est::{AuthLimitConfig, ClientAuth, EstEndpointConfig, EstRequest, EstServer, EstStores, TlsFacts};
 use certgate_store::CertificateStore;
 use certgate_test_support::name;
 use rcgen::KeyPair;
@@ -145,4 +146,130 @@ async fn serverkeygen_refuses_by_policy_before_generating_a_key() {
     }
     let after = h.ta.store.journal_status().await.unwrap().certificates;
     assert_eq!(after - before, 1, "only the good request was stored");
+}
+
+/// `request` as sent from `peer`.
+fn from<'a>(peer: &str, request: EstRequest<'a>) -> EstRequest<'a> {
+    EstRequest {
+        peer: peer.parse().unwrap(),
+        ..request
+    }
+}
+
+/// A budget of three failed password checks per address, one more per minute.
+fn strict_auth_limit() -> EstEndpointConfig {
+    let mut config = EstEndpointConfig::new(name("default"));
+    config.auth_limit = AuthLimitConfig {
+        failures_per_minute: 1,
+        failure_burst: 3,
+        ..AuthLimitConfig::default()
+    };
+    config
+}
+
+#[tokio::test]
+async fn an_address_over_its_failure_budget_gets_429_before_any_password_check() {
+    let h = Harness::new().await;
+    let server = server(&h, strict_auth_limit());
+    let tls = tls13();
+    let path = "/.well-known/est/simpleenroll";
+    let good = basic(USER, PASSWORD);
+    let wrong = basic(USER, "wrong password");
+    let unknown = basic("mallory", PASSWORD);
+    let body = csr("limited", "limited.example.com");
+    // Wrong passwords and unknown users alike spend the attacker's budget.
+    let spending = [
+        ("bad_wrong_password", wrong.as_deref()),
+        ("bad_unknown_user", unknown.as_deref()),
+        ("bad_wrong_password_again", wrong.as_deref()),
+    ];
+    for (case, authorization) in spending {
+        let response = server
+            .handle(&from("192.0.2.66", enroll(path, authorization, &body, &tls)))
+            .await;
+        assert_eq!(
+            response.status,
+            401,
+            "case {case}: {}",
+            String::from_utf8_lossy(&response.body)
+        );
+    }
+    // Then the address is refused before any check: even the right password gets 429, which
+    // it could not if Argon2 had run for it.
+    let cases = [
+        ("bad_wrong_password", "192.0.2.66", wrong.as_deref(), 429),
+        ("bad_unknown_user", "192.0.2.66", unknown.as_deref(), 429),
+        ("bad_even_the_right_password", "192.0.2.66", good.as_deref(), 429),
+        ("bad_same_address_in_ipv6", "::ffff:192.0.2.66", good.as_deref(), 429),
+        ("good_other_address_wrong_password", "192.0.2.67", wrong.as_deref(), 401),
+        ("good_fresh_address", "192.0.2.68", good.as_deref(), 200),
+        ("good_fresh_ipv6_address", "2001:db8::68", good.as_deref(), 200),
+    ];
+    for (i, (case, peer, authorization, status)) in cases.into_iter().enumerate() {
+        let body = csr(&format!("limited-{i}"), &format!("limited{i}.example.com"));
+        let response = server
+            .handle(&from(peer, enroll(path, authorization, &body, &tls)))
+            .await;
+        let text = String::from_utf8_lossy(&response.body);
+        assert_eq!(response.status, status, "case {case}: {text}");
+        if status == 429 {
+            assert_eq!(response.header_value("retry-after"), Some("60"), "case {case}");
+            assert!(text.contains("too many password checks"), "case {case}: {text}");
+            assert_eq!(response.header_value("www-authenticate"), None, "case {case}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_address_over_its_failure_budget_takes_no_password_check_permit() {
+    let h = Harness::new().await;
+    // One server-wide permit, held by a device's check while the refused address asks: a
+    // refusal before the permit is 429, one after it would be 503.
+    let server = server(&h, strict_auth_limit()).with_password_check_limit(1);
+    let tls = tls13();
+    let path = "/.well-known/est/simpleenroll";
+    let good = basic(USER, PASSWORD);
+    let wrong = basic(USER, "wrong password");
+    let body = csr("permit", "permit.example.com");
+    for _ in 0..3 {
+        let response = server
+            .handle(&from("192.0.2.66", enroll(path, wrong.as_deref(), &body, &tls)))
+            .await;
+        assert_eq!(response.status, 401, "{}", String::from_utf8_lossy(&response.body));
+    }
+    let device = from("192.0.2.1", enroll(path, good.as_deref(), &body, &tls));
+    let refused = from("192.0.2.66", enroll(path, wrong.as_deref(), &body, &tls));
+    let (device, refused) = tokio::join!(server.handle(&device), server.handle(&refused));
+    assert_eq!(device.status, 200, "{}", String::from_utf8_lossy(&device.body));
+    assert_eq!(refused.status, 429, "{}", String::from_utf8_lossy(&refused.body));
+    assert_eq!(refused.header_value("retry-after"), Some("60"));
+}
+
+#[tokio::test]
+async fn concurrent_checks_of_one_address_beyond_its_limit_get_429() {
+    let h = Harness::new().await;
+    let mut config = EstEndpointConfig::new(name("default"));
+    config.auth_limit.concurrent_per_client = 1;
+    let server = server(&h, config);
+    let tls = tls13();
+    let path = "/.well-known/est/simpleenroll";
+    let good = basic(USER, PASSWORD);
+    let bodies: Vec<Vec<u8>> = (0..3)
+        .map(|i| csr(&format!("nat-{i}"), &format!("nat{i}.example.com")))
+        .collect();
+    // The first check is running on its blocking thread when the next two arrive.
+    let requests = [("192.0.2.1", 0), ("192.0.2.1", 1), ("192.0.2.2", 2)]
+        .map(|(peer, i)| from(peer, enroll(path, good.as_deref(), &bodies[i], &tls)));
+    let (first, same, other) = tokio::join!(
+        server.handle(&requests[0]),
+        server.handle(&requests[1]),
+        server.handle(&requests[2]),
+    );
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(same.status, 429, "{}", String::from_utf8_lossy(&same.body));
+    assert_eq!(same.header_value("retry-after"), Some("1"));
+    assert_eq!(other.status, 200, "{}", String::from_utf8_lossy(&other.body));
+    // The place is free again once the check returned, and a success spent no budget.
+    let again = server.handle(&requests[1]).await;
+    assert_eq!(again.status, 200, "{}", String::from_utf8_lossy(&again.body));
 }

@@ -387,7 +387,9 @@ impl Authority {
             }));
         }
         endpoint.names.check(&identifiers, endpoint.protocol)?;
-        endpoint.names.check_subject(&subject, profile.usage, endpoint.protocol)?;
+        endpoint
+            .names
+            .check_subject(&subject, profile.usage, endpoint.protocol)?;
         let (not_before, not_after) = validity(request.not_before, request.not_after, profile, &entry.issuer, now)?;
         Ok(Decision {
             endpoint,

@@ -41,6 +41,17 @@ pub enum AuthorityError {
         /// Which rule refused it.
         reason: String,
     },
+    /// A subject attribute outside the endpoint's name policy: a type it does not certify, a
+    /// second common name (or any repeated type), a value that is empty, too long for RFC 5280
+    /// or not text. A name inside the subject (a common name that is a DNS name, an
+    /// emailAddress) that the policy refuses is [`AuthorityError::NameNotAllowed`].
+    #[error("subject attribute {attribute} is not allowed: {reason}")]
+    SubjectNotAllowed {
+        /// The attribute's short name (`CN`, `O`, …) or dotted OID.
+        attribute: String,
+        /// Which rule refused it.
+        reason: String,
+    },
     /// A wildcard name where the endpoint allows none.
     #[error("wildcard {0} is not allowed by this endpoint")]
     WildcardNotAllowed(Identifier),
@@ -101,6 +112,7 @@ impl AuthorityError {
             Self::Csr(_) => ErrorKind::Malformed,
             Self::KeyNotAllowed { .. } => ErrorKind::BadPublicKey,
             Self::NameNotAllowed { .. }
+            | Self::SubjectNotAllowed { .. }
             | Self::WildcardNotAllowed(_)
             | Self::TooManyNames { .. }
             | Self::NoNames(_)

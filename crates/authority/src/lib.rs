@@ -15,7 +15,7 @@ mod renewal;
 
 pub use authority::{Authority, AuthorityConfig, IssueRequest, Issued};
 pub use error::AuthorityError;
-pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};
+pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile, SubjectAttributeType};
 pub use renewal::{EndpointRef, EndpointRefError, RenewalCheck, RenewalOf, RenewalRefusal, Standing};
 // Protocol crates never depend on the signer directly (design.md): the issuer handles they read
 // and SCEP's opaque RA key handle reach them through the authority.

@@ -847,3 +847,345 @@ async fn renewal_rule() {
         Standing::OutsideValidity(_)
     ));
 }
+
+/// Issue 14 finding 5: every name that ends up in a certificate, each subject attribute and each
+/// subjectAltName, passes the endpoint's name policy; a refusal is typed and writes nothing.
+mod names_policy {
+    use certgate_authority::{AuthorityError, EndpointPolicy, IssueRequest, NamePolicy, SubjectAttributeType};
+    use certgate_core::{ErrorKind, IpNet, ParsedCsr, Protocol, RequesterId};
+    use certgate_signer::{KeyType, generate_key};
+    use certgate_store::CertificateStore;
+    use certgate_test_support::rcgen::{
+        CertificateParams, DistinguishedName, DnType, KeyPair, SanType, string::Ia5String,
+    };
+    use certgate_test_support::{TestAuthority, name, test_endpoint};
+
+    /// A CSR with `subject` in order and `sans`. A custom type with a known OID adds a second
+    /// attribute of that type (rcgen keeps one value per type it knows).
+    fn csr(key: &KeyPair, subject: &[(DnType, &str)], sans: Vec<SanType>) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.subject_alt_names = sans;
+        params.serialize_request(key).unwrap().der().to_vec()
+    }
+
+    fn email(s: &str) -> SanType {
+        SanType::Rfc822Name(Ia5String::try_from(s).unwrap())
+    }
+
+    fn uri(s: &str) -> SanType {
+        SanType::URI(Ia5String::try_from(s).unwrap())
+    }
+
+    fn dns(s: &str) -> SanType {
+        SanType::DnsName(Ia5String::try_from(s).unwrap())
+    }
+
+    fn ip(s: &str) -> SanType {
+        SanType::IpAddress(s.parse().unwrap())
+    }
+
+    /// An endpoint of `protocol` named after its policy, offering device and tls-client.
+    fn endpoint(protocol: Protocol, endpoint: &str, names: NamePolicy) -> EndpointPolicy {
+        EndpointPolicy {
+            protocol,
+            name: name(endpoint),
+            profiles: vec![name("device"), name("tls-client"), name("tls-server")],
+            names,
+            ..test_endpoint()
+        }
+    }
+
+    type Check = fn(&AuthorityError) -> bool;
+
+    fn subject_refused(e: &AuthorityError) -> bool {
+        matches!(e, AuthorityError::SubjectNotAllowed { .. })
+    }
+
+    fn name_refused(e: &AuthorityError) -> bool {
+        matches!(e, AuthorityError::NameNotAllowed { .. })
+    }
+
+    struct Case<'a> {
+        name: &'a str,
+        protocol: Protocol,
+        endpoint: &'a str,
+        profile: &'a str,
+        subject: Vec<(DnType, &'a str)>,
+        sans: Vec<SanType>,
+        /// `None`: issued; `Some(check)`: refused with an error `check` accepts.
+        refused: Option<Check>,
+    }
+
+    fn case<'a>(name: &'a str, endpoint: &'a str, subject: Vec<(DnType, &'a str)>, sans: Vec<SanType>) -> Case<'a> {
+        Case {
+            name,
+            protocol: Protocol::Scep,
+            endpoint,
+            profile: "device",
+            subject,
+            sans,
+            refused: None,
+        }
+    }
+
+    fn refused(mut case: Case<'_>, check: Check) -> Case<'_> {
+        case.refused = Some(check);
+        case
+    }
+
+    #[tokio::test]
+    async fn every_name_passes_the_endpoint_policy() {
+        let t = TestAuthority::new(
+            KeyType::P256,
+            vec![
+                endpoint(Protocol::Scep, "default", NamePolicy::default()),
+                endpoint(
+                    Protocol::Scep,
+                    "mail",
+                    NamePolicy {
+                        allow_email: true,
+                        allowed_email_domains: vec!["example.com".into()],
+                        ..NamePolicy::default()
+                    },
+                ),
+                endpoint(
+                    Protocol::Scep,
+                    "spiffe",
+                    NamePolicy {
+                        allow_uri: true,
+                        allowed_dns_suffixes: vec!["example.org".into()],
+                        ..NamePolicy::default()
+                    },
+                ),
+                endpoint(
+                    Protocol::Scep,
+                    "lan",
+                    NamePolicy {
+                        allow_ip: Some(true),
+                        allowed_ip_ranges: vec![IpNet::parse("10.0.0.0/8").unwrap()],
+                        ..NamePolicy::default()
+                    },
+                ),
+                endpoint(
+                    Protocol::Scep,
+                    "cn-only",
+                    NamePolicy {
+                        subject_attributes: Some(vec![SubjectAttributeType::CommonName]),
+                        ..NamePolicy::default()
+                    },
+                ),
+                endpoint(
+                    Protocol::Est,
+                    "corp",
+                    NamePolicy {
+                        allowed_dns_suffixes: vec!["corp.example".into()],
+                        ..NamePolicy::default()
+                    },
+                ),
+                endpoint(Protocol::Acme, "default", NamePolicy::default()),
+            ],
+        );
+        let key = generate_key(KeyType::P256).unwrap();
+        let second_cn = DnType::CustomDnType(vec![2, 5, 4, 3]);
+        let long_cn = "d".repeat(65);
+        let cn = |value| vec![(DnType::CommonName, value)];
+        let cases: Vec<Case<'_>> = vec![
+            case("good_single_cn", "default", cn("device-1"), vec![]),
+            case(
+                "good_scepclient_subject",
+                "default",
+                vec![
+                    (DnType::CommonName, "device-1"),
+                    (DnType::OrganizationName, "certgate-tests"),
+                    (DnType::OrganizationalUnitName, "MDM"),
+                    (DnType::CountryName, "US"),
+                ],
+                vec![],
+            ),
+            refused(
+                case(
+                    "bad_two_cns",
+                    "default",
+                    vec![(DnType::CommonName, "device-1"), (second_cn.clone(), "device-2")],
+                    vec![],
+                ),
+                subject_refused,
+            ),
+            refused(
+                case("bad_cn_too_long", "default", cn(&long_cn), vec![]),
+                subject_refused,
+            ),
+            refused(
+                case(
+                    "bad_o_when_not_allowed",
+                    "cn-only",
+                    vec![(DnType::CommonName, "device-1"), (DnType::OrganizationName, "Acme")],
+                    vec![],
+                ),
+                subject_refused,
+            ),
+            case("good_cn_only_when_only_cn_allowed", "cn-only", cn("device-1"), vec![]),
+            refused(
+                case(
+                    "bad_email_san_by_default",
+                    "default",
+                    cn("d"),
+                    vec![email("jane@example.com")],
+                ),
+                name_refused,
+            ),
+            case(
+                "good_email_san_when_allowed_and_in_domain",
+                "mail",
+                cn("Jane"),
+                vec![email("jane@example.com")],
+            ),
+            refused(
+                case(
+                    "bad_email_san_outside_domain",
+                    "mail",
+                    cn("Jane"),
+                    vec![email("jane@example.net")],
+                ),
+                name_refused,
+            ),
+            refused(
+                case("bad_email_cn_by_default", "default", cn("jane@example.com"), vec![]),
+                name_refused,
+            ),
+            refused(
+                case(
+                    "bad_uri_san_by_default",
+                    "default",
+                    cn("d"),
+                    vec![uri("spiffe://example.org/ns/a")],
+                ),
+                name_refused,
+            ),
+            case(
+                "good_uri_san_when_allowed_and_under_suffix",
+                "spiffe",
+                vec![],
+                vec![uri("spiffe://example.org/ns/web")],
+            ),
+            refused(
+                case(
+                    "bad_uri_san_host_outside_suffix",
+                    "spiffe",
+                    vec![],
+                    vec![uri("spiffe://example.net/ns/web")],
+                ),
+                name_refused,
+            ),
+            refused(
+                case(
+                    "bad_ip_san_by_default_on_scep",
+                    "default",
+                    cn("d"),
+                    vec![ip("10.1.2.3")],
+                ),
+                name_refused,
+            ),
+            case("good_ip_san_when_allowed", "lan", cn("d"), vec![ip("10.1.2.3")]),
+            refused(
+                case("bad_ip_san_outside_range", "lan", cn("d"), vec![ip("192.168.1.1")]),
+                name_refused,
+            ),
+            refused(
+                case("bad_ip_cn_by_default_on_scep", "default", cn("10.1.2.3"), vec![]),
+                name_refused,
+            ),
+            Case {
+                protocol: Protocol::Est,
+                ..refused(
+                    case("bad_cn_dns_name_outside_suffix", "corp", cn("bank.example.net"), vec![]),
+                    name_refused,
+                )
+            },
+            Case {
+                protocol: Protocol::Est,
+                ..case(
+                    "good_cn_dns_name_under_suffix",
+                    "corp",
+                    cn("printer.corp.example"),
+                    vec![],
+                )
+            },
+            Case {
+                protocol: Protocol::Est,
+                profile: "tls-client",
+                ..case("good_tls_client_cn_not_a_dns_name", "corp", cn("Jane Doe"), vec![])
+            },
+            Case {
+                protocol: Protocol::Est,
+                ..refused(
+                    case(
+                        "bad_dns_san_outside_suffix",
+                        "corp",
+                        cn("d"),
+                        vec![dns("device.example.net")],
+                    ),
+                    name_refused,
+                )
+            },
+            Case {
+                protocol: Protocol::Acme,
+                profile: "tls-server",
+                ..case(
+                    "good_acme_ip_identifier_by_default",
+                    "default",
+                    vec![],
+                    vec![ip("192.0.2.10")],
+                )
+            },
+        ];
+        for c in cases {
+            let before = t.store.journal_status().await.unwrap();
+            let der = csr(&key, &c.subject, c.sans.clone());
+            let mut request = IssueRequest::new(
+                c.protocol,
+                name(c.endpoint),
+                ParsedCsr::from_der(&der).unwrap(),
+                RequesterId::new("test:names-policy").unwrap(),
+            );
+            request.profile = Some(name(c.profile));
+            let checked = t.authority.check(&request);
+            let issued = t.authority.issue(request).await;
+            let after = t.store.journal_status().await.unwrap();
+            match (c.refused, issued) {
+                (None, Ok(issued)) => {
+                    assert!(checked.is_ok(), "case {}: check agrees", c.name);
+                    assert_eq!(after.certificates, before.certificates + 1, "case {}", c.name);
+                    let stored = t.store.certificate(&issued.record.serial).await.unwrap();
+                    assert_eq!(stored.identifiers.len(), c.sans.len(), "case {}", c.name);
+                }
+                (Some(check), Err(e)) => {
+                    assert!(check(&e), "case {}: unexpected error {e:?}", c.name);
+                    assert_eq!(e.kind(), ErrorKind::RejectedIdentifier, "case {}", c.name);
+                    let checked = checked.expect_err(c.name);
+                    assert_eq!(checked.to_string(), e.to_string(), "case {}: check agrees", c.name);
+                    assert_eq!(after, before, "case {}: nothing stored", c.name);
+                }
+                (want, got) => panic!("case {}: want refusal {}, got {got:?}", c.name, want.is_some()),
+            }
+        }
+        // What the refusals say, for the protocols' problem documents.
+        let der = csr(&key, &[(DnType::CommonName, "a"), (second_cn, "b")], vec![]);
+        let mut request = IssueRequest::new(
+            Protocol::Scep,
+            name("default"),
+            ParsedCsr::from_der(&der).unwrap(),
+            RequesterId::new("test:names-policy").unwrap(),
+        );
+        request.profile = Some(name("device"));
+        let e = t.authority.issue(request).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "subject attribute CN is not allowed: a subject may hold only one common name"
+        );
+    }
+}

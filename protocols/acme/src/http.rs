@@ -1904,7 +1904,8 @@ fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Prob
         | AuthorityError::Csr(_)
         | AuthorityError::WeakSignatureAlgorithm
         | AuthorityError::NoNames(_)
-        | AuthorityError::UnsupportedSan(_) => Problem::new(ProblemType::BadCsr, detail),
+        | AuthorityError::UnsupportedSan(_)
+        | AuthorityError::SubjectNotAllowed { .. } => Problem::new(ProblemType::BadCsr, detail),
         other => {
             let _ = identifiers;
             internal(other)

@@ -373,6 +373,12 @@ impl AcmeServer {
             ("HEAD", ["new-nonce"]) => Ok(AcmeResponse::new(200)),
             ("GET", ["new-nonce"]) => Ok(AcmeResponse::new(204)),
             ("GET", ["renewal-info", id]) => self.renewal_info(ctx, id).await,
+            // Before POST: a POST to a GET resource is 405, not an unknown resource.
+            (_, ["directory" | "new-nonce" | "renewal-info", ..]) => Err(Problem::new(
+                ProblemType::Malformed,
+                format!("{method} is not allowed here; use GET"),
+            )
+            .with_status(405)),
             ("POST", _) => {
                 check_post(ctx.request)?;
                 match segments.as_slice() {
@@ -390,11 +396,6 @@ impl AcmeServer {
                     _ => Err(not_found("resource")),
                 }
             }
-            (_, ["directory" | "new-nonce" | "renewal-info", ..]) => Err(Problem::new(
-                ProblemType::Malformed,
-                format!("{method} is not allowed here; use GET"),
-            )
-            .with_status(405)),
             (_, [known, ..]) if KNOWN_POST.contains(known) => Err(Problem::new(
                 ProblemType::Malformed,
                 format!("{method} is not allowed here; use POST"),

@@ -698,6 +698,15 @@ async fn plain_get_of_a_resource() {
     expect(&resp, "malformed", 405);
 }
 
+#[tokio::test]
+async fn post_to_a_get_resource() {
+    let h = Harness::new();
+    for path in ["/directory", "/new-nonce", "/renewal-info/x"] {
+        let resp = h.post_raw(&format!("{BASE}{path}"), b"{}").await;
+        expect(&resp, "malformed", 405);
+    }
+}
+
 async fn eab_harness() -> (Harness, String, Vec<u8>) {
     let h = Harness::with(|c| c.external_account_required = true, |_| {});
     let (kid, mac) = AcmeServerEab::create(&h).await;

@@ -2,6 +2,7 @@
 //! policy) lives in the authority's `EndpointPolicy` of the same name with protocol `est`;
 //! these are only the protocol's own settings.
 
+use certgate_authority::EndpointRef;
 use certgate_core::{KeyKind, Name};
 use const_oid::ObjectIdentifier;
 
@@ -11,8 +12,10 @@ use crate::AuthLimitConfig;
 pub const DEFAULT_ENDPOINT: &str = "default";
 
 /// How clients of an endpoint authenticate for simpleenroll and serverkeygen (cacerts and
-/// csrattrs need none, RFC 7030 4.1.1 and 4.5.1). simplereenroll always requires the TLS
-/// client certificate being renewed, plus HTTP Basic when this is [`ClientAuth::Both`].
+/// csrattrs need none, RFC 7030 4.1.1 and 4.5.1). simplereenroll is authenticated by the TLS
+/// client certificate being renewed (see [`EstEndpointConfig::renewal_from_endpoints`]), plus
+/// HTTP Basic when this is [`ClientAuth::Both`]; a re-enrollment the renewal rule refuses
+/// needs this authentication, as a first enrollment does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ClientAuth {
     /// HTTP Basic with a user of the endpoint (`certgate est user add`).
@@ -98,6 +101,10 @@ pub struct EstEndpointConfig {
     pub max_in_flight: usize,
     /// Seconds in `Retry-After` of a 503.
     pub overload_retry_after: u32,
+    /// Other endpoints whose certificates simplereenroll renews here (e.g. `scep:default`).
+    /// Empty by default: a certificate renews only through the EST endpoint that issued it,
+    /// with the same subject and subjectAltNames (`certgate_authority::Authority::check_renewal`).
+    pub renewal_from_endpoints: Vec<EndpointRef>,
     /// Per-client-address limits on HTTP Basic password checks (beyond them, 429).
     pub auth_limit: AuthLimitConfig,
 }
@@ -120,6 +127,7 @@ impl EstEndpointConfig {
             base64: Base64Layout::Wrap64,
             max_in_flight: 64,
             overload_retry_after: 5,
+            renewal_from_endpoints: Vec::new(),
             auth_limit: AuthLimitConfig::default(),
         }
     }

@@ -53,13 +53,11 @@ pub enum EstError {
     /// this TLS connection.
     #[error("channel binding failed: {0}")]
     ChannelBinding(&'static str),
-    /// simplereenroll: the client certificate cannot be renewed (unknown, revoked, expired,
-    /// another endpoint's).
-    #[error("re-enrollment refused: {0}")]
-    ReenrollRefused(&'static str),
-    /// simplereenroll: the CSR's subject or subjectAltNames differ from the certificate's.
-    #[error("re-enrollment refused: the CSR's {0} differs from the certificate being renewed")]
-    ReenrollMismatch(&'static str),
+    /// The TLS client certificate verified against the endpoint's anchors but certgate issued
+    /// it and has revoked it, or it has expired. (A re-enrollment the renewal rule refuses is
+    /// [`AuthorityError::RenewalRefused`].)
+    #[error("client certificate refused: {0}")]
+    CertificateRefused(&'static str),
     /// An operator denied the request, or it belongs to another requester.
     #[error("{0}")]
     ApprovalRefused(&'static str),
@@ -114,11 +112,9 @@ impl EstError {
             Self::Csr(CsrError::BadSignature) => ErrorKind::BadSignature,
             Self::Csr(_) => ErrorKind::Malformed,
             Self::Unauthenticated { .. } | Self::TooManyAuthAttempts { .. } => ErrorKind::Unauthenticated,
-            Self::TlsRequired
-            | Self::ChannelBinding(_)
-            | Self::ReenrollRefused(_)
-            | Self::ReenrollMismatch(_)
-            | Self::ApprovalRefused(_) => ErrorKind::Unauthorized,
+            Self::TlsRequired | Self::ChannelBinding(_) | Self::CertificateRefused(_) | Self::ApprovalRefused(_) => {
+                ErrorKind::Unauthorized
+            }
             Self::ServerKeygenDisabled => ErrorKind::PolicyRefused,
             Self::Overloaded { .. } => ErrorKind::Internal,
             Self::Authority(e) => e.kind(),
@@ -168,6 +164,8 @@ impl EstError {
 
 #[cfg(test)]
 mod tests {
+    use certgate_authority::RenewalRefusal;
+
     use super::*;
 
     #[test]
@@ -185,7 +183,12 @@ mod tests {
             ("unauthenticated", EstError::Unauthenticated { realm: "r".into() }, 401),
             ("tls", EstError::TlsRequired, 403),
             ("binding", EstError::ChannelBinding("x"), 403),
-            ("reenroll", EstError::ReenrollMismatch("subject"), 403),
+            ("certificate_refused", EstError::CertificateRefused("revoked"), 403),
+            (
+                "renewal_refused",
+                EstError::Authority(AuthorityError::RenewalRefused(RenewalRefusal::OtherEndpoint)),
+                403,
+            ),
             ("denied", EstError::ApprovalRefused("x"), 403),
             ("overloaded", EstError::Overloaded { retry_after: 5 }, 503),
             ("auth_attempts", EstError::TooManyAuthAttempts { retry_after: 6 }, 429),

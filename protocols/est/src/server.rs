@@ -10,21 +10,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use certgate_authority::{Authority, AuthorityError, IssueRequest, Issued};
-use certgate_core::{Clock, Identifier, Name, ParsedCsr, Protocol, RequesterId, Serial};
-use certgate_store::approvals::{ApprovalKey, ApprovalRecord, ApprovalState, IssuanceClaims};
+use certgate_core::{Clock, Name, ParsedCsr, Protocol, RequesterId, Serial};
+use certgate_store::approvals::IssuanceClaims;
 use certgate_store::est_users::EstUserRecord;
 use certgate_store::{ApprovalStore, CertificateRecord, EstUserStore, StoreError};
-use der::{Decode, Encode};
+use der::Decode;
 use time::OffsetDateTime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use x509_cert::Certificate;
-use x509_cert::request::CertReq;
 use zeroize::Zeroizing;
 
 use crate::codec::{self, CERTS_ONLY, CSRATTRS, MULTIPART_BOUNDARY, Operation};
 use crate::config::{ClientAuth, CsrAttrsConfig, EstEndpointConfig};
 use crate::tls::{AnchorVerifier, TlsFacts, check_channel_binding};
 use crate::{EstError, csrattrs, keygen, password};
+
+mod approval;
+mod renew;
 
 /// A request under `/.well-known/est/`, as the daemon received it. Its `Debug` shows neither
 /// the credentials nor the body (only whether `Authorization` is present and the body's length).
@@ -179,10 +181,6 @@ pub fn default_password_check_limit() -> usize {
 /// The least [`default_password_check_limit`] returns.
 pub const MIN_PASSWORD_CHECKS: usize = 2;
 
-/// How often one poll of an approved request re-reads a record that changed under it before
-/// answering "being issued" (two suffice: approved, then issued).
-const APPROVAL_PASSES: usize = 3;
-
 impl std::fmt::Debug for EstServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EstServer")
@@ -214,17 +212,6 @@ fn requester_of_certificate(endpoint: &Name, leaf: &[u8]) -> Result<RequesterId,
 pub fn approval_fingerprint(csr: &ParsedCsr) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, csr.spki_der());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The names of a set of identifiers, order and duplicates ignored, case-folded.
-fn identifier_set(identifiers: &[Identifier]) -> Vec<String> {
-    let mut set: Vec<String> = identifiers
-        .iter()
-        .map(|i| format!("{}:{}", i.kind(), i.to_string().to_ascii_lowercase()))
-        .collect();
-    set.sort();
-    set.dedup();
-    set
 }
 
 impl EstServer {
@@ -417,12 +404,16 @@ impl EstServer {
             return Err(EstError::BodyTooLarge);
         }
         codec::check_content_type(request.content_type)?;
-        let principal = if operation == Operation::SimpleReenroll {
-            self.authenticate_renewal(endpoint, request, tls).await?
-        } else {
-            self.authenticate(endpoint, request, tls).await?
+        // simplereenroll is authenticated by the certificate it renews, which needs the CSR.
+        let principal = match operation {
+            Operation::SimpleReenroll if tls.client_chain.is_empty() => {
+                return Err(EstError::Unauthenticated {
+                    realm: endpoint.config.realm.clone(),
+                });
+            }
+            Operation::SimpleReenroll => None,
+            _ => Some(self.authenticate(endpoint, request, tls).await?),
         };
-        summary.requester = Some(principal.requester.clone());
         let csr = codec::decode_csr_body(request.body)?;
         if endpoint.config.channel_binding {
             check_channel_binding(tls, csr.challenge_password())?;
@@ -433,9 +424,11 @@ impl EstServer {
                 return Err(EstError::MissingCsrAttributes(missing));
             }
         }
-        if let Some(old) = &principal.renewing {
-            same_identity(old, &csr)?;
-        }
+        let principal = match principal {
+            Some(principal) => principal,
+            None => self.reenroll_principal(endpoint, request, tls, &csr).await?,
+        };
+        summary.requester = Some(principal.requester.clone());
         let name = endpoint.config.name.clone();
         let mut issue = IssueRequest::new(Protocol::Est, name, csr, principal.requester.clone());
         issue.replaces = principal.renewing.as_ref().map(|old| old.serial.clone());
@@ -444,7 +437,9 @@ impl EstServer {
             return self.server_keygen(endpoint, issue, kind, summary).await;
         }
         self.authority.check(&issue)?;
-        if endpoint.config.require_approval && operation == Operation::SimpleEnroll {
+        // A renewal accepted by the renewal rule is not queued; a re-enrollment that fell back
+        // to the endpoint's own authentication is, like a first enrollment.
+        if endpoint.config.require_approval && principal.renewing.is_none() {
             return self.enroll_with_approval(endpoint, issue, summary).await;
         }
         let _slot = acquire(endpoint)?;
@@ -463,148 +458,6 @@ impl EstServer {
         summary.serial = Some(issued.record.serial.clone());
         let body = codec::encode_base64(&codec::certs_only(&[&issued.record.der])?, endpoint.config.base64);
         Ok(EstResponse::with_body(200, CERTS_ONLY, body))
-    }
-
-    /// simpleenroll on an endpoint that needs an operator's approval: queue the request, answer
-    /// 202 until it is decided, then issue the approved CSR once.
-    async fn enroll_with_approval(
-        &self,
-        endpoint: &Endpoint,
-        issue: IssueRequest,
-        summary: &mut Summary,
-    ) -> Result<EstResponse, EstError> {
-        let approvals = &self.stores.approvals;
-        let key = ApprovalKey::new(
-            Protocol::Est,
-            endpoint.config.name.clone(),
-            approval_fingerprint(&issue.csr),
-        )
-        .map_err(|e| EstError::Encoding(e.to_string()))?;
-        let retry = endpoint.config.approval_retry_after;
-        let pending = || {
-            EstResponse::text(202, "the request awaits an operator's approval; retry later\n".into())
-                .header("retry-after", retry.to_string())
-        };
-        let fresh = |version: u64| {
-            let mut record = ApprovalRecord::pending(
-                key.clone(),
-                issue.requester.clone(),
-                issue.csr.subject_text().to_owned(),
-                issue.csr.sans().to_vec(),
-                issue.csr.key(),
-                issue.csr.der().to_vec(),
-                self.clock.now(),
-            );
-            record.version = version;
-            record
-        };
-        let being_issued =
-            || EstResponse::text(202, "the request is being issued; retry shortly\n".into()).header("retry-after", "2");
-        // Each pass answers from one read of the record. A pass that finds the record changed
-        // once it holds the issuing guard (another poll issued, or an operator acted, between
-        // its read and the claim) goes round again with the fresh record.
-        let mut fresh_read: Option<ApprovalRecord> = None;
-        for _ in 0..APPROVAL_PASSES {
-            let record = match fresh_read.take() {
-                Some(record) => record,
-                None => match approvals.approval(&key).await {
-                    Ok(record) => record,
-                    Err(StoreError::NotFound) => {
-                        match approvals.create_approval(&fresh(1)).await {
-                            Ok(()) => {
-                                tracing::info!(
-                                    target: "certgate::audit",
-                                    event = "approval_requested",
-                                    approval = %key,
-                                    requester = %issue.requester,
-                                    subject = issue.csr.subject_text(),
-                                    "certificate request queued for approval"
-                                );
-                            }
-                            // A concurrent first request queued it: the same answer.
-                            Err(StoreError::Conflict(_)) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                        return Ok(pending());
-                    }
-                    Err(e) => return Err(e.into()),
-                },
-            };
-            if record.requester != issue.requester {
-                return Err(EstError::ApprovalRefused(
-                    "a request for this key was made by another requester",
-                ));
-            }
-            match record.state {
-                ApprovalState::Pending => return Ok(pending()),
-                ApprovalState::Denied => {
-                    return Err(EstError::ApprovalRefused("the request was denied by an operator"));
-                }
-                ApprovalState::Approved => {
-                    let approved = ParsedCsr::from_der(&record.csr_der)?;
-                    if approved.subject_text() != issue.csr.subject_text()
-                        || identifier_set(approved.sans()) != identifier_set(issue.csr.sans())
-                    {
-                        return Err(EstError::ApprovalRefused(
-                            "the request's names differ from the approved request's",
-                        ));
-                    }
-                    let Some(guard) = self.issuing.claim(&key) else {
-                        // Another poll of the same request is issuing right now.
-                        return Ok(being_issued());
-                    };
-                    // The record read above may predate another poll's issuance that released
-                    // the guard just before this claim: issue only if it is still the approved
-                    // record we read.
-                    match approvals.approval(&key).await {
-                        Ok(current)
-                            if current.state == ApprovalState::Approved && current.version == record.version => {}
-                        Ok(current) => {
-                            drop(guard);
-                            fresh_read = Some(current);
-                            continue;
-                        }
-                        Err(StoreError::NotFound) => {
-                            drop(guard);
-                            continue;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    let _slot = acquire(endpoint)?;
-                    let mut approved_issue = issue;
-                    approved_issue.csr = approved;
-                    let issued = self.authority.issue(approved_issue).await?;
-                    if let Err(e) = approvals.mark_issued(&key, &issued.record.serial).await {
-                        tracing::warn!(approval = %key, error = %e, "issued an approved request but could not mark it issued");
-                    }
-                    drop(guard);
-                    return self.issued_response(endpoint, Operation::SimpleEnroll, issued, summary);
-                }
-                ApprovalState::Issued => {
-                    let now = self.clock.now();
-                    if let Some(serial) = &record.certificate {
-                        match self.authority.store().certificate(serial).await {
-                            Ok(cert) if cert.revocation.is_none() && cert.not_after > now => {
-                                // The client asked again (a lost answer): the same certificate.
-                                summary.serial = Some(cert.serial.clone());
-                                let body =
-                                    codec::encode_base64(&codec::certs_only(&[&cert.der])?, endpoint.config.base64);
-                                return Ok(EstResponse::with_body(200, CERTS_ONLY, body));
-                            }
-                            Ok(_) | Err(StoreError::NotFound) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    // Its certificate is revoked or expired: the key asks again, from scratch.
-                    return match approvals.renew_approval(&fresh(record.version + 1)).await {
-                        Ok(()) | Err(StoreError::Conflict(_)) => Ok(pending()),
-                        Err(e) => Err(e.into()),
-                    };
-                }
-            }
-        }
-        // The record kept changing under this poll: let the client come back.
-        Ok(being_issued())
     }
 
     /// serverkeygen: the authority's policy is checked on the client's CSR first, so a refused
@@ -696,6 +549,9 @@ impl EstServer {
             (Some(anchors), Some(_)) => anchors.verify(&tls.client_chain, self.clock.now()),
             _ => false,
         };
+        if certificate_ok {
+            self.refuse_revoked_client_certificate(&tls.client_chain).await?;
+        }
         let needs_user = match config.auth {
             ClientAuth::Basic | ClientAuth::Both => true,
             ClientAuth::Certificate => false,
@@ -761,71 +617,6 @@ impl EstServer {
         .map_err(|e| EstError::Task(e.to_string()))?;
         Ok(matches.then_some(username))
     }
-
-    /// simplereenroll: the TLS client certificate must be one this endpoint issued, unexpired
-    /// and not revoked (plus HTTP Basic when the endpoint requires both).
-    async fn authenticate_renewal(
-        &self,
-        endpoint: &Endpoint,
-        request: &EstRequest<'_>,
-        tls: &TlsFacts,
-    ) -> Result<Principal, EstError> {
-        let config = &endpoint.config;
-        let unauthenticated = || EstError::Unauthenticated {
-            realm: config.realm.clone(),
-        };
-        let leaf = tls.client_chain.first().ok_or_else(unauthenticated)?;
-        let not_ours = EstError::ReenrollRefused("the client certificate was not issued by this server");
-        let Ok(cert) = Certificate::from_der(leaf) else {
-            return Err(not_ours);
-        };
-        let Ok(serial) = Serial::from_der_integer(cert.tbs_certificate().serial_number().as_bytes()) else {
-            return Err(not_ours);
-        };
-        let record = match self.authority.store().certificate(&serial).await {
-            Ok(record) => record,
-            Err(StoreError::NotFound) => return Err(not_ours),
-            Err(e) => return Err(e.into()),
-        };
-        if record.der != *leaf {
-            return Err(not_ours);
-        }
-        if record.protocol != Protocol::Est || record.endpoint != config.name {
-            return Err(EstError::ReenrollRefused(
-                "the client certificate was issued through another endpoint",
-            ));
-        }
-        if record.revocation.is_some() {
-            return Err(EstError::ReenrollRefused("the client certificate is revoked"));
-        }
-        let now = self.clock.now();
-        if now < record.not_before || now >= record.not_after {
-            return Err(EstError::ReenrollRefused(
-                "the client certificate is expired or not yet valid",
-            ));
-        }
-        if config.auth == ClientAuth::Both && self.basic_user(endpoint, request).await?.is_none() {
-            return Err(unauthenticated());
-        }
-        Ok(Principal {
-            requester: record.requester.clone(),
-            renewing: Some(record),
-        })
-    }
-}
-
-/// RFC 7030 4.2.2: a re-enrollment's subject and subjectAltNames equal the renewed certificate's.
-fn same_identity(old: &CertificateRecord, csr: &ParsedCsr) -> Result<(), EstError> {
-    let cert = Certificate::from_der(&old.der).map_err(|e| EstError::Encoding(e.to_string()))?;
-    let request = CertReq::from_der(csr.der()).map_err(|e| EstError::Encoding(e.to_string()))?;
-    let subject_der = |name: &x509_cert::name::Name| name.to_der().unwrap_or_default();
-    if subject_der(cert.tbs_certificate().subject()) != subject_der(&request.info.subject) {
-        return Err(EstError::ReenrollMismatch("subject"));
-    }
-    if identifier_set(&old.identifiers) != identifier_set(csr.sans()) {
-        return Err(EstError::ReenrollMismatch("subjectAltName"));
-    }
-    Ok(())
 }
 
 fn acquire(endpoint: &Endpoint) -> Result<OwnedSemaphorePermit, EstError> {

@@ -67,13 +67,23 @@ fn policy(endpoint: &str) -> EndpointPolicy {
     policy
 }
 
-pub const ENDPOINTS: [&str; 9] = [
-    "default", "cert", "both", "either", "bound", "attrs", "approve", "keygen", "strict",
+pub const ENDPOINTS: [&str; 11] = [
+    "default", "cert", "both", "either", "bound", "attrs", "approve", "keygen", "strict", "own", "fromscep",
 ];
+
+/// A SCEP endpoint of the same authority (no SCEP server runs): its certificates are what
+/// simplereenroll must not accept, except on `fromscep`, which lists it in
+/// `renewal_from_endpoints`.
+pub const SCEP_ENDPOINT: &str = "device";
 
 impl Harness {
     pub async fn new() -> Self {
-        let ta = TestAuthority::new(KeyType::P256, ENDPOINTS.iter().map(|e| policy(e)).collect());
+        let mut policies: Vec<EndpointPolicy> = ENDPOINTS.iter().map(|e| policy(e)).collect();
+        policies.push(EndpointPolicy {
+            protocol: Protocol::Scep,
+            ..policy(SCEP_ENDPOINT)
+        });
+        let ta = TestAuthority::new(KeyType::P256, policies);
         let maker = MakerCa::new("Maker Root");
         let stranger = MakerCa::new("Stranger Root");
         let configs = ENDPOINTS
@@ -83,7 +93,11 @@ impl Harness {
                 match *e {
                     "cert" => config.auth = ClientAuth::Certificate,
                     "both" => config.auth = ClientAuth::Both,
-                    "either" => config.auth = ClientAuth::Either,
+                    // Client certificates from the maker or from certgate itself, or HTTP Basic.
+                    "either" | "own" => config.auth = ClientAuth::Either,
+                    "fromscep" => {
+                        config.renewal_from_endpoints = vec![format!("scep:{SCEP_ENDPOINT}").parse().unwrap()];
+                    }
                     "bound" => config.channel_binding = true,
                     "attrs" => {
                         config.csr_attrs = CsrAttrsConfig {
@@ -105,6 +119,9 @@ impl Harness {
                 }
                 if config.auth.accepts_certificate() {
                     config.trust_anchors = vec![maker.ca_der.clone()];
+                }
+                if *e == "own" {
+                    config.trust_anchors.push(ta.ca.issuer.root_der().to_vec());
                 }
                 config
             })

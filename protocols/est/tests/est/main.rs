@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure should stop the test loudly
 
 mod approval_races;
+mod authorization;
 mod flows;
 mod harness;
 mod limits;

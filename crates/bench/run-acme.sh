@@ -43,12 +43,24 @@ name = "always"
 [endpoints.acme]
 danger_always_valid = true
 reuse_authorizations = false
+[endpoints.acme.rate_limits]    # a load generator is one abusive client: limits off
+new_accounts_per_ip = 0
+new_orders_per_account = 0
+pending_authorizations_per_account = 0
+failed_validations_per_account = 0
+failed_validations_per_identifier = 0
 [[endpoints]]
 protocol = "acme"
 name = "http01"
 [endpoints.acme]
 reuse_authorizations = false
 http01_port = 5012
+[endpoints.acme.rate_limits]    # a load generator is one abusive client: limits off
+new_accounts_per_ip = 0
+new_orders_per_account = 0
+pending_authorizations_per_account = 0
+failed_validations_per_account = 0
+failed_validations_per_identifier = 0
 TOML
 rm -rf "$work/certgate-data"
 target/release/certgate serve --config "$work/certgate.toml" >"$work/certgate.log" 2>&1 &

@@ -52,6 +52,12 @@ name = "soak"
 [endpoints.acme]
 danger_always_valid = true
 order_lifetime_seconds = 60
+[endpoints.acme.rate_limits]    # a load generator is one abusive client: limits off
+new_accounts_per_ip = 0
+new_orders_per_account = 0
+pending_authorizations_per_account = 0
+failed_validations_per_account = 0
+failed_validations_per_identifier = 0
 [[endpoints]]
 protocol = "est"
 name = "default"

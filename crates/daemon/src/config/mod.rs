@@ -448,6 +448,36 @@ pub struct EstSettings {
     pub base64: EstBase64,
     /// Issuances in flight at once; beyond it, 503 with Retry-After.
     pub max_in_flight: usize,
+    /// How many HTTP Basic password checks one client address may cost.
+    pub password_limits: EstPasswordLimits,
+}
+
+/// Password checks (Argon2id) per client address (`[endpoints.est.password_limits]`): beyond
+/// them the client gets 429 with Retry-After before any check runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EstPasswordLimits {
+    /// Checks of one address running at once.
+    pub concurrent_per_client: u32,
+    /// Failed checks per minute, on average, once the burst is spent.
+    pub failures_per_minute: u32,
+    /// Failed checks in a row before the address is refused.
+    pub failure_burst: u32,
+    /// Client addresses remembered at once.
+    pub max_clients: usize,
+}
+
+impl Default for EstPasswordLimits {
+    /// The EST crate's defaults.
+    fn default() -> Self {
+        let limits = certgate_est::AuthLimitConfig::default();
+        Self {
+            concurrent_per_client: limits.concurrent_per_client,
+            failures_per_minute: limits.failures_per_minute,
+            failure_burst: limits.failure_burst,
+            max_clients: limits.max_clients,
+        }
+    }
 }
 
 impl Default for EstSettings {
@@ -463,6 +493,7 @@ impl Default for EstSettings {
             approval_retry_after_seconds: 60,
             base64: EstBase64::Wrap64,
             max_in_flight: 64,
+            password_limits: EstPasswordLimits::default(),
         }
     }
 }
@@ -601,6 +632,24 @@ impl EstSettings {
             return Err(invalid("max_in_flight must be 1 to 100000".into()));
         }
         config.max_in_flight = self.max_in_flight;
+        let limits = &self.password_limits;
+        if !(1..=1000).contains(&limits.concurrent_per_client)
+            || !(1..=100_000).contains(&limits.failures_per_minute)
+            || !(1..=100_000).contains(&limits.failure_burst)
+            || !(1..=10_000_000).contains(&limits.max_clients)
+        {
+            return Err(invalid(
+                "password_limits: concurrent_per_client 1..=1000, failures_per_minute and failure_burst \
+                 1..=100000, max_clients 1..=10000000"
+                    .into(),
+            ));
+        }
+        config.auth_limit = certgate_est::AuthLimitConfig {
+            concurrent_per_client: limits.concurrent_per_client,
+            failures_per_minute: limits.failures_per_minute,
+            failure_burst: limits.failure_burst,
+            max_clients: limits.max_clients,
+        };
         Ok(config)
     }
 }
@@ -640,6 +689,9 @@ pub struct AcmeSettings {
     pub validation_timeout_seconds: u64,
     /// Validations run at once.
     pub validation_workers: usize,
+    /// Challenge validations that may wait for a worker; beyond it a challenge POST answers
+    /// rateLimited with Retry-After and the challenge stays pending.
+    pub validation_queue: usize,
     /// Milliseconds finalize waits for issuance before answering `processing`.
     pub finalize_wait_ms: u64,
     /// Benchmarks only: every challenge passes without validation.
@@ -666,6 +718,7 @@ impl Default for AcmeSettings {
             dns_nameservers: Vec::new(),
             validation_timeout_seconds: 10,
             validation_workers: 32,
+            validation_queue: 1024,
             finalize_wait_ms: 5000,
             danger_always_valid: false,
             rate_limits: RateLimitSettings::default(),
@@ -755,6 +808,7 @@ impl AcmeSettings {
         config.validation.dns_nameservers = self.dns_nameservers.clone();
         config.validation.timeout = std::time::Duration::from_secs(self.validation_timeout_seconds);
         config.validation_workers = self.validation_workers;
+        config.validation_queue = self.validation_queue;
         config.finalize_wait = std::time::Duration::from_millis(self.finalize_wait_ms);
         config.danger_always_valid = self.danger_always_valid;
         config.rate_limits = self.rate_limits.to_limits();
@@ -1078,13 +1132,14 @@ impl Config {
                     && (1..=8760).contains(&acme.pending_authorization_hours)
                     && (1..=398).contains(&acme.valid_authorization_days)
                     && (1..=1024).contains(&acme.validation_workers)
+                    && (1..=1_000_000).contains(&acme.validation_queue)
                     && (1..=300).contains(&acme.validation_timeout_seconds)
                     && (1..=604_800).contains(&acme.rate_limits.window_seconds)
                     && acme.finalize_wait_ms <= 60_000)
             {
                 return Err(invalid(format!(
                     "{id}: acme settings out of range: order_lifetime_hours and pending_authorization_hours \
-                     1..=8760, valid_authorization_days 1..=398, validation_workers 1..=1024, \
+                     1..=8760, valid_authorization_days 1..=398, validation_workers 1..=1024, validation_queue 1..=1000000, \
                      validation_timeout_seconds 1..=300, rate_limits.window_seconds 1..=604800, \
                      finalize_wait_ms <= 60000"
                 )));
@@ -1251,6 +1306,10 @@ mod tests {
             (
                 "est_zero_in_flight",
                 "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est]\nmax_in_flight = 0",
+            ),
+            (
+                "est_password_limit_zero",
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"a\"\n[endpoints.est.password_limits]\nfailure_burst = 0",
             ),
             ("store_cache_too_small", "[store]\ncache_mib = 1"),
             ("audit_entries_in_store_zero", "[retention]\naudit_entries_in_store = 0"),

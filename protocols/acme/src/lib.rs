@@ -23,5 +23,6 @@ pub mod pool;
 pub mod problem;
 pub mod ratelimit;
 
+pub use certgate_validation::AddressPolicy;
 pub use config::{AcmeEndpointConfig, RateLimits};
 pub use http::{AcmeError, AcmeRequest, AcmeResponse, AcmeServer};

@@ -692,6 +692,11 @@ pub struct AcmeSettings {
     /// Challenge validations that may wait for a worker; beyond it a challenge POST answers
     /// rateLimited with Retry-After and the challenge stays pending.
     pub validation_queue: usize,
+    /// Networks challenge validation may connect to although the default address policy
+    /// denies them (link-local and cloud metadata addresses, multicast, unspecified).
+    pub validation_allow: Vec<certgate_core::IpNet>,
+    /// Networks challenge validation never connects to (wins over `validation_allow`).
+    pub validation_deny: Vec<certgate_core::IpNet>,
     /// Milliseconds finalize waits for issuance before answering `processing`.
     pub finalize_wait_ms: u64,
     /// Benchmarks only: every challenge passes without validation.
@@ -719,6 +724,8 @@ impl Default for AcmeSettings {
             validation_timeout_seconds: 10,
             validation_workers: 32,
             validation_queue: 1024,
+            validation_allow: Vec::new(),
+            validation_deny: Vec::new(),
             finalize_wait_ms: 5000,
             danger_always_valid: false,
             rate_limits: RateLimitSettings::default(),
@@ -809,6 +816,8 @@ impl AcmeSettings {
         config.validation.timeout = std::time::Duration::from_secs(self.validation_timeout_seconds);
         config.validation_workers = self.validation_workers;
         config.validation_queue = self.validation_queue;
+        config.validation.address_policy =
+            certgate_acme::AddressPolicy::new(self.validation_allow.clone(), self.validation_deny.clone());
         config.finalize_wait = std::time::Duration::from_millis(self.finalize_wait_ms);
         config.danger_always_valid = self.danger_always_valid;
         config.rate_limits = self.rate_limits.to_limits();

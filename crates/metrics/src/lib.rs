@@ -626,6 +626,7 @@ mod tests {
         m.set_next_expiry_seconds(Some(172_800.0));
         m.webhook_failure("pager");
         m.revocation("superseded");
+        m.connection_refused(ConnectionRefusal::TooManyFromAddress);
         let text = m.render();
         check_exposition(&text).unwrap();
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/render.prom");

@@ -14,6 +14,7 @@ pub mod http;
 pub mod inventory;
 pub mod jobs;
 pub mod listener;
+pub mod scep_webhook;
 pub mod serve;
 pub mod server;
 pub mod tls;

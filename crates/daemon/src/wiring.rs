@@ -396,7 +396,7 @@ pub fn assemble(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<Part
         let mut endpoints = Vec::new();
         for checked in &config.scep {
             let (ra, next_ca) = scep_ra_keys(checked, &authority, &data_dir, clock.now())?;
-            endpoints.push(checked.to_endpoint_config(ra, next_ca));
+            endpoints.push(checked.to_endpoint_config(ra, next_ca, Arc::clone(&clock)));
         }
         Some(Arc::new(
             ScepServer::new(

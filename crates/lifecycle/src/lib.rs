@@ -5,8 +5,12 @@
 //! - [`ExpiryMonitor`] scans the inventory for certificates whose renewal window has opened or
 //!   that are about to expire, skips those with a live successor, and sends each alert once
 //!   (claimed in the store, so two schedulers never both send it).
-//! - [`Notifier`] POSTs JSON to webhooks, signed with HMAC-SHA256 (`X-Certgate-Signature`), with
-//!   retries and exponential backoff in spawned tasks, and records every attempt.
+//! - [`OutboundWebhook`] is the workspace's one outbound webhook client: a JSON POST over http
+//!   or https (the receiver's certificate verified against a CA file or the system's trust
+//!   store), signed with HMAC-SHA256 (`X-Certgate-Signature`), with deadlines. The notifier
+//!   uses it, and so does the daemon for SCEP challenge webhooks.
+//! - [`Notifier`] POSTs notifications to webhooks through [`OutboundWebhook`], with retries and
+//!   exponential backoff in spawned tasks, and records every attempt.
 //! - [`DeploymentVerifier`] connects to TLS endpoints, takes the served leaf certificate and
 //!   tells whether it is certgate's current certificate, a superseded, revoked, expiring or
 //!   expired one, a foreign one, or nothing at all; observations are recorded and every state
@@ -21,6 +25,7 @@ mod deployment;
 mod monitor;
 mod net;
 mod notifier;
+mod outbound;
 mod settings;
 
 use std::collections::BTreeMap;
@@ -38,7 +43,9 @@ pub use certgate_store::notifications::{
 };
 pub use deployment::{DeploymentReport, DeploymentVerifier, INVENTORY_LABEL, targets_from_inventory};
 pub use monitor::{ExpiryMonitor, NextExpiry, ScanSummary, live_successor};
-pub use notifier::{Notifier, SIGNATURE_HEADER, sign_payload};
+pub use net::ExchangeError;
+pub use notifier::{Notifier, SIGNATURE_HEADER, delivery_id, sign_payload};
+pub use outbound::{OutboundWebhook, WebhookTimeouts};
 pub use settings::{
     DeploymentSettings, DeploymentTarget, MonitorSettings, NotifierSettings, WebhookConfig, WebhookSecret,
 };

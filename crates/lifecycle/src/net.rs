@@ -1,4 +1,4 @@
-//! Network plumbing shared by the notifier and the deployment verifier: name lookup and TCP
+//! Network plumbing shared by the outbound webhook client and the deployment verifier: name lookup and TCP
 //! connect with address fallback, TLS client configurations, and one HTTP/1.1 POST.
 
 use std::io;
@@ -189,12 +189,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Why an HTTP exchange failed.
-#[derive(Debug)]
-pub(crate) struct ExchangeError {
-    /// The status, when the receiver answered.
-    pub(crate) status: Option<u16>,
-    pub(crate) error: String,
+/// Why an outbound webhook request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+#[non_exhaustive]
+pub struct ExchangeError {
+    /// The status, when the receiver answered (with something other than 2xx).
+    pub status: Option<u16>,
+    /// What went wrong, for logs and delivery records (no secret).
+    pub error: String,
 }
 
 impl ExchangeError {

@@ -1,4 +1,5 @@
-//! Webhook deliveries: signed JSON POSTs with retries, in spawned tasks.
+//! Webhook deliveries: signed JSON POSTs (through [`crate::OutboundWebhook`]) with retries, in
+//! spawned tasks.
 //!
 //! Signature scheme (as Stripe's): `X-Certgate-Signature: t=<unix seconds>,v1=<hex>`, where
 //! `<hex>` is the lower-case hex HMAC-SHA256, keyed with the webhook's secret, of the ASCII
@@ -13,34 +14,27 @@ use std::time::Duration;
 use aws_lc_rs::hmac;
 use certgate_core::{Clock, Serial};
 use certgate_store::notifications::{DeliveryOutcome, DeliveryRecord, NotificationEvent, NotificationStore};
-use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper::header::{CONNECTION, CONTENT_TYPE, HOST, USER_AGENT};
-use hyper::{Request, Uri};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::RootCertStore;
 use tokio::sync::{Semaphore, watch};
-use tokio::time::Instant;
-use tokio_rustls::TlsConnector;
 
-use crate::net::{self, ExchangeError};
+use crate::net::ExchangeError;
+use crate::outbound::{OutboundWebhook, WebhookTimeouts};
 use crate::{LifecycleError, Notification, NotifierSettings, WebhookConfig};
 
 /// The signature header (`t=<unix>,v1=<hex hmac-sha256 over "<t>.<body>">`).
 pub const SIGNATURE_HEADER: &str = "x-certgate-signature";
 /// The event kind header.
-const EVENT_HEADER: &str = "x-certgate-event";
+pub(crate) const EVENT_HEADER: &str = "x-certgate-event";
 /// The delivery id header (the same for every attempt of one delivery: receivers dedupe on it).
-const DELIVERY_HEADER: &str = "x-certgate-delivery";
-const USER_AGENT_VALUE: &str = concat!("certgate/", env!("CARGO_PKG_VERSION"));
-/// Shorter secrets are refused: the MAC is only as strong as the key.
-const MIN_SECRET_LEN: usize = 16;
+pub(crate) const DELIVERY_HEADER: &str = "x-certgate-delivery";
 
 /// The `X-Certgate-Signature` value for `body` sent at `timestamp` (unix seconds).
 pub fn sign_payload(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), timestamp, body)
 }
 
-fn sign(key: &hmac::Key, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(key: &hmac::Key, timestamp: i64, body: &[u8]) -> String {
     let t = timestamp.to_string();
     let mut context = hmac::Context::with_key(key);
     context.update(t.as_bytes());
@@ -71,88 +65,45 @@ struct Inner {
 }
 
 struct Webhook {
-    name: String,
-    /// Host as in the URL (IPv6 in brackets), for connecting and SNI.
-    host: String,
-    port: u16,
-    /// `Host` header value.
-    authority: String,
-    path: String,
-    key: hmac::Key,
+    /// The receiver (its name is the webhook's).
+    outbound: OutboundWebhook,
     events: Option<BTreeSet<NotificationEvent>>,
-    tls: Option<Arc<ClientConfig>>,
     /// Deliveries to this webhook given up.
     failures: AtomicU64,
 }
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Not the key, not the URL's query (which may hold a token).
         f.debug_struct("Webhook")
-            .field("name", &self.name)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("https", &self.tls.is_some())
+            .field("outbound", &self.outbound)
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
 
 impl Webhook {
-    fn new(config: &WebhookConfig, system_roots: &mut Option<RootCertStore>) -> Result<Self, LifecycleError> {
-        let error = |reason: &str| LifecycleError::Webhook {
-            webhook: config.name.clone(),
-            reason: reason.to_owned(),
-        };
-        let name_ok =
-            !config.name.is_empty() && config.name.len() <= 64 && config.name.bytes().all(|b| b.is_ascii_graphic());
-        if !name_ok {
-            return Err(error("the name must be 1 to 64 printable ASCII characters"));
-        }
-        if config.secret.expose().len() < MIN_SECRET_LEN {
-            return Err(error("the secret must be at least 16 bytes"));
-        }
-        let uri: Uri = config.url.parse().map_err(|_| error("the URL does not parse"))?;
-        let https = match uri.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(error("the URL must start with http:// or https://")),
-        };
-        let authority = uri.authority().ok_or_else(|| error("the URL has no host"))?;
-        if authority.as_str().contains('@') {
-            return Err(error(
-                "the URL must not hold credentials; the signature authenticates certgate",
-            ));
-        }
-        let host = authority.host().to_owned();
-        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let tls = if https {
-            net::server_name(&host).map_err(|e| error(&e))?;
-            let roots = match &config.ca_file {
-                Some(path) => net::roots_from_file(path)?,
-                None => match system_roots {
-                    Some(roots) => roots.clone(),
-                    None => {
-                        let roots = net::system_roots().map_err(|e| error(&e))?;
-                        system_roots.insert(roots).clone()
-                    }
-                },
-            };
-            Some(net::webhook_tls(roots).map_err(|e| error(&e))?)
-        } else {
-            None
-        };
+    fn new(
+        config: &WebhookConfig,
+        timeouts: WebhookTimeouts,
+        system_roots: &mut Option<RootCertStore>,
+    ) -> Result<Self, LifecycleError> {
+        let outbound = OutboundWebhook::with_roots(
+            &config.name,
+            &config.url,
+            &config.secret,
+            config.ca_file.as_deref(),
+            timeouts,
+            system_roots,
+        )?;
         Ok(Self {
-            name: config.name.clone(),
-            host,
-            port,
-            authority: authority.as_str().to_owned(),
-            path,
-            key: hmac::Key::new(hmac::HMAC_SHA256, config.secret.expose()),
+            outbound,
             events: config.events.as_ref().map(|e| e.iter().copied().collect()),
-            tls,
             failures: AtomicU64::new(0),
         })
+    }
+
+    fn name(&self) -> &str {
+        self.outbound.name()
     }
 
     fn wants(&self, event: NotificationEvent) -> bool {
@@ -188,10 +139,14 @@ impl Notifier {
     ) -> Result<Self, LifecycleError> {
         settings.validate()?;
         let mut system_roots = None;
+        let timeouts = WebhookTimeouts {
+            connect: Duration::from_millis(settings.connect_timeout_ms),
+            response: Duration::from_millis(settings.response_timeout_ms),
+        };
         let webhooks = settings
             .webhooks
             .iter()
-            .map(|config| Webhook::new(config, &mut system_roots).map(Arc::new))
+            .map(|config| Webhook::new(config, timeouts, &mut system_roots).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -240,7 +195,7 @@ impl Notifier {
             if !admitted {
                 webhook.failures.fetch_add(1, Ordering::Relaxed);
                 let error = format!("not attempted: {max} deliveries already queued");
-                tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
+                tracing::error!(target: "certgate::notify", webhook = %webhook.name(), event = %delivery.event,
                     alert_key = %delivery.alert_key, delivery = %delivery.id, "{error}");
                 inner
                     .record(webhook, &delivery, 0, DeliveryOutcome::Failed { status: None, error })
@@ -277,7 +232,7 @@ impl Notifier {
         self.inner
             .webhooks
             .iter()
-            .map(|w| (w.name.as_str(), w.failures.load(Ordering::Relaxed)))
+            .map(|w| (w.name(), w.failures.load(Ordering::Relaxed)))
     }
 
     /// Attempts that failed, retried or not (a counter).
@@ -292,7 +247,7 @@ impl Notifier {
 
     /// The configured webhooks' names.
     pub fn webhooks(&self) -> impl Iterator<Item = &str> {
-        self.inner.webhooks.iter().map(|w| w.name.as_str())
+        self.inner.webhooks.iter().map(|w| w.name())
     }
 }
 
@@ -318,7 +273,7 @@ impl Inner {
             match result {
                 Ok(status) => {
                     self.delivered.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
+                    tracing::info!(target: "certgate::notify", webhook = %webhook.name(), event = %delivery.event,
                         alert_key = %delivery.alert_key, delivery = %delivery.id, attempt, status,
                         "notification delivered");
                     return;
@@ -327,13 +282,13 @@ impl Inner {
                     self.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     if attempt == attempts {
                         webhook.failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
+                        tracing::error!(target: "certgate::notify", webhook = %webhook.name(), event = %delivery.event,
                             alert_key = %delivery.alert_key, delivery = %delivery.id, attempt, status = ?e.status,
                             error = %e.error, "notification not delivered; giving up");
                         return;
                     }
                     let wait = self.settings.backoff(attempt);
-                    tracing::warn!(target: "certgate::notify", webhook = %webhook.name, event = %delivery.event,
+                    tracing::warn!(target: "certgate::notify", webhook = %webhook.name(), event = %delivery.event,
                         alert_key = %delivery.alert_key, delivery = %delivery.id, attempt, status = ?e.status,
                         error = %e.error, retry_in_ms = wait.as_millis() as u64, "notification attempt failed");
                     tokio::time::sleep(wait).await;
@@ -343,39 +298,17 @@ impl Inner {
     }
 
     async fn attempt(&self, webhook: &Webhook, delivery: &Delivery) -> Result<u16, ExchangeError> {
-        let signature = sign(&webhook.key, self.clock.now().unix_timestamp(), &delivery.body);
-        let request = Request::post(webhook.path.as_str())
-            .header(HOST, webhook.authority.as_str())
-            .header(CONTENT_TYPE, "application/json")
-            .header(USER_AGENT, USER_AGENT_VALUE)
-            .header(EVENT_HEADER, delivery.event.as_str())
-            .header(DELIVERY_HEADER, delivery.id.as_str())
-            .header(SIGNATURE_HEADER, signature)
-            .header(CONNECTION, "close")
-            .body(Full::new(delivery.body.clone()))
-            .map_err(|e| ExchangeError::transport(format!("cannot build the request: {e}")))?;
-        let connect_deadline = Instant::now() + Duration::from_millis(self.settings.connect_timeout_ms);
-        let stream = net::connect(&webhook.host, webhook.port, connect_deadline)
+        let timestamp = self.clock.now().unix_timestamp();
+        webhook
+            .outbound
+            .post_json(delivery.event.as_str(), &delivery.id, timestamp, delivery.body.clone())
             .await
-            .map_err(ExchangeError::transport)?;
-        let response_deadline = || Instant::now() + Duration::from_millis(self.settings.response_timeout_ms);
-        let Some(tls) = &webhook.tls else {
-            return net::exchange(stream, request, response_deadline()).await;
-        };
-        let name = net::server_name(&webhook.host).map_err(ExchangeError::transport)?;
-        let handshake = TlsConnector::from(Arc::clone(tls)).connect(name, stream);
-        let stream = match tokio::time::timeout_at(connect_deadline, handshake).await {
-            Err(_) => return Err(ExchangeError::transport("timed out during the TLS handshake")),
-            Ok(Err(e)) => return Err(ExchangeError::transport(format!("TLS handshake failed: {e}"))),
-            Ok(Ok(stream)) => stream,
-        };
-        net::exchange(stream, request, response_deadline()).await
     }
 
     async fn record(&self, webhook: &Webhook, delivery: &Delivery, attempt: u32, outcome: DeliveryOutcome) {
         let record = DeliveryRecord {
             id: delivery.id.clone(),
-            webhook: webhook.name.clone(),
+            webhook: webhook.name().to_owned(),
             event: delivery.event,
             alert_key: delivery.alert_key.clone(),
             serial: delivery.serial.clone(),
@@ -384,15 +317,15 @@ impl Inner {
             at: self.clock.now(),
         };
         if let Err(e) = self.notifications.record_delivery(&record).await {
-            tracing::warn!(target: "certgate::notify", webhook = %webhook.name, delivery = %delivery.id, attempt,
+            tracing::warn!(target: "certgate::notify", webhook = %webhook.name(), delivery = %delivery.id, attempt,
                 error = %e, "cannot record the delivery attempt");
         }
     }
 }
 
-/// 128 random bits in hex; a counter if the system's random source fails (ids only need to
-/// be unique per process and time, not secret).
-fn delivery_id() -> String {
+/// A fresh delivery id (`X-Certgate-Delivery`): 128 random bits in hex; a counter if the
+/// system's random source fails (ids only need to be unique per process and time, not secret).
+pub fn delivery_id() -> String {
     static FALLBACK: AtomicU64 = AtomicU64::new(0);
     let mut random = [0u8; 16];
     match aws_lc_rs::rand::fill(&mut random) {
@@ -417,58 +350,6 @@ mod tests {
             got,
             "t=1700000000,v1=9f5e37cdc7ea587c7c02062d93283cad000d66a831b2a1676418696db47ed6c2"
         );
-    }
-
-    #[test]
-    fn webhook_config_cases() {
-        let config = |name: &str, url: &str, secret: &str| WebhookConfig {
-            name: name.into(),
-            url: url.into(),
-            secret: crate::WebhookSecret::new(secret),
-            events: None,
-            ca_file: None,
-        };
-        let secret = "0123456789abcdef";
-        let cases = [
-            (
-                "good_http",
-                config("ops", "http://127.0.0.1:8080/hook?x=1", secret),
-                true,
-            ),
-            ("good_ipv6", config("ops", "http://[::1]:9/", secret), true),
-            ("bad_scheme", config("ops", "ftp://example.test/", secret), false),
-            ("bad_relative", config("ops", "/hook", secret), false),
-            (
-                "bad_credentials",
-                config("ops", "http://u:p@example.test/", secret),
-                false,
-            ),
-            (
-                "bad_short_secret",
-                config("ops", "http://example.test/", "short"),
-                false,
-            ),
-            ("bad_empty_name", config("", "http://example.test/", secret), false),
-            (
-                "bad_name_with_space",
-                config("o ps", "http://example.test/", secret),
-                false,
-            ),
-        ];
-        for (case, config, ok) in cases {
-            assert_eq!(Webhook::new(&config, &mut None).is_ok(), ok, "case {case}");
-        }
-        let hook = Webhook::new(&config("ops", "http://[::1]:9/a?b=c", secret), &mut None).unwrap();
-        assert_eq!(
-            (
-                hook.host.as_str(),
-                hook.port,
-                hook.authority.as_str(),
-                hook.path.as_str()
-            ),
-            ("[::1]", 9, "[::1]:9", "/a?b=c")
-        );
-        assert!(!format!("{hook:?}").contains("b=c"));
     }
 
     #[test]

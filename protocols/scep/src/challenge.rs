@@ -1,16 +1,15 @@
-//! Challenge validation: static (constant time), one-time (the store), webhook (HTTP POST of
-//! the request's facts). Challenges are secrets: they are never logged.
+//! Challenge validation: static (constant time), one-time (the store), webhook (a
+//! [`ChallengeWebhook`] the daemon supplies, asked with the request's facts). Challenges are secrets: they are never logged.
 
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
+use async_trait::async_trait;
 use certgate_core::{DnsName, Identifier, Name, ParsedCsr};
 use certgate_store::ScepChallengeStore;
 use certgate_store::scep_challenges::ScepChallengeRecord;
 use const_oid::db::rfc4519;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -18,7 +17,7 @@ use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
 use zeroize::Zeroizing;
 
-use crate::config::{Secret, WebhookConfig};
+use crate::config::Secret;
 use crate::{ScepError, crypto};
 
 /// The store id of a one-time challenge: lower-case hex SHA-256 of the challenge.
@@ -173,85 +172,41 @@ impl<'a> WebhookRequest<'a> {
     }
 }
 
-/// A parsed webhook URL.
-#[derive(Debug, Clone)]
-pub struct Webhook {
-    host: String,
-    port: u16,
-    path: String,
-    timeout: Duration,
+impl WebhookRequest<'_> {
+    /// The JSON document a webhook receives (it holds the challenge: zeroed on drop).
+    pub fn to_json(&self) -> Result<Zeroizing<Vec<u8>>, ScepError> {
+        serde_json::to_vec(self)
+            .map(Zeroizing::new)
+            .map_err(|e| ScepError::Webhook(e.to_string()))
+    }
 }
 
+/// Decides the challenges that neither the static nor the one-time validator accepted. This
+/// crate makes no outbound requests itself: the daemon implements this over the workspace's
+/// one outbound webhook client (http or https with certificate verification, HMAC-signed),
+/// POSTing [`WebhookRequest::to_json`].
+#[async_trait]
+pub trait ChallengeWebhook: std::fmt::Debug + Send + Sync {
+    /// `Ok(true)` allows the enrollment, `Ok(false)` refuses it (FAILURE badRequest);
+    /// `Err` ([`ScepError::Webhook`]) when the webhook cannot be asked or gives no answer in
+    /// time, which refuses it too (FAILURE, logged as a server fault). Implementations bound
+    /// their own time.
+    async fn allows(&self, request: &WebhookRequest<'_>) -> Result<bool, ScepError>;
+}
+
+/// An endpoint's configured challenge webhook.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhook(Arc<dyn ChallengeWebhook>);
+
 impl Webhook {
-    /// Parses `config.url` (`http://host[:port][/path]`).
-    pub fn new(config: &WebhookConfig) -> Result<Self, ScepError> {
-        let bad = |why: &str| ScepError::Config(format!("webhook URL {:?}: {why}", config.url));
-        let rest = config
-            .url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// is supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => rest.split_at(i),
-            None => (rest, "/"),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) if !host.ends_with(']') || host.starts_with('[') => {
-                (host, port.parse::<u16>().map_err(|_| bad("invalid port"))?)
-            }
-            _ => (authority, 80),
-        };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        if config.timeout.is_zero() {
-            return Err(bad("the timeout must be positive"));
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-            path: path.to_owned(),
-            timeout: config.timeout,
-        })
+    /// Takes the configured webhook.
+    pub(crate) fn new(webhook: &Arc<dyn ChallengeWebhook>) -> Result<Self, ScepError> {
+        Ok(Self(Arc::clone(webhook)))
     }
 
-    /// Asks the webhook: `Ok(true)` for a 2xx answer, `Ok(false)` for any other status,
-    /// `Err` when it cannot be asked in time.
-    pub async fn allows(&self, request: &WebhookRequest<'_>) -> Result<bool, ScepError> {
-        let body = Zeroizing::new(serde_json::to_vec(request).map_err(|e| ScepError::Webhook(e.to_string()))?);
-        tokio::time::timeout(self.timeout, self.post(body.to_vec()))
-            .await
-            .map_err(|_| ScepError::Webhook("timed out".into()))?
-    }
-
-    async fn post(&self, body: Vec<u8>) -> Result<bool, ScepError> {
-        let failed = |e: &dyn std::fmt::Display| ScepError::Webhook(e.to_string());
-        let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
-            .await
-            .map_err(|e| failed(&e))?;
-        stream.set_nodelay(true).map_err(|e| failed(&e))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(|e| failed(&e))?;
-        let driver = tokio::spawn(connection);
-        let host_header = if self.port == 80 {
-            self.host.clone()
-        } else if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        };
-        let request = hyper::Request::post(self.path.as_str())
-            .header(hyper::header::HOST, host_header)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| failed(&e))?;
-        let response = sender.send_request(request).await.map_err(|e| failed(&e))?;
-        let allowed = response.status().is_success();
-        // Read (and drop) a small body so the connection ends cleanly.
-        let _ = response.into_body().collect().await;
-        driver.abort();
-        Ok(allowed)
+    /// Asks the webhook (see [`ChallengeWebhook::allows`]).
+    pub(crate) async fn allows(&self, request: &WebhookRequest<'_>) -> Result<bool, ScepError> {
+        self.0.allows(request).await
     }
 }
 
@@ -321,43 +276,6 @@ mod tests {
         ];
         for (case, csr, want) in cases {
             assert_eq!(binding_candidates(&csr), want, "case {case}");
-        }
-    }
-
-    #[test]
-    fn webhook_urls() {
-        let config = |url: &str| WebhookConfig {
-            url: url.into(),
-            timeout: Duration::from_secs(2),
-        };
-        let cases = [
-            (
-                "good_port_path",
-                "http://127.0.0.1:8081/check",
-                Some(("127.0.0.1", 8081, "/check")),
-            ),
-            (
-                "good_default_port",
-                "http://hooks.example/",
-                Some(("hooks.example", 80, "/")),
-            ),
-            (
-                "good_no_path",
-                "http://hooks.example:9",
-                Some(("hooks.example", 9, "/")),
-            ),
-            ("good_ipv6", "http://[::1]:8081/x", Some(("::1", 8081, "/x"))),
-            ("bad_https", "https://hooks.example/", None),
-            ("bad_port", "http://h:99999/", None),
-            ("bad_no_host", "http:///x", None),
-        ];
-        for (case, url, want) in cases {
-            let got = Webhook::new(&config(url)).ok();
-            assert_eq!(
-                got.as_ref().map(|w| (w.host.as_str(), w.port, w.path.as_str())),
-                want,
-                "case {case}"
-            );
         }
     }
 }

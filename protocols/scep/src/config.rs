@@ -9,6 +9,8 @@ use certgate_authority::{EndpointRef, RaKey};
 use certgate_core::Name;
 use zeroize::Zeroizing;
 
+use crate::challenge::ChallengeWebhook;
+
 /// A static challenge password. Never printed.
 #[derive(Clone)]
 pub struct Secret(Zeroizing<String>);
@@ -29,17 +31,6 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(<redacted>)")
     }
-}
-
-/// A webhook that decides challenges: certgate POSTs a JSON document with the CSR's facts
-/// (subject, common name, SANs, key type), the challenge and the transactionID; a 2xx answer
-/// allows the enrollment, anything else (or no answer within `timeout`) refuses it.
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    /// `http://host[:port]/path` (https is not supported yet).
-    pub url: String,
-    /// How long to wait for the whole exchange.
-    pub timeout: Duration,
 }
 
 /// Interoperability switches; every default is the standard behaviour.
@@ -79,8 +70,10 @@ pub struct ChallengeConfig {
     pub static_challenge: Option<Secret>,
     /// Accept one-time challenges from the store (`certgate scep challenge create`).
     pub one_time: bool,
-    /// Ask a webhook.
-    pub webhook: Option<WebhookConfig>,
+    /// Ask a webhook: certgate sends it the CSR's facts (subject, common name, SANs, key
+    /// type), the challenge and the transactionID ([`crate::challenge::WebhookRequest`]); it
+    /// allows or refuses the enrollment.
+    pub webhook: Option<Arc<dyn ChallengeWebhook>>,
 }
 
 impl ChallengeConfig {

@@ -9,10 +9,11 @@
 //! What it does: decode GET messages leniently ([`codec`]), parse and verify PKIMessages
 //! (signature, then signingTime against the endpoint's `max_clock_skew`) and open their
 //! envelopes with the RA key ([`message`], through the opaque [`certgate_authority::RaKey`],
-//! off the reactor), authenticate (static, one-time and webhook challenges; renewal by signer
-//! certificate) before the authority's policy check, queue requests for manual approval, have
+//! off the reactor), authenticate (static, one-time and webhook challenges, the webhook a
+//! [`ChallengeWebhook`] the caller supplies; renewal by signer certificate) before the authority's policy check, queue requests for manual approval, have
 //! the authority issue, and answer with signed (and encrypted) CertReps. What it does not do:
-//! decide issuance policy (the authority does), hold CA keys, speak HTTP itself, publish CRLs
+//! decide issuance policy (the authority does), hold CA keys, speak HTTP itself (neither as
+//! a server nor to webhooks), publish CRLs
 //! (GetCRL asks a [`CrlSource`]).
 //!
 //! Fuzzing entry points (untrusted bytes, never panic): [`parse_pki_message`],
@@ -30,11 +31,9 @@ mod server;
 #[cfg(feature = "test-client")]
 pub mod testclient;
 
-pub use challenge::{challenge_id, create_one_time_challenge};
+pub use challenge::{ChallengeWebhook, WebhookRequest, challenge_id, create_one_time_challenge};
 pub use codec::{DEFAULT_ENDPOINT, MAX_MESSAGE_LEN, Operation, decode_message_param, decode_post_body, parse_path};
-pub use config::{
-    ChallengeConfig, CompatSwitches, DEFAULT_MAX_CLOCK_SKEW, NextCa, ScepEndpointConfig, Secret, WebhookConfig,
-};
+pub use config::{ChallengeConfig, CompatSwitches, DEFAULT_MAX_CLOCK_SKEW, NextCa, ScepEndpointConfig, Secret};
 pub use error::{FailInfo, ScepError};
 #[doc(hidden)]
 pub use message::fuzz_envelope;

@@ -1,12 +1,17 @@
 //! `[endpoints.scep]`: a SCEP endpoint's settings and their checks.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-use certgate_core::Name;
+use certgate_core::{Clock, Name};
+use certgate_lifecycle::{OutboundWebhook, WebhookSecret, WebhookTimeouts};
+use certgate_scep::ChallengeWebhook;
 use certgate_signer::KeyType;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::scep_webhook::ScepChallengeWebhook;
 
 /// A SCEP endpoint's protocol settings (`[endpoints.scep]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -18,9 +23,19 @@ pub struct ScepSettings {
     pub challenge_env: Option<String>,
     /// Accept one-time challenges made by `certgate scep challenge create`.
     pub one_time_challenges: bool,
-    /// Ask this webhook (`http://host:port/path`) whether a challenge is good: 2xx allows.
+    /// Ask this webhook (`https://host[:port]/path`, or `http://` on a trusted network) whether
+    /// a challenge is good: certgate POSTs the CSR's facts and the challenge as JSON, signed
+    /// (`X-Certgate-Signature`, as lifecycle webhooks); 2xx allows, any other answer refuses.
     pub webhook_url: Option<String>,
-    /// Seconds the webhook may take.
+    /// The webhook's HMAC-SHA256 signing secret (at least 16 bytes), from the first line of
+    /// this file. This or `webhook_secret_env` is required with `webhook_url`.
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The webhook's signing secret, from this environment variable.
+    pub webhook_secret_env: Option<String>,
+    /// PEM CA certificates an `https://` webhook's certificate must chain to; the system's
+    /// trust store when absent.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Seconds the webhook may take, connecting included (1 to 60).
     pub webhook_timeout_seconds: u64,
     /// Accept renewals (RenewalReq, or PKCSReq signed by a certificate certgate issued, same
     /// subject): the challenge is then optional.
@@ -55,6 +70,9 @@ impl Default for ScepSettings {
             challenge_env: None,
             one_time_challenges: true,
             webhook_url: None,
+            webhook_secret_file: None,
+            webhook_secret_env: None,
+            webhook_ca_file: None,
             webhook_timeout_seconds: 5,
             renewal: true,
             require_approval: false,
@@ -82,6 +100,8 @@ pub struct CheckedScep {
     pub settings: ScepSettings,
     /// The static challenge, read from its file or variable.
     pub static_challenge: Option<certgate_scep::Secret>,
+    /// The challenge webhook: URL, signing secret and TLS roots checked, the secret read.
+    pub webhook: Option<OutboundWebhook>,
     /// The RA key type.
     pub ra_key_type: KeyType,
 }
@@ -120,14 +140,10 @@ impl CheckedScep {
                 "no way to authenticate: set a challenge, one_time_challenges, webhook_url or renewal".into(),
             ));
         }
-        if let Some(url) = &settings.webhook_url
-            && !url.starts_with("http://")
-        {
-            return Err(invalid(format!("webhook_url {url:?} must be an http:// URL")));
-        }
         if !(1..=60).contains(&settings.webhook_timeout_seconds) {
             return Err(invalid("webhook_timeout_seconds must be 1 to 60".into()));
         }
+        let webhook = webhook(&name, &settings)?;
         if !(1..=100_000).contains(&settings.max_in_flight) {
             return Err(invalid("max_in_flight must be 1 to 100000".into()));
         }
@@ -158,26 +174,32 @@ impl CheckedScep {
             name,
             issuer,
             static_challenge: static_challenge.map(certgate_scep::Secret::new),
+            webhook,
             settings,
             ra_key_type,
         })
     }
 
-    /// The SCEP crate's configuration, with the endpoint's RA and the next CA's certificates
-    /// (its chain, as GetNextCACert announces them).
+    /// The SCEP crate's configuration, with the endpoint's RA, the next CA's certificates
+    /// (its chain, as GetNextCACert announces them), and the clock that dates webhook
+    /// signatures.
     pub fn to_endpoint_config(
         &self,
-        ra: std::sync::Arc<certgate_authority::RaKey>,
+        ra: Arc<certgate_authority::RaKey>,
         next_ca: Option<Vec<Vec<u8>>>,
+        clock: Arc<dyn Clock>,
     ) -> certgate_scep::ScepEndpointConfig {
         let s = &self.settings;
         let mut config = certgate_scep::ScepEndpointConfig::new(self.name.clone(), ra);
         config.challenge = certgate_scep::ChallengeConfig {
             static_challenge: self.static_challenge.clone(),
             one_time: s.one_time_challenges,
-            webhook: s.webhook_url.as_ref().map(|url| certgate_scep::WebhookConfig {
-                url: url.clone(),
-                timeout: std::time::Duration::from_secs(s.webhook_timeout_seconds),
+            webhook: self.webhook.clone().map(|outbound| -> Arc<dyn ChallengeWebhook> {
+                Arc::new(ScepChallengeWebhook::new(
+                    outbound,
+                    Duration::from_secs(s.webhook_timeout_seconds),
+                    Arc::clone(&clock),
+                ))
             }),
         };
         config.renewal = s.renewal;
@@ -194,5 +216,116 @@ impl CheckedScep {
         config.max_clock_skew =
             (s.max_clock_skew_seconds > 0).then(|| std::time::Duration::from_secs(s.max_clock_skew_seconds));
         config
+    }
+}
+
+/// The challenge webhook of endpoint `name`: `None` without `webhook_url`; otherwise its
+/// signing secret (required: the receiver must be able to tell certgate's requests from
+/// anyone's) and TLS roots, checked.
+fn webhook(name: &Name, settings: &ScepSettings) -> Result<Option<OutboundWebhook>, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(format!("scep endpoint {name}: {m}"));
+    let Some(url) = &settings.webhook_url else {
+        let stray = settings.webhook_secret_file.is_some()
+            || settings.webhook_secret_env.is_some()
+            || settings.webhook_ca_file.is_some();
+        if stray {
+            return Err(invalid(
+                "webhook_secret_file, webhook_secret_env and webhook_ca_file need webhook_url".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let secret = match (&settings.webhook_secret_file, &settings.webhook_secret_env) {
+        (Some(path), None) => {
+            let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?);
+            WebhookSecret::new(text.lines().next().unwrap_or_default().as_bytes())
+        }
+        (None, Some(var)) => {
+            let value = zeroize::Zeroizing::new(
+                std::env::var(var).map_err(|_| invalid(format!("webhook_secret_env: {var} is not set")))?,
+            );
+            WebhookSecret::new(value.as_bytes())
+        }
+        _ => {
+            return Err(invalid(
+                "webhook_url needs one of webhook_secret_file and webhook_secret_env (its signing key)".into(),
+            ));
+        }
+    };
+    let timeout = Duration::from_secs(settings.webhook_timeout_seconds);
+    let timeouts = WebhookTimeouts {
+        connect: timeout,
+        response: timeout,
+    };
+    OutboundWebhook::new(
+        &format!("scep-{name}"),
+        url,
+        &secret,
+        settings.webhook_ca_file.as_deref(),
+        timeouts,
+    )
+    .map(Some)
+    .map_err(|e| invalid(format!("webhook_url: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef-secret\n").unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "short\n").unwrap();
+        let settings = |url: Option<&str>, secret: Option<&PathBuf>, ca: Option<&str>| ScepSettings {
+            webhook_url: url.map(str::to_owned),
+            webhook_secret_file: secret.cloned(),
+            webhook_ca_file: ca.map(PathBuf::from),
+            ..ScepSettings::default()
+        };
+        let cases = [
+            ("good_none", settings(None, None, None), Some(false)),
+            (
+                "good_http",
+                settings(Some("http://127.0.0.1:9/check"), Some(&secret), None),
+                Some(true),
+            ),
+            (
+                "bad_no_secret",
+                settings(Some("http://127.0.0.1:9/check"), None, None),
+                None,
+            ),
+            (
+                "bad_short_secret",
+                settings(Some("http://127.0.0.1:9/"), Some(&short), None),
+                None,
+            ),
+            (
+                "bad_scheme",
+                settings(Some("ftp://127.0.0.1:9/"), Some(&secret), None),
+                None,
+            ),
+            (
+                "bad_missing_ca_file",
+                settings(
+                    Some("https://hooks.example/"),
+                    Some(&secret),
+                    Some("/nonexistent/ca.pem"),
+                ),
+                None,
+            ),
+            ("bad_secret_without_url", settings(None, Some(&secret), None), None),
+            ("bad_ca_without_url", settings(None, None, Some("/etc/ca.pem")), None),
+        ];
+        let name = Name::new("default").unwrap();
+        for (case, settings, want) in cases {
+            let got = webhook(&name, &settings).map(|hook| hook.is_some()).ok();
+            assert_eq!(got, want, "case {case}");
+        }
     }
 }

@@ -1,15 +1,22 @@
 //! SCEP (RFC 8894) against the built daemon over real HTTP: micromdm's scepclient (Debian
 //! package `scep`) for enrollment with a static and a one-time challenge and for renewal, and
 //! the crate's Rust client (cms) for the cipher, digest and message matrix. Every issued
-//! certificate is checked with `openssl verify` and pkilint.
+//! certificate is checked with `openssl verify` and pkilint. Challenge webhooks over https
+//! (a throwaway CA in `webhook_ca_file`) and http, with signature checks at the receiver.
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 use certgate_scep::crypto::{ContentCipher, DigestAlg};
 use certgate_scep::testclient::{self, RequestOptions, ScepClient};
 use certgate_scep::{FailInfo, MessageType, PkiStatus};
 use certgate_test_support::{openssl_verify, pkilint, unwaived};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::Daemon;
 
@@ -601,5 +608,261 @@ fn rust_client_ec_csr_renewal_refusals_and_get_next_ca_cert() {
         PkiStatus::Failure,
         "revoked signer: {:?}",
         view.fail_info_text
+    );
+}
+
+/// The challenge the webhook receivers allow.
+const HOOK_OK: &str = "webhook-allows-this-9c1e";
+/// The webhooks' signing secret (`webhook_secret_file`).
+const HOOK_SECRET: &str = "scep-webhook-secret-0123456789abcdef";
+
+/// One request a webhook receiver got.
+#[derive(Debug, Clone)]
+struct HookRequest {
+    event: String,
+    signature: String,
+    signature_ok: bool,
+    body: serde_json::Value,
+}
+
+type HookLog = Arc<Mutex<Vec<HookRequest>>>;
+
+/// A SCEP challenge webhook receiver on 127.0.0.1, plain HTTP or TLS, in its own runtime. It
+/// checks `X-Certgate-Signature` with its own HMAC code and allows exactly [`HOOK_OK`], and
+/// only when the signature verifies.
+struct HookReceiver {
+    port: u16,
+    log: HookLog,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl HookReceiver {
+    fn start(tls: Option<rustls::ServerConfig>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = HookLog::default();
+        let acceptor = tls.map(|config| tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        let shared = Arc::clone(&log);
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (log, acceptor) = (Arc::clone(&shared), acceptor.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| judge(Arc::clone(&log), request));
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            log,
+            _runtime: runtime,
+        }
+    }
+
+    fn requests(&self) -> Vec<HookRequest> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+async fn judge(log: HookLog, request: hyper::Request<Incoming>) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (event, signature) = (header("x-certgate-event"), header("x-certgate-signature"));
+    let body = request.into_body().collect().await.unwrap().to_bytes();
+    let signature_ok = signature_verifies(&signature, &body);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let allow = signature_ok && body["challenge"] == HOOK_OK;
+    log.lock().unwrap().push(HookRequest {
+        event,
+        signature,
+        signature_ok,
+        body,
+    });
+    Ok(hyper::Response::builder()
+        .status(if allow { 200 } else { 403 })
+        .body(Full::new(Bytes::new()))
+        .unwrap())
+}
+
+/// `t=<unix>,v1=<hex>`: HMAC-SHA256 keyed with [`HOOK_SECRET`] over `<t>.<body>`, with `t`
+/// within five minutes of now (as a receiver would check it).
+fn signature_verifies(signature: &str, body: &[u8]) -> bool {
+    let Some((t, v1)) = signature.strip_prefix("t=").and_then(|rest| rest.split_once(",v1=")) else {
+        return false;
+    };
+    let Ok(timestamp) = t.parse::<i64>() else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, HOOK_SECRET.as_bytes());
+    let mut message = format!("{t}.").into_bytes();
+    message.extend_from_slice(body);
+    let tag: String = aws_lc_rs::hmac::sign(&key, &message)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    (now - timestamp).abs() < 300 && tag == v1
+}
+
+/// A throwaway CA's certificate (DER) and a TLS server configuration whose certificate it
+/// issued for `localhost` and 127.0.0.1.
+fn hook_tls(ca_name: &str) -> (Vec<u8>, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, ca_name);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(leaf.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    (ca.der().to_vec(), config)
+}
+
+/// Three SCEP endpoints asking webhooks only (no static or one-time challenge, no renewal):
+/// `hook` over https to a receiver whose certificate chains to `webhook_ca_file`, `plainhook`
+/// over http, and `untrusted` over https to a receiver whose certificate does not.
+fn webhook_config(secret: &Path, ca: &Path, https_port: u16, http_port: u16, untrusted_port: u16) -> String {
+    let endpoint = |name: &str, url: String| {
+        format!(
+            "[[endpoints]]\nprotocol = \"scep\"\nname = \"{name}\"\nprofiles = [\"device\"]\n\
+             [endpoints.scep]\none_time_challenges = false\nrenewal = false\nwebhook_url = \"{url}\"\n\
+             webhook_secret_file = \"{secret}\"\nwebhook_ca_file = \"{ca}\"\nwebhook_timeout_seconds = 5\n",
+            secret = secret.display(),
+            ca = ca.display()
+        )
+    };
+    format!(
+        "[[issuers]]\nname = \"default\"\ncreate_if_missing = true\n{}{}{}",
+        endpoint("hook", format!("https://localhost:{https_port}/scep/check")),
+        endpoint("plainhook", format!("http://127.0.0.1:{http_port}/scep/check")),
+        endpoint("untrusted", format!("https://127.0.0.1:{untrusted_port}/scep/check")),
+    )
+}
+
+#[test]
+fn challenge_webhooks_over_https_and_http_are_signed_and_an_untrusted_receiver_refuses() {
+    let work = tempfile::tempdir().unwrap();
+    let (ca_der, trusted_tls) = hook_tls("webhook test CA");
+    let (_, untrusted_tls) = hook_tls("some other CA");
+    let ca_file = work.path().join("webhook-ca.pem");
+    certgate_test_support::write_pem(&ca_file, &[&ca_der]);
+    let secret_file = work.path().join("webhook-secret.txt");
+    std::fs::write(&secret_file, format!("{HOOK_SECRET}\n")).unwrap();
+    let https = HookReceiver::start(Some(trusted_tls));
+    let http = HookReceiver::start(None);
+    let untrusted = HookReceiver::start(Some(untrusted_tls));
+    let scep = Scep {
+        daemon: Daemon::start(&webhook_config(
+            &secret_file,
+            &ca_file,
+            https.port,
+            http.port,
+            untrusted.port,
+        )),
+        work,
+    };
+
+    let enroll = |endpoint: &str, challenge: &str, cn: &str| {
+        let client = ScepClient::new(cn).unwrap();
+        let csr = testclient::csr(client.key(), cn, &[], Some(challenge)).unwrap();
+        let options = RequestOptions::new(MessageType::PkcsReq);
+        let message = client.pki_message(&scep.ra_der(endpoint), &csr, &options).unwrap();
+        (
+            scep.exchange(endpoint, &client, &message, false),
+            options.transaction_id,
+        )
+    };
+    for (endpoint, receiver) in [("hook", &https), ("plainhook", &http)] {
+        // The receiver allows its challenge: issued, and the request it saw was signed.
+        let (view, transaction_id) = enroll(endpoint, HOOK_OK, &format!("{endpoint}-good"));
+        assert_eq!(view.status, PkiStatus::Success, "{endpoint}: {:?}", view.fail_info_text);
+        scep.check_issued_der(&view.certificates[0], endpoint);
+        let seen = receiver.requests();
+        assert_eq!(seen.len(), 1, "{endpoint}: {seen:?}");
+        let request = &seen[0];
+        assert!(request.signature_ok, "{endpoint}: signature {:?}", request.signature);
+        assert_eq!(request.event, "scep_challenge");
+        assert_eq!(request.body["endpoint"], endpoint);
+        assert_eq!(request.body["transaction_id"], transaction_id.as_str());
+        assert_eq!(request.body["subject"], format!("CN={endpoint}-good"));
+        // Any other challenge: refused (badRequest), nothing issued.
+        let (view, _) = enroll(endpoint, "not-the-challenge", &format!("{endpoint}-bad"));
+        assert_eq!(view.status, PkiStatus::Failure, "{endpoint}");
+        assert_eq!(view.fail_info, Some(FailInfo::BadRequest), "{endpoint}");
+        assert!(view.certificates.is_empty(), "{endpoint}");
+        assert_eq!(receiver.requests().len(), 2, "{endpoint}");
+    }
+
+    // A receiver whose certificate does not chain to webhook_ca_file never sees the request
+    // (the handshake fails), and the enrollment is refused even with the right challenge.
+    let (view, _) = enroll("untrusted", HOOK_OK, "untrusted-good");
+    assert_eq!(view.status, PkiStatus::Failure, "{:?}", view.fail_info_text);
+    assert!(view.certificates.is_empty());
+    assert!(untrusted.requests().is_empty(), "{:?}", untrusted.requests());
+    // Only the two allowed enrollments were issued, each credited to the webhook.
+    let (ok, listed, err) = scep
+        .daemon
+        .cli(&["cert", "list", "--format", "json", "--protocol", "scep"]);
+    assert!(ok, "{listed}{err}");
+    let items: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let mut issued: Vec<(String, String)> = items
+        .iter()
+        .map(|i| (i["endpoint"].to_string(), i["requester"].to_string()))
+        .collect();
+    issued.sort();
+    assert_eq!(
+        issued,
+        [
+            ("\"hook\"".to_owned(), "\"scep-device:hook/webhook\"".to_owned()),
+            (
+                "\"plainhook\"".to_owned(),
+                "\"scep-device:plainhook/webhook\"".to_owned()
+            ),
+        ],
+        "{listed}"
     );
 }

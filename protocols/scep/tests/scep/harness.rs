@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use certgate_authority::EndpointPolicy;
 use certgate_authority::{KeyType, RaKey, RaOptions};
@@ -10,12 +9,11 @@ use certgate_core::{Protocol, SystemClock};
 use certgate_scep::message::{MessageType, parse_pki_message};
 use certgate_scep::testclient::{self, CertRepView, RequestOptions, ScepClient};
 use certgate_scep::{
-    ChallengeConfig, CompatSwitches, NextCa, ScepEndpointConfig, ScepRequest, ScepResponse, ScepServer, ScepStores,
-    Secret, WebhookConfig,
+    ChallengeConfig, ChallengeWebhook, CompatSwitches, NextCa, ScepEndpointConfig, ScepError, ScepRequest,
+    ScepResponse, ScepServer, ScepStores, Secret, WebhookRequest,
 };
 use certgate_store::{ApprovalStore, SledStore};
 use certgate_test_support::{TestAuthority, name, test_endpoint};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const STATIC_CHALLENGE: &str = "s3cret-challenge";
 pub const HOOK_OK: &str = "hook-allows-this";
@@ -48,58 +46,26 @@ pub struct Harness {
     pub server: ScepServer,
     pub ta: TestAuthority,
     pub ra: Arc<RaKey>,
-    _hook: tokio::task::JoinHandle<()>,
 }
 
-/// A webhook that allows exactly the challenge [`HOOK_OK`].
-async fn webhook() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/check", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = socket.read(&mut chunk).await else { return };
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buffer).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if buffer.len() >= end + 4 + length {
-                            let body: serde_json::Value =
-                                serde_json::from_slice(&buffer[end + 4..end + 4 + length]).unwrap();
-                            let ok = body["challenge"] == HOOK_OK
-                                && body["endpoint"] == "hook"
-                                && body["subject"].as_str().unwrap().starts_with("CN=");
-                            let status = if ok { "200 OK" } else { "403 Forbidden" };
-                            let _ = socket
-                                .write_all(
-                                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                                        .as_bytes(),
-                                )
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (url, task)
+/// A challenge webhook that allows exactly the challenge [`HOOK_OK`], judging the JSON
+/// document a receiver gets. (The HTTP client is the daemon's, over certgate-lifecycle's
+/// outbound client; the daemon's end-to-end tests drive it over http and https.)
+#[derive(Debug)]
+struct HookAllowsOk;
+
+#[async_trait::async_trait]
+impl ChallengeWebhook for HookAllowsOk {
+    async fn allows(&self, request: &WebhookRequest<'_>) -> Result<bool, ScepError> {
+        let body: serde_json::Value = serde_json::from_slice(&request.to_json()?).unwrap();
+        Ok(body["challenge"] == HOOK_OK
+            && body["endpoint"] == "hook"
+            && body["subject"].as_str().unwrap().starts_with("CN=")
+            && body["transaction_id"].is_string()
+            && body["message_type"] == "PKCSReq"
+            && body["key_type"].is_string()
+            && body["sans"].is_array())
+    }
 }
 
 impl Harness {
@@ -124,7 +90,6 @@ impl Harness {
             )
             .unwrap(),
         );
-        let (hook_url, hook) = webhook().await;
         let configs = ENDPOINTS
             .iter()
             .map(|e| {
@@ -149,10 +114,7 @@ impl Harness {
                         config.challenge = ChallengeConfig {
                             static_challenge: None,
                             one_time: false,
-                            webhook: Some(WebhookConfig {
-                                url: hook_url.clone(),
-                                timeout: Duration::from_secs(5),
-                            }),
+                            webhook: Some(Arc::new(HookAllowsOk)),
                         }
                     }
                     "rollover" => {
@@ -176,12 +138,7 @@ impl Harness {
             challenges: Arc::new(ta.store.clone()),
         };
         let server = ScepServer::new(configs, stores, Arc::clone(&ta.authority), Arc::new(SystemClock)).unwrap();
-        Self {
-            server,
-            ta,
-            ra,
-            _hook: hook,
-        }
+        Self { server, ta, ra }
     }
 
     pub fn ra_der(&self) -> Vec<u8> {

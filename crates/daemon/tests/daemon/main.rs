@@ -10,6 +10,7 @@ use certgate_test_support::binary::{Spawned, run};
 use certgate_test_support::workspace_root;
 
 mod acme_clients;
+mod attack;
 mod est_clients;
 mod instant;
 mod scep_clients;

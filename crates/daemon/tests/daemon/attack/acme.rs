@@ -167,8 +167,8 @@ const fn problem(kind: &'static str, status: u16) -> Expect {
     Expect::Problem(kind, status)
 }
 
-/// The JWS structure, size, nonce, URL, key and algorithm cases.
-fn jws_cases() -> Vec<Case<Ctx>> {
+/// The JWS structure: not JSON, nested, members missing or extra.
+fn structure_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("acme_body_not_json", problem("malformed", 400), |c| c
             .raw(&c.url("/new-account"), br#"{"protected": "#)
@@ -229,6 +229,12 @@ fn jws_cases() -> Vec<Case<Ctx>> {
             c.new_account_members(|m| drop(m.insert("signatures".into(), json!([]))))
                 .await
         }),
+    ]
+}
+
+/// Content type, size and a body cut short.
+fn transport_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("acme_content_type_json", problem("malformed", 415), |c| {
             let headers = [("content-type", "application/json")];
             let path = format!("{ACME_PATH}/new-account");
@@ -255,6 +261,12 @@ fn jws_cases() -> Vec<Case<Ctx>> {
             };
             c.target.exchange_with(Listener::Https, bytes, &send).await
         }),
+    ]
+}
+
+/// Nonces (garbage, huge, forged, missing, replayed), URLs and kids.
+fn nonce_and_url_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("acme_nonce_garbage", problem("badNonce", 400), |c| {
             c.new_account_bent(|p| p["nonce"] = json!("not-a-nonce")).await
         }),
@@ -318,6 +330,12 @@ fn jws_cases() -> Vec<Case<Ctx>> {
                     .await
             }
         ),
+    ]
+}
+
+/// Algorithms, signer fields, keys and signatures.
+fn key_and_algorithm_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("acme_alg_none", problem("badSignatureAlgorithm", 400), |c| {
             c.new_account_bent(|p| p["alg"] = json!("none")).await
         }),
@@ -445,9 +463,8 @@ fn cross_account_cases() -> Vec<Case<Ctx>> {
     ]
 }
 
-/// finalize with CSRs the order does not allow or that attack the parser; certificates and
-/// keys of other protocols; the http-01 echo; endpoint-level mistakes; the rate limit.
-fn finalize_and_other_cases() -> Vec<Case<Ctx>> {
+/// finalize with CSRs the order does not allow or that attack the parser.
+fn finalize_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("acme_finalize_csr_with_other_names", problem("badCSR", 400), |c| {
             c.finalize_with(&csr_for(&["127.0.0.1", "evil.attack.test"])).await
@@ -489,6 +506,13 @@ fn finalize_and_other_cases() -> Vec<Case<Ctx>> {
             let payload = json!({"csr": B64URL.encode(csr_for(&["127.0.0.1"]))});
             c.post(&c.alice, &c.issued.order.finalize(), Some(payload)).await
         }),
+    ]
+}
+
+/// Certificates of other protocols, orders the policy refuses, endpoint-level mistakes, the
+/// http-01 echo and the rate limit.
+fn other_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!(
             "acme_revoke_est_certificate_with_its_key",
             problem("malformed", 404),
@@ -623,9 +647,13 @@ async fn new_accounts_rate_limited(c: &Ctx) -> Result<(), String> {
 
 /// Every ACME case.
 pub fn cases() -> Vec<Case<Ctx>> {
-    let mut all = jws_cases();
+    let mut all = structure_cases();
+    all.extend(transport_cases());
+    all.extend(nonce_and_url_cases());
+    all.extend(key_and_algorithm_cases());
     all.extend(cross_account_cases());
-    all.extend(finalize_and_other_cases());
+    all.extend(finalize_cases());
+    all.extend(other_cases());
     all
 }
 

@@ -134,11 +134,12 @@ async fn csv_neutralised(c: &Ctx) -> Result<(), String> {
 /// Every admin API and metrics case.
 pub fn cases() -> Vec<Case<Ctx>> {
     let mut all = credential_cases();
+    all.extend(listener_cases());
     all.extend(request_cases());
     all
 }
 
-/// Credentials: none, wrong, foreign, read-only, on the wrong listener.
+/// Credentials: none, wrong, foreign, read-only.
 fn credential_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("admin_without_token", Expect::Status(401), |c| c
@@ -198,6 +199,12 @@ fn credential_cases() -> Vec<Case<Ctx>> {
             )
             .await
         }),
+    ]
+}
+
+/// The admin API on the plain-HTTP listener, and `/metrics` for the wrong client.
+fn listener_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("admin_api_on_plain_http_listener", Expect::Status(404), |c| {
             let bearer = c.target.bearer();
             let headers = [("authorization", bearer.as_str())];

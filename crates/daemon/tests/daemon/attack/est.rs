@@ -297,7 +297,7 @@ fn reenroll_cases() -> Vec<Case<Ctx>> {
     ]
 }
 
-/// Bodies: oversized, truncated, garbage, wrong type, nested deep.
+/// Bodies: oversized, truncated, garbage, wrong type.
 fn body_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("est_body_over_128k", Expect::Status(413), |c| {
@@ -345,6 +345,12 @@ fn body_cases() -> Vec<Case<Ctx>> {
             };
             c.target.exchange_with(Listener::Https, bytes, &send).await
         }),
+    ]
+}
+
+/// CSRs nested deep, in the body and inside an attribute.
+fn nested_csr_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("est_csr_nested_15000_der", Expect::Status(400), |c| {
             let der = hostile::nest_definite(0x30, 15_000, &[]);
             c.enroll_body("application/pkcs10", B64.encode(der).as_bytes()).await
@@ -390,6 +396,7 @@ pub fn cases() -> Vec<Case<Ctx>> {
     let mut all = credential_cases();
     all.extend(reenroll_cases());
     all.extend(body_cases());
+    all.extend(nested_csr_cases());
     all
 }
 

@@ -118,8 +118,8 @@ fn not_found_only(outcome: Outcome) -> Outcome {
     Outcome::Checked(checked)
 }
 
-/// Every CRL and OCSP case.
-pub fn cases() -> Vec<Case<Ctx>> {
+/// OCSP POSTs: nested, oversized, truncated, garbage, of the wrong type.
+fn post_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("ocsp_post_well_formed_is_answered", Expect::Checked, |c| ocsp_answer(
             c.ocsp(&c.request).await,
@@ -182,6 +182,12 @@ pub fn cases() -> Vec<Case<Ctx>> {
                 MALFORMED_REQUEST,
             )
         }),
+    ]
+}
+
+/// Unknown issuers and GET requests.
+fn lookup_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("ocsp_post_unknown_issuer", Expect::Checked, |c| {
             ocsp_answer(c.ocsp(&c.foreign).await, UNAUTHORIZED)
         }),
@@ -213,6 +219,12 @@ pub fn cases() -> Vec<Case<Ctx>> {
                 .request(Listener::Http, "PUT", "/ocsp/default", &[], &c.request)
                 .await
         }),
+    ]
+}
+
+/// CRLs of unknown issuers and paths that try to leave `/crl/`.
+fn crl_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("crl_unknown_issuer", Expect::Status(404), |c| c
             .get("/crl/nosuch.crl")
             .await),
@@ -239,6 +251,14 @@ pub fn cases() -> Vec<Case<Ctx>> {
             c.get("/ca/..%2F..%2Fetc%2Fpasswd.crt").await
         )),
     ]
+}
+
+/// Every CRL and OCSP case.
+pub fn cases() -> Vec<Case<Ctx>> {
+    let mut all = post_cases();
+    all.extend(lookup_cases());
+    all.extend(crl_cases());
+    all
 }
 
 #[tokio::test(flavor = "multi_thread")]

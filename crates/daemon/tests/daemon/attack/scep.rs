@@ -306,7 +306,7 @@ const ALL_FAIL_INFOS: [FailInfo; 5] = [
     FailInfo::BadCertId,
 ];
 
-/// Junk, truncated, oversized and malformed HTTP-level requests.
+/// Discovery with junk, unknown operations and endpoints, and GET messages.
 fn http_cases() -> Vec<Case<Ctx>> {
     vec![
         case!("scep_getcacaps_with_junk_message", Expect::Status(200), |c| {
@@ -331,6 +331,12 @@ fn http_cases() -> Vec<Case<Ctx>> {
                 .request(Listener::Http, "GET", &operation_path("nosuch", "GetCACaps"), &[], b"")
                 .await
         }),
+    ]
+}
+
+/// PKIOperations that are empty, junk, truncated or oversized.
+fn pki_operation_cases() -> Vec<Case<Ctx>> {
+    vec![
         case!("scep_pkioperation_empty", Expect::Status(400), |c| post(
             &c.target,
             "default",
@@ -553,6 +559,7 @@ fn deep_cases() -> Vec<Case<Ctx>> {
 /// Every SCEP case.
 pub fn cases() -> Vec<Case<Ctx>> {
     let mut all = http_cases();
+    all.extend(pki_operation_cases());
     all.extend(auth_cases());
     all.extend(deep_cases());
     all

@@ -1,7 +1,9 @@
 //! EST under attack: missing, wrong and oversized credentials, a user of one endpoint on
-//! another, admin tokens as EST credentials, re-enrollment with certificates of other
-//! protocols, revoked certificates and changed names, and bodies that are oversized,
-//! truncated, garbage or nested 40,000 deep.
+//! another, admin tokens as EST credentials, a revoked certificate of certgate's CA as client
+//! certificate, re-enrollment with certificates of other protocols, revoked certificates and
+//! changed names, and bodies that are oversized, truncated, garbage or nested 40,000 deep.
+//! The daemon's CA is made with `certgate ca init` first (the embedded default issuer, made
+//! before the start) so that the `anchored` endpoint can name it as trust anchor.
 
 use std::sync::Arc;
 
@@ -74,11 +76,13 @@ struct Holder {
     pkcs8: Vec<u8>,
 }
 
-/// The daemon (embedded endpoints plus a labelled EST endpoint `other`), users on both EST
+/// The daemon (embedded endpoints plus labelled EST endpoints: `other`, and `anchored`,
+/// which also admits client certificates of certgate's own CA), users on the Basic
 /// endpoints, and certificates: one EST certificate to renew, one revoked, one from SCEP and
 /// one from ACME.
 pub struct Ctx {
     target: Target,
+    _ca: tempfile::TempDir,
     renewable: Holder,
     revoked: Holder,
     from_scep: Holder,
@@ -99,13 +103,20 @@ impl Area for Ctx {
 impl Ctx {
     async fn start() -> Arc<Self> {
         let http01 = Http01::start().await;
+        let ca = own_ca();
+        let issuer = ca.path().join("data/ca/default");
         let config = format!(
-            "{}[[endpoints]]\nprotocol = \"est\"\nname = \"other\"\nprofiles = [\"device\"]\n",
-            defaults_with_http01(http01.port)
+            "[[issuers]]\nname = \"default\"\ndir = \"{dir}\"\ncreate_if_missing = false\n{}\
+             [[endpoints]]\nprotocol = \"est\"\nname = \"other\"\nprofiles = [\"device\"]\n\
+             [[endpoints]]\nprotocol = \"est\"\nname = \"anchored\"\nprofiles = [\"device\"]\n\
+             [endpoints.est]\nauth = \"either\"\ntrust_anchors = [\"{dir}/issuer.pem\"]\n",
+            defaults_with_http01(http01.port),
+            dir = issuer.display()
         );
         let target = Target::start(&config);
         add_user(&target, None, USER.0, USER.1);
         add_user(&target, Some("other"), OTHER_USER.0, OTHER_USER.1);
+        add_user(&target, Some("anchored"), USER.0, USER.1);
         let holder = |leaf, key: &rcgen::KeyPair| Holder {
             leaf,
             pkcs8: key.serialize_der(),
@@ -130,6 +141,7 @@ impl Ctx {
         let from_acme = holder(issued.leaf, &issued.key);
         Arc::new(Self {
             target,
+            _ca: ca,
             renewable,
             revoked,
             from_scep,
@@ -165,6 +177,19 @@ impl Ctx {
 
     /// simplereenroll at `label` over TLS with `holder` as client certificate.
     async fn reenroll(&self, label: Option<&str>, holder: &Holder, csr_der: &[u8]) -> Outcome {
+        self.with_certificate(label, "simplereenroll", holder, None, csr_der)
+            .await
+    }
+
+    /// `op` at `label` over TLS with `holder` as client certificate (and `authorization`).
+    async fn with_certificate(
+        &self,
+        label: Option<&str>,
+        op: &str,
+        holder: &Holder,
+        authorization: Option<&str>,
+        csr_der: &[u8],
+    ) -> Outcome {
         let send = SendOptions {
             client_tls: Some(client_config(
                 &self.target.root,
@@ -172,10 +197,13 @@ impl Ctx {
             )),
             ..SendOptions::default()
         };
-        let headers = [("content-type", "application/pkcs10")];
+        let mut headers = vec![("content-type", "application/pkcs10")];
+        if let Some(value) = authorization {
+            headers.push(("authorization", value));
+        }
         let bytes = super::harness::request(
             "POST",
-            &path(label, "simplereenroll"),
+            &path(label, op),
             &self.target.host(Listener::Https),
             &headers,
             B64.encode(csr_der).as_bytes(),
@@ -188,6 +216,16 @@ impl Ctx {
         let key = rcgen::KeyPair::try_from(self.renewable.pkcs8.as_slice()).expect("the key");
         certgate_test_support::csr(&key, Some(cn), sans)
     }
+}
+
+/// certgate's CA, made with `certgate ca init` before the daemon starts, so that an EST
+/// endpoint can name its issuing certificate as a trust anchor.
+fn own_ca() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (ok, out, err) =
+        certgate_test_support::binary::run(crate::certgate(), &["ca", "init", "--data-dir", "data"], dir.path());
+    assert!(ok, "ca init: {out}{err}");
+    dir
 }
 
 /// Revokes a certificate through the admin API.
@@ -288,6 +326,25 @@ fn reenroll_cases() -> Vec<Case<Ctx>> {
             c.reenroll(Some("other"), &c.renewable, &c.renewal_csr("renewing-device", &[]))
                 .await
         }),
+        case!(
+            "est_enroll_with_revoked_client_certificate_and_password",
+            Expect::Status(403),
+            |c| {
+                let auth = basic(USER.0, USER.1);
+                let csr = csr("revoked-device", &[]);
+                c.with_certificate(Some("anchored"), "simpleenroll", &c.revoked, Some(&auth), &csr)
+                    .await
+            }
+        ),
+        case!(
+            "est_enroll_with_revoked_client_certificate_only",
+            Expect::Status(403),
+            |c| {
+                let csr = csr("revoked-device", &[]);
+                c.with_certificate(Some("anchored"), "simpleenroll", &c.revoked, None, &csr)
+                    .await
+            }
+        ),
         case!("est_reenroll_with_basic_only", Expect::AnyStatus(&[401, 403]), |c| {
             let auth = basic(USER.0, USER.1);
             let headers = [("authorization", auth.as_str()), ("content-type", "application/pkcs10")];

@@ -9,8 +9,9 @@
 //! - `acme.rs`, 73 cases: JWS structure, nesting, sizes, nonces, URLs, keys and algorithms;
 //!   one account reaching for another's resources; finalize with foreign names or hostile
 //!   CSRs; certificates of other protocols; the http-01 echo; the default rate limit.
-//! - `est.rs`, 32: missing, wrong and foreign credentials (other endpoint's user, admin
-//!   token); re-enrollment with SCEP, ACME, revoked or renamed certificates; bodies.
+//! - `est.rs`, 34: missing, wrong and foreign credentials (other endpoint's user, admin
+//!   token, a revoked certificate beside a good password); re-enrollment with SCEP, ACME,
+//!   revoked or renamed certificates; bodies.
 //! - `scep.rs`, 35: junk, truncated, oversized; nesting 40,000 deep in every layer;
 //!   challenges; renewal signed by an EST certificate; CertPoll and GetCert of others.
 //! - `revocation.rs`, 26: OCSP nesting, sizes, truncation, unknown issuers; CRL paths.
@@ -19,7 +20,7 @@
 //! - `connections.rs`, 21: 2,000 half-open connections, the per-address cap, timeouts of
 //!   idle, trickling and non-reading clients, HTTP/2 stream, header and reset floods.
 //!
-//! 212 in all (`suite_has_at_least_100_uniquely_named_cases` checks names and count). Run
+//! 214 in all (`suite_has_at_least_100_uniquely_named_cases` checks names and count). Run
 //! with `cargo test --release -p certgate --test daemon attack` (about 10 s on 2 cores).
 
 mod acme;

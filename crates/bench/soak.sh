@@ -134,15 +134,17 @@ pids+=($!)
 bench_pid=$!
 pids+=($bench_pid)
 
-echo "minute,rss_kib,db_bytes,certificates,audit_archive_bytes" | tee "$work/soak.csv"
+echo "minute,rss_kib,db_bytes,certificates,audit_archive_bytes,shed_requests" | tee "$work/soak.csv"
 sample() {
-    local rss db certs archive
+    local rss db certs archive shed
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
     db=$(du -sb "$work/data/db" | cut -f1)
     archive=$(du -sb "$work/data/audit" 2>/dev/null | cut -f1)
     certs=$(curl -sS --unix-socket "$work/data/admin.sock" http://admin/v1/status | tr -d ' \n' |
         sed -n 's/.*"certificates":\([0-9]*\).*/\1/p')
-    echo "$1,$rss,$db,$certs,${archive:-0}" | tee -a "$work/soak.csv"
+    # Requests turned away while the store caught up ([store] shed_above_*), all protocols.
+    shed=$(curl -sS http://127.0.0.1:19080/metrics | awk '/^certgate_issuance_total\{.*result="shed"\}/ {n += $2} END {print n + 0}')
+    echo "$1,$rss,$db,$certs,${archive:-0},$shed" | tee -a "$work/soak.csv"
 }
 sample 0
 for minute in $(seq 1 "$minutes"); do

@@ -13,7 +13,7 @@ use certgate_store::{
 use time::{Duration, OffsetDateTime};
 
 use crate::certified::{identifiers_to_certify, subject_text, subject_to_certify};
-use crate::{AuthorityError, EndpointPolicy, Profile};
+use crate::{AdmissionGate, AuthorityError, EndpointPolicy, Profile};
 
 /// How far notBefore is backdated, to tolerate client clock skew.
 const BACKDATE: Duration = Duration::minutes(1);
@@ -161,7 +161,9 @@ pub struct Authority {
     /// Where issuances and revocations are recorded, hash-chained.
     audit: Option<Arc<dyn AuditLog>>,
     /// Where issuance results and revocations are counted.
-    metrics: Option<Arc<certgate_metrics::Metrics>>,
+    pub(crate) metrics: Option<Arc<certgate_metrics::Metrics>>,
+    /// Whether new issuance is admitted (`admission`).
+    pub(crate) admission: AdmissionGate,
 }
 
 impl std::fmt::Debug for Authority {
@@ -238,6 +240,7 @@ impl Authority {
             revocations: tokio::sync::watch::Sender::new(0),
             audit: None,
             metrics: None,
+            admission: AdmissionGate::new(),
         })
     }
 
@@ -245,6 +248,13 @@ impl Authority {
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<certgate_metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reads admission of new issuance from `gate` (shared with whoever opens and closes it).
+    #[must_use]
+    pub fn with_admission(mut self, gate: AdmissionGate) -> Self {
+        self.admission = gate;
         self
     }
 

@@ -90,6 +90,12 @@ pub enum AuthorityError {
     /// The blocking signing task did not complete.
     #[error("signing task failed: {0}")]
     SigningTask(String),
+    /// New issuance is paused for now (`Authority::admit_issuance`); nothing was started.
+    #[error("issuance is paused while the server catches up; retry after {retry_after_seconds} seconds")]
+    Busy {
+        /// How long the client should wait before trying again.
+        retry_after_seconds: u64,
+    },
     /// A renewal by certificate was refused (`Authority::check_renewal`).
     #[error("renewal refused: {0}")]
     RenewalRefused(RenewalRefusal),
@@ -120,6 +126,7 @@ impl AuthorityError {
             Self::BadValidity(_) => ErrorKind::BadValidity,
             Self::AlreadyRevoked => ErrorKind::Conflict,
             Self::RenewalRefused(_) => ErrorKind::Unauthorized,
+            Self::Busy { .. } => ErrorKind::Unavailable,
             Self::Store(e) => e.kind(),
             Self::Signer(e) => e.kind(),
             Self::Config(_) | Self::SigningTask(_) => ErrorKind::Internal,

@@ -7,12 +7,14 @@
 //! the already-parsed CSR it is handed.
 #![warn(missing_docs)]
 
+mod admission;
 mod authority;
 mod certified;
 mod error;
 mod policy;
 mod renewal;
 
+pub use admission::AdmissionGate;
 pub use authority::{Authority, AuthorityConfig, IssueRequest, Issued};
 pub use error::AuthorityError;
 pub use policy::{EndpointPolicy, KeyPolicy, NamePolicy, Profile, SubjectAttributeType};

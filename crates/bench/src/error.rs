@@ -6,6 +6,18 @@ use hyper::StatusCode;
 
 use crate::acme::Problem;
 
+impl Error {
+    /// How long the server asked a client to wait (a shed or rate-limited request), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Server {
+                status, retry_after, ..
+            } if *status == StatusCode::TOO_MANY_REQUESTS || *status == StatusCode::SERVICE_UNAVAILABLE => *retry_after,
+            _ => None,
+        }
+    }
+}
+
 /// Everything that can go wrong in the ACME client, the responder or a load run.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -56,6 +68,8 @@ pub enum Error {
         status: StatusCode,
         /// The RFC 7807 problem document, when the body was one.
         problem: Option<Problem>,
+        /// The answer's `Retry-After`, in seconds.
+        retry_after: Option<Duration>,
     },
     /// The answer lacked something RFC 8555 requires (a Location, a Replay-Nonce, a field).
     #[error("{url}: answer lacks {what}")]

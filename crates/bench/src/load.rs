@@ -133,6 +133,9 @@ pub struct RunReport {
     pub latency: Latency,
     /// Orders that failed.
     pub errors: u64,
+    /// Orders the server turned away with `Retry-After` (shed or rate-limited); the client
+    /// waited as asked before its next order.
+    pub shed: u64,
     /// Orders cut off by the deadline.
     pub unfinished: u64,
     /// HTTP requests sent in the window.
@@ -156,6 +159,7 @@ pub struct RunReport {
 struct ClientOutcome {
     latencies: Vec<Duration>,
     errors: u64,
+    shed: u64,
     unfinished: u64,
     requests: u64,
     connections: u64,
@@ -190,6 +194,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<RunReport, Error> {
         });
         total.latencies.extend(outcome.latencies);
         total.errors += outcome.errors;
+        total.shed += outcome.shed;
         total.unfinished += outcome.unfinished;
         total.requests += outcome.requests;
         total.connections += outcome.connections;
@@ -220,6 +225,7 @@ pub async fn run(cfg: &LoadConfig) -> Result<RunReport, Error> {
         certs_per_s: certificates as f64 / window_s,
         latency: Latency::from_samples(&mut total.latencies),
         errors: total.errors,
+        shed: total.shed,
         unfinished: total.unfinished,
         requests: total.requests,
         connections_opened: total.connections,
@@ -288,6 +294,12 @@ async fn client_loop(
         let flow = full_order(&mut client, &names, cfg.challenge, cfg.http01.as_ref(), cfg.validity);
         match tokio::time::timeout_at(deadline, flow).await {
             Ok(Ok(())) => out.latencies.push(began.elapsed()),
+            Ok(Err(e)) if e.retry_after().is_some() => {
+                // A polite client: waits as the server asked before its next order.
+                out.shed += 1;
+                let wait = e.retry_after().unwrap_or_default();
+                tokio::time::sleep_until(deadline.min(Instant::now() + wait)).await;
+            }
             Ok(Err(e)) => {
                 out.errors += 1;
                 tracing::debug!(error = %e, "order failed");
@@ -402,7 +414,7 @@ pub fn table(label: &str, reports: &[RunReport]) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(
         out,
-        "{:<12} {:>4} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>7} {:>11} {:>11} {:>5}",
+        "{:<12} {:>4} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7} {:>11} {:>11} {:>5}",
         "label",
         "C",
         "secs",
@@ -412,6 +424,7 @@ pub fn table(label: &str, reports: &[RunReport]) -> String {
         "p99_ms",
         "max_ms",
         "errors",
+        "shed",
         "unfin",
         "req/crt",
         "srv_ms/crt",
@@ -422,7 +435,7 @@ pub fn table(label: &str, reports: &[RunReport]) -> String {
         let req_per_cert = (r.certificates > 0).then(|| r.requests as f64 / r.certificates as f64);
         let _ = writeln!(
             out,
-            "{:<12} {:>4} {:>7.2} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>6} {:>7} {:>11} {:>11} {:>5}",
+            "{:<12} {:>4} {:>7.2} {:>7} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>6} {:>6} {:>7} {:>11} {:>11} {:>5}",
             label,
             r.clients,
             r.window_s,
@@ -432,6 +445,7 @@ pub fn table(label: &str, reports: &[RunReport]) -> String {
             r.latency.p99_ms,
             r.latency.max_ms,
             r.errors,
+            r.shed,
             r.unfinished,
             opt(req_per_cert),
             opt(r.server_cpu_ms_per_cert),

@@ -24,6 +24,8 @@ pub enum ErrorKind {
     NotFound,
     /// The request conflicts with the current state (already revoked, duplicate).
     Conflict,
+    /// The server is shedding load for now; the same request later may succeed.
+    Unavailable,
     /// Something failed inside certgate; the client is not at fault.
     Internal,
 }

@@ -201,6 +201,21 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             },
         )));
     }
+    if let Some(policy) = parts.config.config.store.shed_policy() {
+        let shedder = Arc::new(jobs::SpaceShedder::new(
+            parts.store.clone(),
+            parts.authority.admission().clone(),
+            policy,
+        ));
+        tasks.push(tokio::spawn(jobs::every(
+            Duration::from_secs(1),
+            shutdown_rx.clone(),
+            move || {
+                let shedder = Arc::clone(&shedder);
+                async move { shedder.run_once().await }
+            },
+        )));
+    }
     {
         let sweeper = Arc::new(jobs::Sweeper {
             store: parts.store.clone(),

@@ -79,6 +79,8 @@ label_enum! {
         Refused => "refused",
         /// Something failed on certgate's side (store, signer).
         Error => "error",
+        /// Turned away before any work because new issuance was paused (load shedding).
+        Shed => "shed",
     }
 }
 

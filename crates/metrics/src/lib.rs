@@ -517,7 +517,8 @@ mod tests {
                 "certgate_issuance_total{endpoint=\"iot\",protocol=\"est\"",
                 "certgate_issuance_total{endpoint=\"iot\",protocol=\"est\",result=\"issued\"} 2\n\
                  certgate_issuance_total{endpoint=\"iot\",protocol=\"est\",result=\"refused\"} 0\n\
-                 certgate_issuance_total{endpoint=\"iot\",protocol=\"est\",result=\"error\"} 0\n",
+                 certgate_issuance_total{endpoint=\"iot\",protocol=\"est\",result=\"error\"} 0\n\
+                 certgate_issuance_total{endpoint=\"iot\",protocol=\"est\",result=\"shed\"} 0\n",
             ),
             (
                 "issuance_unregistered_endpoint_is_other",
@@ -528,7 +529,8 @@ mod tests {
                 "certgate_issuance_total{endpoint=\"other\",protocol=\"acme\"",
                 "certgate_issuance_total{endpoint=\"other\",protocol=\"acme\",result=\"issued\"} 0\n\
                  certgate_issuance_total{endpoint=\"other\",protocol=\"acme\",result=\"refused\"} 2\n\
-                 certgate_issuance_total{endpoint=\"other\",protocol=\"acme\",result=\"error\"} 0\n",
+                 certgate_issuance_total{endpoint=\"other\",protocol=\"acme\",result=\"error\"} 0\n\
+                 certgate_issuance_total{endpoint=\"other\",protocol=\"acme\",result=\"shed\"} 0\n",
             ),
             (
                 "validation_outcomes",

@@ -26,6 +26,7 @@ mod sled_backend;
 mod sled_est_users;
 mod sled_notifications;
 mod sled_scep_challenges;
+mod sled_space;
 
 use async_trait::async_trait;
 use certgate_core::Serial;
@@ -42,6 +43,7 @@ pub use model::{
 };
 pub use scep_challenges::ScepChallengeStore;
 pub use sled_backend::{DEFAULT_CACHE_BYTES, SledStore};
+pub use sled_space::{ShedPolicy, SpaceSample, SpaceWatch};
 
 /// Every certificate matching `filter`, walking all pages (for exports and tests; the
 /// protocol paths page explicitly).

@@ -942,6 +942,11 @@ impl AcmeServer {
 
     async fn new_order(&self, ctx: &Ctx<'_>) -> Handled {
         let (account, payload) = self.authenticate_account(ctx).await?;
+        // Shed before anything is counted or written; orders admitted earlier still finalize.
+        self.shared
+            .authority
+            .admit_issuance(Protocol::Acme, ctx.name())
+            .map_err(|e| authority_problem(e, &[]))?;
         let endpoint = &ctx.endpoint;
         let limits = &endpoint.config.rate_limits;
         let account_id = account.record.id.as_str();
@@ -1901,6 +1906,9 @@ fn authority_problem(e: AuthorityError, identifiers: &[OrderIdentifier]) -> Prob
         AuthorityError::TooManyNames { .. } => Problem::new(ProblemType::RejectedIdentifier, detail),
         AuthorityError::UnknownProfile(_) => Problem::new(ProblemType::InvalidProfile, detail),
         AuthorityError::BadValidity(_) => Problem::new(ProblemType::Malformed, detail),
+        AuthorityError::Busy { retry_after_seconds } => {
+            Problem::new(ProblemType::RateLimited, detail).with_retry_after(retry_after_seconds)
+        }
         AuthorityError::KeyNotAllowed { .. }
         | AuthorityError::Csr(_)
         | AuthorityError::WeakSignatureAlgorithm

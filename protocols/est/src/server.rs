@@ -404,6 +404,10 @@ impl EstServer {
             return Err(EstError::BodyTooLarge);
         }
         codec::check_content_type(request.content_type)?;
+        // Shed before the password hash, the CSR check or any write.
+        self.authority
+            .admit_issuance(Protocol::Est, &endpoint.config.name)
+            .map_err(shed)?;
         // simplereenroll is authenticated by the certificate it renews, which needs the CSR.
         let principal = match operation {
             Operation::SimpleReenroll if tls.client_chain.is_empty() => {
@@ -625,6 +629,16 @@ fn acquire(endpoint: &Endpoint) -> Result<OwnedSemaphorePermit, EstError> {
         .map_err(|_| EstError::Overloaded {
             retry_after: endpoint.config.overload_retry_after,
         })
+}
+
+/// An authority that paused new issuance answers like a full endpoint: 503 with `Retry-After`.
+fn shed(e: AuthorityError) -> EstError {
+    match e {
+        AuthorityError::Busy { retry_after_seconds } => EstError::Overloaded {
+            retry_after: u32::try_from(retry_after_seconds).unwrap_or(u32::MAX),
+        },
+        other => other.into(),
+    }
 }
 
 fn audit(operation: Operation, endpoint: &Name, record: &CertificateRecord) {

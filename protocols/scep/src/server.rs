@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use certgate_authority::{Authority, IssueRequest};
+use certgate_authority::{Authority, AuthorityError, IssueRequest};
 use certgate_authority::{Issuer, KeyTransport, RaKey};
 use certgate_core::{Clock, CsrError, Name, ParsedCsr, Protocol, RequesterId, Serial};
 use certgate_store::approvals::{ApprovalRecord, IssuanceClaims};
@@ -525,6 +525,16 @@ impl ScepServer {
         context: &mut ReplyContext,
         summary: &mut Summary,
     ) -> Result<Reply, ScepError> {
+        // Shed before the RSA decryption, the challenge check or any write: HTTP 503 with
+        // `Retry-After`, as for a full endpoint.
+        self.authority
+            .admit_issuance(Protocol::Scep, &endpoint.config.name)
+            .map_err(|e| match e {
+                AuthorityError::Busy { retry_after_seconds } => ScepError::Overloaded {
+                    retry_after: u32::try_from(retry_after_seconds).unwrap_or(u32::MAX),
+                },
+                other => other.into(),
+            })?;
         let plain = self.open(endpoint, message, context).await?;
         let csr = ParsedCsr::from_der(&plain).map_err(|e| match e {
             // Undecodable content looks the same whether the key or the client was wrong.

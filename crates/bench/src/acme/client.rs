@@ -442,6 +442,7 @@ pub fn expect_success(url: &str, response: Response) -> Result<Response, Error> 
             url: url.to_owned(),
             status: response.status,
             problem: response.problem(),
+            retry_after: response.retry_after(),
         })
     }
 }

@@ -58,13 +58,32 @@ pub struct Config {
 pub struct StoreConfig {
     /// The most memory (MiB) sled's page cache may hold.
     pub cache_mib: u64,
+    /// New issuance is shed (with `Retry-After`) while the database file is larger than this
+    /// many MiB, more than `shed_above_ratio` times the live data, and still growing: sled's
+    /// reclamation is falling behind (`certgate_store::SpaceWatch`). 0 turns shedding off.
+    pub shed_above_mib: u64,
+    /// See `shed_above_mib`. 0 turns shedding off.
+    pub shed_above_ratio: u32,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let policy = certgate_store::ShedPolicy::default();
         Self {
             cache_mib: certgate_store::DEFAULT_CACHE_BYTES / (1024 * 1024),
+            shed_above_mib: policy.above_bytes / (1024 * 1024),
+            shed_above_ratio: policy.max_amplification as u32,
         }
+    }
+}
+
+impl StoreConfig {
+    /// The shedding rule, or None when turned off.
+    pub fn shed_policy(&self) -> Option<certgate_store::ShedPolicy> {
+        (self.shed_above_mib > 0 && self.shed_above_ratio > 0).then(|| certgate_store::ShedPolicy {
+            above_bytes: self.shed_above_mib.saturating_mul(1024 * 1024),
+            max_amplification: f64::from(self.shed_above_ratio),
+        })
     }
 }
 

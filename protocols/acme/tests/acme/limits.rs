@@ -124,3 +124,40 @@ async fn a_full_validation_queue_refuses_challenges_and_leaves_them_pending() {
         "{authz}"
     );
 }
+
+/// While the authority sheds new issuance (the daemon's store monitor paused it), newOrder is
+/// refused with rateLimited and Retry-After before anything is written, and an order admitted
+/// before the pause still finalizes.
+#[tokio::test]
+async fn a_paused_authority_sheds_new_orders_but_finishes_admitted_ones() {
+    let h = Harness::new();
+    let account = h.new_account().await;
+    let (_, admitted) = h.new_order(&account, &["admitted.test"]).await;
+    h.authorize(&account, &admitted, "http-01").await;
+
+    h.ta.authority.admission().pause(Duration::from_secs(5));
+    let resp = h
+        .as_account(
+            &account,
+            &format!("{BASE}/new-order"),
+            Some(&json!({"identifiers": [{"type": "dns", "value": "shed.test"}]})),
+        )
+        .await;
+    assert_eq!((resp.problem().as_str(), resp.status), ("rateLimited", 429));
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    assert!(resp.header("replay-nonce").is_some());
+    let account_id = account.kid.rsplit('/').next().unwrap();
+    let orders = certgate_store::AcmeStore::orders_of_account(&h.ta.store, account_id, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(orders.ids.len(), 1, "the shed order was not stored: {:?}", orders.ids);
+
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = certgate_test_support::csr(&key, None, &["admitted.test"]);
+    let resp = h.finalize(&account, &admitted, &csr).await;
+    assert_eq!(resp.status, 200, "{:?}", resp.json());
+    assert_eq!(h.certificate_count().await, 1);
+
+    h.ta.authority.admission().resume();
+    h.new_order(&account, &["after.test"]).await;
+}

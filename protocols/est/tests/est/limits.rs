@@ -273,3 +273,30 @@ async fn concurrent_checks_of_one_address_beyond_its_limit_get_429() {
     let again = server.handle(&requests[1]).await;
     assert_eq!(again.status, 200, "{}", String::from_utf8_lossy(&again.body));
 }
+
+/// While the authority sheds new issuance, every enrollment operation answers 503 with the
+/// authority's `Retry-After` before the password is checked, and nothing is stored.
+#[tokio::test]
+async fn a_paused_authority_sheds_enrollments_with_503() {
+    let h = Harness::new().await;
+    let mut config = EstEndpointConfig::new(name("default"));
+    config.server_keygen = Some(KeyKind::EcP256);
+    let server = server(&h, config);
+    let tls = tls13();
+    let good = basic(USER, PASSWORD);
+    let body = csr("shed", "shed.example.com");
+    let before = h.ta.store.journal_status().await.unwrap().certificates;
+    h.ta.authority.admission().pause(std::time::Duration::from_secs(9));
+    for operation in ["simpleenroll", "simplereenroll", "serverkeygen"] {
+        let path = format!("/.well-known/est/{operation}");
+        let response = server.handle(&enroll(&path, good.as_deref(), &body, &tls)).await;
+        let text = String::from_utf8_lossy(&response.body);
+        assert_eq!(response.status, 503, "{operation}: {text}");
+        assert_eq!(response.header_value("retry-after"), Some("9"), "{operation}");
+    }
+    assert_eq!(h.ta.store.journal_status().await.unwrap().certificates, before);
+    h.ta.authority.admission().resume();
+    let path = "/.well-known/est/simpleenroll";
+    let response = server.handle(&enroll(path, good.as_deref(), &body, &tls)).await;
+    assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+}

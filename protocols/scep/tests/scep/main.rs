@@ -8,3 +8,4 @@ mod authorization;
 mod flows;
 mod harness;
 mod real_clients;
+mod shedding;

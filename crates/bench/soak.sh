@@ -134,17 +134,20 @@ pids+=($!)
 bench_pid=$!
 pids+=($bench_pid)
 
-echo "minute,rss_kib,db_bytes,certificates,audit_archive_bytes,shed_requests" | tee "$work/soak.csv"
+echo "minute,rss_kib,db_bytes,certificates,audit_archive_bytes,shed_requests,db_live_bytes" | tee "$work/soak.csv"
 sample() {
-    local rss db certs archive shed
+    local rss db certs archive shed live metrics
     rss=$(awk '/^VmRSS/ {print $2}' /proc/$pid/status)
     db=$(du -sb "$work/data/db" | cut -f1)
     archive=$(du -sb "$work/data/audit" 2>/dev/null | cut -f1)
     certs=$(curl -sS --unix-socket "$work/data/admin.sock" http://admin/v1/status | tr -d ' \n' |
         sed -n 's/.*"certificates":\([0-9]*\).*/\1/p')
     # Requests turned away while the store caught up ([store] shed_above_*), all protocols.
-    shed=$(curl -sS http://127.0.0.1:19080/metrics | awk '/^certgate_issuance_total\{.*result="shed"\}/ {n += $2} END {print n + 0}')
-    echo "$1,$rss,$db,$certs,${archive:-0},$shed" | tee -a "$work/soak.csv"
+    # The live data is measured only once the file is over [store] shed_above_mib (0 before).
+    metrics=$(curl -sS http://127.0.0.1:19080/metrics)
+    shed=$(awk '/^certgate_issuance_total\{.*result="shed"\}/ {n += $2} END {print n + 0}' <<<"$metrics")
+    live=$(awk '/^certgate_store_bytes\{kind="live"\}/ {print $2}' <<<"$metrics")
+    echo "$1,$rss,$db,$certs,${archive:-0},$shed,${live:-0}" | tee -a "$work/soak.csv"
 }
 sample 0
 for minute in $(seq 1 "$minutes"); do

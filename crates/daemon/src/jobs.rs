@@ -325,6 +325,7 @@ mod tests {
 pub struct SpaceShedder {
     store: SledStore,
     gate: certgate_authority::AdmissionGate,
+    metrics: Arc<Metrics>,
     state: std::sync::Mutex<ShedderState>,
 }
 
@@ -339,11 +340,17 @@ const SHED_RETRY_AFTER: Duration = Duration::from_secs(5);
 const SHED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl SpaceShedder {
-    /// A shedder over `store` driving `gate` by `policy`.
-    pub fn new(store: SledStore, gate: certgate_authority::AdmissionGate, policy: certgate_store::ShedPolicy) -> Self {
+    /// A shedder over `store` driving `gate` by `policy`, reporting the sizes to `metrics`.
+    pub fn new(
+        store: SledStore,
+        gate: certgate_authority::AdmissionGate,
+        metrics: Arc<Metrics>,
+        policy: certgate_store::ShedPolicy,
+    ) -> Self {
         Self {
             store,
             gate,
+            metrics,
             state: std::sync::Mutex::new(ShedderState {
                 watch: certgate_store::SpaceWatch::new(policy),
                 last_warned: None,
@@ -377,6 +384,11 @@ impl SpaceShedder {
             None
         };
         let shed = state.watch.observe(certgate_store::SpaceSample { on_disk, live }, now);
+        self.metrics
+            .set_store_bytes(certgate_metrics::StoreBytes::OnDisk, on_disk);
+        if let Some(live) = live {
+            self.metrics.set_store_bytes(certgate_metrics::StoreBytes::Live, live);
+        }
         if !shed {
             self.gate.resume();
             return;

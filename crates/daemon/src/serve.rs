@@ -205,6 +205,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         let shedder = Arc::new(jobs::SpaceShedder::new(
             parts.store.clone(),
             parts.authority.admission().clone(),
+            Arc::clone(&parts.metrics),
             policy,
         ));
         tasks.push(tokio::spawn(jobs::every(

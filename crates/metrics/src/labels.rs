@@ -182,6 +182,17 @@ label_enum! {
 }
 
 label_enum! {
+    /// Which size of the embedded database (`kind` of `certgate_store_bytes`).
+    pub enum StoreBytes {
+        /// The files on disk.
+        OnDisk => "on_disk",
+        /// The live data they hold, as last measured (only while the file is over
+        /// `[store] shed_above_mib`: measuring walks every page).
+        Live => "live",
+    }
+}
+
+label_enum! {
     /// Where a certificate in the inventory stands (`status` of `certgate_certificates`).
     pub enum CertificateStatus {
         /// Not expired, not revoked, not replaced, and not yet due for renewal.

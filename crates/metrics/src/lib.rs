@@ -30,7 +30,7 @@ use family::{CounterFamily, HistogramFamily, OptionalGauge};
 use labels::Registered;
 pub use labels::{
     CertificateStatus, ConnectionRefusal, IssuanceResult, OTHER, Protocol, REVOCATION_REASONS, RequestProtocol,
-    ValidationOutcome, ValidationType,
+    StoreBytes, ValidationOutcome, ValidationType,
 };
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
@@ -77,6 +77,7 @@ pub struct Metrics {
     webhook_failures: CounterFamily,
     revocation: CounterFamily,
     connections_refused: CounterFamily,
+    store_bytes: CounterFamily,
 }
 
 impl fmt::Debug for Metrics {
@@ -140,6 +141,11 @@ impl Metrics {
                 "Client connections closed unserved because a connection cap was reached, by cap.",
                 &[ConnectionRefusal::dim("reason")],
             ),
+            store_bytes: CounterFamily::gauge(
+                "certgate_store_bytes",
+                "Size of the embedded database: on disk, and the live data it holds (measured while the file is over the shedding size).",
+                &[StoreBytes::dim("kind")],
+            ),
             endpoints,
             webhooks,
             reasons,
@@ -189,6 +195,11 @@ impl Metrics {
         self.connections_refused.inc(&[reason.index()]);
     }
 
+    /// Sets a size of the embedded database, in bytes.
+    pub fn set_store_bytes(&self, kind: StoreBytes, bytes: u64) {
+        self.store_bytes.set(&[kind.index()], bytes);
+    }
+
     /// Every family in the Prometheus text format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
@@ -200,6 +211,7 @@ impl Metrics {
         self.webhook_failures.render(&mut out);
         self.revocation.render(&mut out);
         self.connections_refused.render(&mut out);
+        self.store_bytes.render(&mut out);
         out
     }
 }

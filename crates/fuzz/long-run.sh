@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The long fuzz runs of BENCHMARKS.md: each target until 10 million executions or one hour,
+# whichever comes first, two targets at a time (one per core). Builds once, then runs the
+# built binaries, so edits made meanwhile do not trigger rebuilds mid-run.
+# Usage: crates/fuzz/long-run.sh [TARGET...]    (from the workspace root; default: all)
+# Prints one line per target: target, runs, seconds, cov, ft, corpus, exit status.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+runs=${FUZZ_RUNS:-10000000}
+seconds=${FUZZ_SECONDS:-3600}
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(csr names jws finalize acme_payloads est_body est_path scep_message scep_envelope ocsp_request audit_jsonl)
+cargo +nightly fuzz build --fuzz-dir crates/fuzz >/dev/null
+bin=crates/fuzz/target/x86_64-unknown-linux-gnu/release
+out=target/fuzz-long
+mkdir -p "$out"
+
+one() {
+    local target=$1 corpus="target/fuzz-corpus/$1" started status
+    crates/fuzz/seed.sh "$target" "$corpus"
+    started=$SECONDS
+    status=0
+    "$bin/$target" "$corpus" -runs="$runs" -max_total_time="$seconds" -print_final_stats=1 \
+        -artifact_prefix="$out/$target-" >"$out/$target.log" 2>&1 || status=$?
+    local last cov ft done
+    last=$(grep -E '^#[0-9]+' "$out/$target.log" | tail -n 1)
+    cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
+    ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
+    done=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$out/$target.log")
+    echo "$target runs=${done:-?} seconds=$((SECONDS - started)) cov=${cov:-?} ft=${ft:-?} corpus=$(ls "$corpus" | wc -l) exit=$status" |
+        tee -a "$out/summary.txt"
+}
+
+# Two at a time: a queue drained by two workers.
+printf '%s\n' "${targets[@]}" >"$out/queue"
+worker() {
+    while true; do
+        local target
+        target=$(flock "$out/queue" sh -c 'head -n 1 "$0"; sed -i 1d "$0"' "$out/queue")
+        [ -n "$target" ] || return 0
+        one "$target"
+    done
+}
+worker &
+worker
+wait

@@ -67,7 +67,7 @@ pub enum Error {
         /// The status the server answered.
         status: StatusCode,
         /// The RFC 7807 problem document, when the body was one.
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
         /// The answer's `Retry-After`, in seconds.
         retry_after: Option<Duration>,
     },

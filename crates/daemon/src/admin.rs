@@ -1153,8 +1153,9 @@ pub enum Inventory {
     Store {
         /// The store.
         store: SledStore,
-        /// An authority for revocations (no issuers: it only records).
-        authority: Authority,
+        /// An authority for revocations (no issuers: it only records). Boxed: far larger than
+        /// the daemon variant.
+        authority: Box<Authority>,
         /// The store's audit log.
         audit: Arc<SledAuditLog>,
     },
@@ -1180,8 +1181,10 @@ impl Inventory {
             public_base_url: None,
         };
         let audit = Arc::new(crate::wiring::open_audit_log(&store, data_dir)?);
-        let authority = Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?
-            .with_audit(Arc::clone(&audit) as Arc<dyn AuditLog>);
+        let authority = Box::new(
+            Authority::new(config, Arc::new(store.clone()), Arc::new(SystemClock))?
+                .with_audit(Arc::clone(&audit) as Arc<dyn AuditLog>),
+        );
         Ok(Self::Store {
             store,
             authority,

@@ -17,5 +17,6 @@ pub mod listener;
 pub mod scep_webhook;
 pub mod serve;
 pub mod server;
+pub mod shedding;
 pub mod tls;
 pub mod wiring;

@@ -202,7 +202,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
         )));
     }
     if let Some(policy) = parts.config.config.store.shed_policy() {
-        let shedder = Arc::new(jobs::SpaceShedder::new(
+        let shedder = Arc::new(crate::shedding::SpaceShedder::new(
             parts.store.clone(),
             parts.authority.admission().clone(),
             Arc::clone(&parts.metrics),

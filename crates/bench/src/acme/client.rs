@@ -441,7 +441,7 @@ pub fn expect_success(url: &str, response: Response) -> Result<Response, Error> 
         Err(Error::Server {
             url: url.to_owned(),
             status: response.status,
-            problem: response.problem(),
+            problem: response.problem().map(Box::new),
             retry_after: response.retry_after(),
         })
     }

@@ -10,7 +10,8 @@ runs=${FUZZ_RUNS:-10000000}
 seconds=${FUZZ_SECONDS:-3600}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(csr names jws finalize acme_payloads est_body est_path scep_message scep_envelope ocsp_request audit_jsonl)
-cargo +nightly fuzz build --fuzz-dir crates/fuzz >/dev/null
+# FUZZ_NO_BUILD=1 reuses binaries already built (their commit is then the one to record).
+[ -n "${FUZZ_NO_BUILD:-}" ] || cargo +nightly fuzz build --fuzz-dir crates/fuzz >/dev/null
 bin=crates/fuzz/target/x86_64-unknown-linux-gnu/release
 out=target/fuzz-long
 mkdir -p "$out"

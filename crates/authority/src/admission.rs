@@ -32,11 +32,11 @@ impl AdmissionGate {
         Self::default()
     }
 
-    /// Refuses new issuance, telling clients to come back after `retry_after` (at least 1 s).
+    /// Refuses new issuance, telling clients to come back after `retry_after`, rounded up to
+    /// whole seconds (at least 1): a client retrying on the dot finds the pause over.
     pub fn pause(&self, retry_after: Duration) {
-        self.state
-            .retry_after_seconds
-            .store(retry_after.as_secs().max(1), Ordering::Relaxed);
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        self.state.retry_after_seconds.store(seconds.max(1), Ordering::Relaxed);
         self.state.paused.store(true, Ordering::Release);
     }
 
@@ -99,5 +99,7 @@ mod tests {
         let gate = AdmissionGate::new();
         gate.pause(Duration::from_millis(10));
         assert_eq!(gate.retry_after_seconds(), Some(1));
+        gate.pause(Duration::from_millis(1500));
+        assert_eq!(gate.retry_after_seconds(), Some(2), "rounded up");
     }
 }

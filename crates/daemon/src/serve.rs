@@ -209,7 +209,7 @@ pub async fn run(config: CheckedConfig, data_dir: PathBuf) -> anyhow::Result<()>
             policy,
         ));
         tasks.push(tokio::spawn(jobs::every(
-            Duration::from_secs(1),
+            crate::shedding::SAMPLE_EVERY,
             shutdown_rx.clone(),
             move || {
                 let shedder = Arc::clone(&shedder);

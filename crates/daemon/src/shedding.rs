@@ -22,9 +22,10 @@ struct ShedderState {
     last_warned: Option<std::time::Instant>,
 }
 
-/// What a shed client is told to wait.
-const SHED_RETRY_AFTER: Duration = Duration::from_secs(5);
-/// Shedding flips at most once a second; the warning says so at most this often.
+/// How often the store is sampled: each pause cycle lets the file grow by at most this much
+/// issuance before the next sample closes the gate.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+/// Shedding may flip every few seconds; the warning says so at most this often.
 const SHED_WARN_EVERY: Duration = Duration::from_secs(60);
 
 impl SpaceShedder {
@@ -46,7 +47,7 @@ impl SpaceShedder {
         }
     }
 
-    /// One sample, off the reactor (measuring the live data walks every page).
+    /// One sample (every [`SAMPLE_EVERY`]), off the reactor (measuring the live data walks every page).
     pub async fn run_once(self: &Arc<Self>) {
         let this = Arc::clone(self);
         if let Err(e) = tokio::task::spawn_blocking(move || this.sample()).await {
@@ -71,17 +72,17 @@ impl SpaceShedder {
         } else {
             None
         };
-        let shed = state.watch.observe(certgate_store::SpaceSample { on_disk, live }, now);
+        let pause = state.watch.observe(certgate_store::SpaceSample { on_disk, live }, now);
         self.metrics
             .set_store_bytes(certgate_metrics::StoreBytes::OnDisk, on_disk);
         if let Some(live) = live {
             self.metrics.set_store_bytes(certgate_metrics::StoreBytes::Live, live);
         }
-        if !shed {
+        let Some(pause) = pause else {
             self.gate.resume();
             return;
-        }
-        self.gate.pause(SHED_RETRY_AFTER);
+        };
+        self.gate.pause(pause);
         if state
             .last_warned
             .is_none_or(|at| now.saturating_duration_since(at) >= SHED_WARN_EVERY)

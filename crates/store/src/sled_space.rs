@@ -64,16 +64,26 @@ pub struct SpaceSample {
     pub live: Option<u64>,
 }
 
-/// The shedding rule over successive samples: shed while the file is over the policy's size
-/// and ratio *and* grew since the previous sample. Reclamation that keeps up (freed segments
-/// reused, so the file stops growing) lifts the shedding at the next sample, so issuance runs
-/// at the rate reclamation sustains instead of stopping until the file shrinks, which it never
-/// does.
+/// The shortest pause: long enough for the flusher to free a few segments.
+const HOLD_MIN: Duration = Duration::from_secs(2);
+/// The longest pause a client is asked to wait.
+const HOLD_MAX: Duration = Duration::from_secs(60);
+
+/// The shedding rule over successive samples. When the file is over the policy's size and
+/// ratio and grew since the previous sample, new issuance pauses for a while, so the flusher
+/// reclaims segments that the next issuance reuses instead of growing the file. A pause ends on
+/// its own (the file never shrinks, so waiting for it to would stop issuance for good); if the
+/// file grows again soon after, the next pause is twice as long (up to a minute), and after a
+/// quiet stretch it is back to two seconds. Issuance then runs at about the rate reclamation
+/// sustains, and each cycle lets the file grow by at most one sample interval of issuance.
 #[derive(Debug)]
 pub struct SpaceWatch {
     policy: ShedPolicy,
     last_on_disk: Option<u64>,
     live: Option<(u64, Instant)>,
+    paused_until: Option<Instant>,
+    resumed_at: Option<Instant>,
+    hold: Duration,
 }
 
 impl SpaceWatch {
@@ -83,6 +93,9 @@ impl SpaceWatch {
             policy,
             last_on_disk: None,
             live: None,
+            paused_until: None,
+            resumed_at: None,
+            hold: HOLD_MIN,
         }
     }
 
@@ -94,17 +107,37 @@ impl SpaceWatch {
                 .is_none_or(|(_, measured)| now.saturating_duration_since(measured) >= LIVE_REFRESH)
     }
 
-    /// Takes a sample; true when new issuance should be shed until the next one.
-    pub fn observe(&mut self, sample: SpaceSample, now: Instant) -> bool {
+    /// Takes a sample; `Some(wait)` while new issuance should be shed, `wait` being what is
+    /// left of the pause (for `Retry-After`).
+    pub fn observe(&mut self, sample: SpaceSample, now: Instant) -> Option<Duration> {
         if let Some(live) = sample.live {
             self.live = Some((live, now));
         }
         let grew = self.last_on_disk.is_some_and(|last| sample.on_disk > last);
         self.last_on_disk = Some(sample.on_disk);
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Some(until - now);
+            }
+            self.paused_until = None;
+            self.resumed_at = Some(until);
+        }
         let over_ratio = self
             .live
             .is_some_and(|(live, _)| sample.on_disk as f64 > self.policy.max_amplification * live as f64);
-        sample.on_disk > self.policy.above_bytes && over_ratio && grew
+        if !(sample.on_disk > self.policy.above_bytes && over_ratio && grew) {
+            return None;
+        }
+        let recurred = self
+            .resumed_at
+            .is_some_and(|resumed| now.saturating_duration_since(resumed) < self.hold * 2);
+        self.hold = if recurred {
+            (self.hold * 2).min(HOLD_MAX)
+        } else {
+            HOLD_MIN
+        };
+        self.paused_until = Some(now + self.hold);
+        Some(self.hold)
     }
 
     /// The live bytes last measured.
@@ -133,36 +166,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn sheds_only_while_over_size_and_ratio_and_growing() {
-        let now = Instant::now();
-        // (on disk MiB, live MiB measured now, shed?)
-        let cases = [
-            (50, None, false),      // first sample: nothing to compare
-            (90, Some(10), false),  // growing, ratio 9, but under the size floor
-            (120, Some(10), true),  // over the floor, ratio 12, growing
-            (120, None, false),     // not growing: reclamation keeps up
-            (121, None, true),      // growing again
-            (200, Some(60), false), // growing, but ratio 3.3: the data itself grew
-            (260, None, true),      // ratio 4.3 on the last live figure, growing
-            (250, None, false),     // shrank
-        ];
+    /// Samples `(seconds since start, MiB on disk, live MiB measured then)` against the
+    /// expected verdict (seconds of pause left, or None).
+    fn run(samples: &[(u64, u64, Option<u64>, Option<u64>)]) {
+        let start = Instant::now();
         let mut watch = SpaceWatch::new(policy());
-        for (i, (on_disk, live, want)) in cases.into_iter().enumerate() {
-            assert_eq!(
-                watch.observe(sample(on_disk, live), now),
-                want,
-                "case {i}: {on_disk} MiB on disk"
-            );
+        for (i, &(at, on_disk, live, want)) in samples.iter().enumerate() {
+            let got = watch.observe(sample(on_disk, live), start + Duration::from_secs(at));
+            assert_eq!(got.map(|d| d.as_secs()), want, "sample {i}: t={at}s, {on_disk} MiB");
         }
     }
 
     #[test]
+    fn sheds_only_when_over_size_and_ratio_and_growing() {
+        run(&[
+            (0, 50, None, None),      // first sample: nothing to compare
+            (1, 90, Some(10), None),  // growing, ratio 9, but under the size floor
+            (2, 200, Some(60), None), // over the floor, growing, but ratio 3.3: the data grew
+            (3, 200, Some(10), None), // ratio 20, but not growing: reclamation keeps up
+            (4, 201, None, Some(2)),  // growing: a pause of the minimum
+        ]);
+    }
+
+    #[test]
     fn without_a_live_figure_nothing_is_shed() {
-        let now = Instant::now();
-        let mut watch = SpaceWatch::new(policy());
-        assert!(!watch.observe(sample(500, None), now));
-        assert!(!watch.observe(sample(600, None), now));
+        run(&[(0, 500, None, None), (1, 600, None, None)]);
+    }
+
+    #[test]
+    fn a_pause_holds_whatever_the_samples_then_ends_on_its_own() {
+        run(&[
+            (0, 120, Some(10), None),
+            (1, 121, None, Some(2)),
+            (2, 130, None, Some(1)), // still paused, growth or not
+            (3, 130, None, None),    // over: not growing, admitted
+            (4, 130, None, None),
+        ]);
+    }
+
+    #[test]
+    fn pauses_double_while_growth_recurs_and_reset_after_a_quiet_stretch() {
+        run(&[
+            (0, 120, Some(10), None),
+            (1, 121, None, Some(2)),   // pause 2 s, until t=3
+            (3, 122, None, Some(4)),   // grew again right after: 4 s, until t=7
+            (7, 123, None, Some(8)),   // 8 s, until t=15
+            (15, 124, None, Some(16)), // until t=31
+            (31, 125, None, Some(32)), // until t=63
+            (63, 126, None, Some(60)), // capped at a minute, until t=123
+            (123, 126, None, None),    // quiet
+            (400, 127, None, Some(2)), // long after: back to the minimum
+        ]);
     }
 
     #[test]
@@ -171,7 +225,7 @@ mod tests {
         let mut watch = SpaceWatch::new(policy());
         assert!(!watch.wants_live(99 * MIB, start), "under the floor: no page walk");
         assert!(watch.wants_live(101 * MIB, start), "over it, never measured");
-        watch.observe(sample(101, Some(30)), start);
+        let _ = watch.observe(sample(101, Some(30)), start);
         assert!(!watch.wants_live(101 * MIB, start + Duration::from_secs(29)));
         assert!(watch.wants_live(101 * MIB, start + LIVE_REFRESH));
         assert_eq!(watch.live_bytes(), Some(30 * MIB));

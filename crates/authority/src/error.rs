@@ -90,8 +90,9 @@ pub enum AuthorityError {
     /// The blocking signing task did not complete.
     #[error("signing task failed: {0}")]
     SigningTask(String),
-    /// New issuance is paused for now (`Authority::admit_issuance`); nothing was started.
-    #[error("issuance is paused while the server catches up; retry after {retry_after_seconds} seconds")]
+    /// New issuance is limited or paused for now (`Authority::admit_issuance`); nothing was
+    /// started.
+    #[error("new issuance is limited while the server catches up; retry after {retry_after_seconds} seconds")]
     Busy {
         /// How long the client should wait before trying again.
         retry_after_seconds: u64,

@@ -43,7 +43,7 @@ pub use model::{
 };
 pub use scep_challenges::ScepChallengeStore;
 pub use sled_backend::{DEFAULT_CACHE_BYTES, SledStore};
-pub use sled_space::{ShedPolicy, SpaceSample, SpaceWatch};
+pub use sled_space::{Admission, ShedPolicy, SpaceSample, SpaceWatch};
 
 /// Every certificate matching `filter`, walking all pages (for exports and tests; the
 /// protocol paths page explicitly).

@@ -1,10 +1,10 @@
-//! How the sled file compares with the data it holds, and when issuance should wait for it.
+//! How the sled file compares with the data it holds, and when issuance should be limited for it.
 //!
 //! sled 0.34 reclaims space only in its flusher thread, which moves the live pages out of
 //! mostly-dead segments a little at a time. Under sustained saturation issuance makes garbage
 //! faster than that, and the file grows although the live data does not (BENCHMARKS.md, the
-//! unpaced soak). [`SpaceWatch`] is the rule for shedding new issuance while that happens; the
-//! daemon samples the store once a second and opens or closes the authority's admission gate.
+//! unpaced soak). [`SpaceWatch`] is the rule for limiting new issuance while that happens; the
+//! daemon samples the store every 250 ms and sets the authority's admission gate by it.
 //! It does not compact the file: sled has no such operation, and freed segments are reused
 //! rather than returned to the file system, so the file stays at its largest size.
 
@@ -36,13 +36,13 @@ impl SledStore {
     }
 }
 
-/// When new issuance waits for reclamation.
+/// When new issuance is limited for reclamation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShedPolicy {
     /// Below this file size nothing is shed, whatever the ratio (a small database is cheap to
     /// carry and its ratio is noisy).
     pub above_bytes: u64,
-    /// Shed while the file is more than this many times the live data and still growing.
+    /// Limit while the file is more than this many times the live data (and grows).
     pub max_amplification: f64,
 }
 
@@ -55,35 +55,66 @@ impl Default for ShedPolicy {
     }
 }
 
-/// One sample of the store's size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One sample of the store's size and of the issuance it is admitting.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SpaceSample {
     /// Bytes on disk now.
     pub on_disk: u64,
     /// Live bytes, when measured for this sample.
     pub live: Option<u64>,
+    /// New issuances admitted per second lately (the starting point of the first limit).
+    pub admitted_per_second: f64,
 }
 
-/// The shortest pause: long enough for the flusher to free a few segments.
-const HOLD_MIN: Duration = Duration::from_secs(2);
-/// The longest pause a client is asked to wait.
-const HOLD_MAX: Duration = Duration::from_secs(60);
+/// What new issuance may do after a sample.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Admission {
+    /// No limit.
+    Open,
+    /// At most this many new issuances per second.
+    Limited(f64),
+}
 
-/// The shedding rule over successive samples. When the file is over the policy's size and
-/// ratio and grew since the previous sample, new issuance pauses for a while, so the flusher
-/// reclaims segments that the next issuance reuses instead of growing the file. A pause ends on
-/// its own (the file never shrinks, so waiting for it to would stop issuance for good); if the
-/// file grows again soon after, the next pause is twice as long (up to a minute), and after a
-/// quiet stretch it is back to two seconds. Issuance then runs at about the rate reclamation
-/// sustains, and each cycle lets the file grow by at most one sample interval of issuance.
+/// The lowest limit: a trickle keeps every client family making progress while the flusher
+/// catches up.
+pub const RATE_FLOOR: f64 = 1.0;
+/// How fast the limit rises, per second, while the file holds still: slow enough that the
+/// flusher's reclaimed segments absorb the rise (from 50/s back to 100/s takes 50 s).
+const RATE_RISE_PER_SECOND: f64 = 1.0;
+/// After a cut, how long before growth may cut again: the garbage made just before the cut
+/// still lands in the next samples, and counting it twice would overshoot.
+const CUT_SETTLE: Duration = Duration::from_secs(2);
+/// With no growth for this long, the limit is lifted: reclamation has kept up, and the file
+/// (which never shrinks) would otherwise keep a past incident's limit forever. Longer than the
+/// cycles seen under saturation (a growth every one to two minutes), so it lifts only once the
+/// saturation is over.
+const QUIET_LIFT: Duration = Duration::from_secs(300);
+/// Growth while clients are admitted at under this share of the limit does not come from
+/// issuance (the retention sweep's deletions, a lull): cutting would only punish the next
+/// clients.
+const LULL_SHARE: f64 = 0.25;
+/// With no limit yet, growth while fewer issuances than this are admitted a second is not
+/// issuance's doing either.
+const LULL_RATE: f64 = 4.0;
+
+/// The shedding rule over successive samples: additive increase, multiplicative decrease, the
+/// way TCP finds the rate a path sustains. While the file is over the policy's size and ratio,
+/// each growth halves the admitted issuance rate (the first time, half of what was admitted
+/// lately), and each second without growth raises it by one per second, not past twice what
+/// was admitted lately. Issuance then settles just under the rate at which sled's flusher
+/// reclaims what issuance (and the retention sweep behind it) turns into garbage, so the file
+/// grows only at the top of each climb, by about a segment. After five minutes without growth
+/// the limit is lifted. On/off pauses did not settle (BENCHMARKS.md: the file went on growing
+/// ~8 MB/min) because between pauses issuance ran at full rate. Under the size or the ratio
+/// there is no limit.
 #[derive(Debug)]
 pub struct SpaceWatch {
     policy: ShedPolicy,
-    last_on_disk: Option<u64>,
+    last: Option<(u64, Instant)>,
     live: Option<(u64, Instant)>,
-    paused_until: Option<Instant>,
-    resumed_at: Option<Instant>,
-    hold: Duration,
+    limit: Option<f64>,
+    last_cut: Option<Instant>,
+    last_growth: Option<Instant>,
 }
 
 impl SpaceWatch {
@@ -91,11 +122,11 @@ impl SpaceWatch {
     pub fn new(policy: ShedPolicy) -> Self {
         Self {
             policy,
-            last_on_disk: None,
+            last: None,
             live: None,
-            paused_until: None,
-            resumed_at: None,
-            hold: HOLD_MIN,
+            limit: None,
+            last_cut: None,
+            last_growth: None,
         }
     }
 
@@ -107,37 +138,61 @@ impl SpaceWatch {
                 .is_none_or(|(_, measured)| now.saturating_duration_since(measured) >= LIVE_REFRESH)
     }
 
-    /// Takes a sample; `Some(wait)` while new issuance should be shed, `wait` being what is
-    /// left of the pause (for `Retry-After`).
-    pub fn observe(&mut self, sample: SpaceSample, now: Instant) -> Option<Duration> {
+    /// Takes a sample and says what new issuance may do until the next one.
+    pub fn observe(&mut self, sample: SpaceSample, now: Instant) -> Admission {
         if let Some(live) = sample.live {
             self.live = Some((live, now));
         }
-        let grew = self.last_on_disk.is_some_and(|last| sample.on_disk > last);
-        self.last_on_disk = Some(sample.on_disk);
-        if let Some(until) = self.paused_until {
-            if now < until {
-                return Some(until - now);
-            }
-            self.paused_until = None;
-            self.resumed_at = Some(until);
-        }
+        let previous = self.last.replace((sample.on_disk, now));
         let over_ratio = self
             .live
             .is_some_and(|(live, _)| sample.on_disk as f64 > self.policy.max_amplification * live as f64);
-        if !(sample.on_disk > self.policy.above_bytes && over_ratio && grew) {
-            return None;
+        if !(sample.on_disk > self.policy.above_bytes && over_ratio) {
+            self.limit = None;
+            return Admission::Open;
         }
-        let recurred = self
-            .resumed_at
-            .is_some_and(|resumed| now.saturating_duration_since(resumed) < self.hold * 2);
-        self.hold = if recurred {
-            (self.hold * 2).min(HOLD_MAX)
-        } else {
-            HOLD_MIN
+        let Some((last_on_disk, last_at)) = previous else {
+            return self.admission();
         };
-        self.paused_until = Some(now + self.hold);
-        Some(self.hold)
+        let admitted = sample.admitted_per_second;
+        if sample.on_disk > last_on_disk {
+            self.last_growth = Some(now);
+            self.cut(admitted, now);
+        } else if self
+            .last_growth
+            .is_none_or(|grew| now.saturating_duration_since(grew) >= QUIET_LIFT)
+        {
+            self.limit = None;
+        } else if let Some(limit) = self.limit.as_mut() {
+            let elapsed = now.saturating_duration_since(last_at).as_secs_f64();
+            // Rising past twice what was admitted would only let a later surge through
+            // unlimited.
+            let ceiling = (2.0 * admitted).max(RATE_FLOOR);
+            *limit = (*limit + RATE_RISE_PER_SECOND * elapsed).min(ceiling.max(*limit));
+        }
+        self.admission()
+    }
+
+    /// Halves the limit for a growth, unless one was cut just now or the growth is not
+    /// issuance's doing.
+    fn cut(&mut self, admitted: f64, now: Instant) {
+        let settled = self
+            .last_cut
+            .is_none_or(|cut| now.saturating_duration_since(cut) >= CUT_SETTLE);
+        let lull = match self.limit {
+            Some(limit) => admitted < LULL_SHARE * limit,
+            None => admitted < LULL_RATE,
+        };
+        if !settled || lull {
+            return;
+        }
+        let from = self.limit.map_or(admitted, |limit| limit.min(admitted));
+        self.limit = Some((from / 2.0).max(RATE_FLOOR));
+        self.last_cut = Some(now);
+    }
+
+    fn admission(&self) -> Admission {
+        self.limit.map_or(Admission::Open, Admission::Limited)
     }
 
     /// The live bytes last measured.
@@ -163,60 +218,134 @@ mod tests {
         SpaceSample {
             on_disk: on_disk_mib * MIB,
             live: live_mib.map(|l| l * MIB),
+            admitted_per_second: 0.0,
         }
     }
 
-    /// Samples `(seconds since start, MiB on disk, live MiB measured then)` against the
-    /// expected verdict (seconds of pause left, or None).
-    fn run(samples: &[(u64, u64, Option<u64>, Option<u64>)]) {
+    /// Feeds `(milliseconds since start, MiB on disk, live MiB measured then, admitted/s)` and
+    /// returns each verdict.
+    fn run(samples: &[(u64, u64, Option<u64>, f64)]) -> Vec<Admission> {
         let start = Instant::now();
         let mut watch = SpaceWatch::new(policy());
-        for (i, &(at, on_disk, live, want)) in samples.iter().enumerate() {
-            let got = watch.observe(sample(on_disk, live), start + Duration::from_secs(at));
-            assert_eq!(got.map(|d| d.as_secs()), want, "sample {i}: t={at}s, {on_disk} MiB");
-        }
+        samples
+            .iter()
+            .map(|&(at, on_disk, live, admitted_per_second)| {
+                let sample = SpaceSample {
+                    admitted_per_second,
+                    ..sample(on_disk, live)
+                };
+                watch.observe(sample, start + Duration::from_millis(at))
+            })
+            .collect()
     }
 
+    use Admission::{Limited, Open};
+
     #[test]
-    fn sheds_only_when_over_size_and_ratio_and_growing() {
-        run(&[
-            (0, 50, None, None),      // first sample: nothing to compare
-            (1, 90, Some(10), None),  // growing, ratio 9, but under the size floor
-            (2, 200, Some(60), None), // over the floor, growing, but ratio 3.3: the data grew
-            (3, 200, Some(10), None), // ratio 20, but not growing: reclamation keeps up
-            (4, 201, None, Some(2)),  // growing: a pause of the minimum
+    fn limits_only_when_over_size_and_ratio_and_growing() {
+        let got = run(&[
+            (0, 50, None, 400.0),        // first sample: nothing to compare
+            (250, 90, Some(10), 400.0),  // growing, ratio 9, but under the size floor
+            (500, 200, Some(60), 400.0), // over the floor, growing, but ratio 3.3: the data grew
+            (750, 200, Some(10), 400.0), // ratio 20, but not growing: reclamation keeps up
+            (1000, 201, None, 400.0),    // growing: half of what was admitted
         ]);
+        assert_eq!(got, [Open, Open, Open, Open, Limited(200.0)]);
     }
 
     #[test]
-    fn without_a_live_figure_nothing_is_shed() {
-        run(&[(0, 500, None, None), (1, 600, None, None)]);
+    fn without_a_live_figure_nothing_is_limited() {
+        assert_eq!(run(&[(0, 500, None, 400.0), (250, 600, None, 400.0)]), [Open, Open]);
     }
 
     #[test]
-    fn a_pause_holds_whatever_the_samples_then_ends_on_its_own() {
-        run(&[
-            (0, 120, Some(10), None),
-            (1, 121, None, Some(2)),
-            (2, 130, None, Some(1)), // still paused, growth or not
-            (3, 130, None, None),    // over: not growing, admitted
-            (4, 130, None, None),
+    fn growth_halves_the_limit_once_per_settling_time_down_to_the_floor() {
+        let got = run(&[
+            (0, 120, Some(10), 400.0),
+            (250, 121, None, 400.0),  // cut to 200
+            (500, 122, None, 200.0),  // still settling: no second cut for the same garbage
+            (2250, 123, None, 200.0), // settled: 100
+            (4250, 124, None, 100.0), // 50
+            (6250, 125, None, 50.0),  // 25
         ]);
+        assert_eq!(
+            got,
+            [
+                Open,
+                Limited(200.0),
+                Limited(200.0),
+                Limited(100.0),
+                Limited(50.0),
+                Limited(25.0)
+            ]
+        );
+        let mut samples = vec![(0, 120, Some(10), 400.0)];
+        samples.extend((1..=20).map(|i| (i * 2000, 120 + i, None, 4.0)));
+        assert_eq!(
+            run(&samples).last(),
+            Some(&Limited(RATE_FLOOR)),
+            "never below the floor"
+        );
     }
 
     #[test]
-    fn pauses_double_while_growth_recurs_and_reset_after_a_quiet_stretch() {
-        run(&[
-            (0, 120, Some(10), None),
-            (1, 121, None, Some(2)),   // pause 2 s, until t=3
-            (3, 122, None, Some(4)),   // grew again right after: 4 s, until t=7
-            (7, 123, None, Some(8)),   // 8 s, until t=15
-            (15, 124, None, Some(16)), // until t=31
-            (31, 125, None, Some(32)), // until t=63
-            (63, 126, None, Some(60)), // capped at a minute, until t=123
-            (123, 126, None, None),    // quiet
-            (400, 127, None, Some(2)), // long after: back to the minimum
+    fn the_limit_rises_by_one_per_second_while_the_file_holds_still() {
+        let got = run(&[
+            (0, 120, Some(10), 400.0),
+            (250, 121, None, 400.0),    // 200
+            (10_250, 121, None, 200.0), // ten quiet seconds: 210
+            (10_500, 121, None, 210.0), // a quarter second: 210.25
         ]);
+        assert_eq!(got[1..], [Limited(200.0), Limited(210.0), Limited(210.25)]);
+    }
+
+    #[test]
+    fn the_limit_does_not_rise_past_twice_what_clients_ask_for() {
+        let got = run(&[
+            (0, 120, Some(10), 400.0),
+            (250, 121, None, 400.0),     // 200
+            (100_250, 121, None, 30.0),  // demand fell: no rise to 300
+            (200_250, 121, None, 0.0),   // nobody asks: no rise, and a lull is no cut either
+            (200_500, 122, None, 400.0), // a surge that grows the file: cut from 200
+        ]);
+        assert_eq!(
+            got[1..],
+            [Limited(200.0), Limited(200.0), Limited(200.0), Limited(100.0)]
+        );
+    }
+
+    #[test]
+    fn growth_in_a_lull_is_not_issuance_and_cuts_nothing() {
+        let got = run(&[
+            (0, 120, Some(10), 2.0),
+            (250, 121, None, 2.0), // no limit, 2/s admitted: the sweep's churn, not a cut
+            (500, 121, None, 400.0),
+            (750, 122, None, 400.0), // 200
+            (3000, 123, None, 20.0), // clients went quiet: under a quarter of the limit
+        ]);
+        assert_eq!(got, [Open, Open, Open, Limited(200.0), Limited(200.0)]);
+    }
+
+    #[test]
+    fn five_quiet_minutes_lift_the_limit() {
+        let got = run(&[
+            (0, 120, Some(10), 400.0),
+            (250, 121, None, 400.0),     // 200
+            (299_000, 121, None, 200.0), // quiet, not yet five minutes: risen to the ceiling
+            (300_250, 121, None, 200.0), // five minutes since the growth
+            (300_500, 122, None, 600.0), // a new growth starts from what is admitted now
+        ]);
+        assert_eq!(got, [Open, Limited(200.0), Limited(400.0), Open, Limited(300.0)]);
+    }
+
+    #[test]
+    fn back_under_the_ratio_the_limit_is_lifted() {
+        let got = run(&[
+            (0, 120, Some(10), 400.0),
+            (250, 121, None, 400.0),
+            (500, 122, Some(100), 200.0), // the live data caught up: ratio 1.2
+        ]);
+        assert_eq!(got, [Open, Limited(200.0), Open]);
     }
 
     #[test]

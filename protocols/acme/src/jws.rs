@@ -6,7 +6,7 @@
 use std::fmt;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm};
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use serde_json::{Map, Value};
@@ -201,6 +201,10 @@ impl AccountKey {
                         curve.name()
                     )));
                 }
+                // A point off the curve is a bad key (RFC 8555 badPublicKey), not a bad
+                // signature: say so before any signature is checked with it.
+                signature::ParsedPublicKey::new(curve.verification_algorithm(), uncompressed_point(&x, &y))
+                    .map_err(|_| JwsError::BadPublicKey(format!("the point is not on {}", curve.name())))?;
                 Ok(Self::Ec { curve, x, y })
             }
             "RSA" => {
@@ -320,16 +324,7 @@ impl AccountKey {
         }
         let result = match self {
             Self::Ec { curve, x, y } => {
-                let algorithm: &'static dyn VerificationAlgorithm = match curve {
-                    Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
-                    Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
-                    Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED,
-                };
-                let mut point = Vec::with_capacity(1 + x.len() + y.len());
-                point.push(0x04);
-                point.extend_from_slice(x);
-                point.extend_from_slice(y);
-                UnparsedPublicKey::new(algorithm, point).verify(message, sig)
+                UnparsedPublicKey::new(curve.verification_algorithm(), uncompressed_point(x, y)).verify(message, sig)
             }
             Self::Rsa { n, e } => {
                 let parameters = if alg == Algorithm::Ps256 {
@@ -357,6 +352,15 @@ impl AccountKey {
     }
 }
 
+/// The SEC1 uncompressed encoding of an EC point, as the verifiers take it.
+fn uncompressed_point(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut point = Vec::with_capacity(1 + x.len() + y.len());
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    point
+}
+
 /// An account key parsed once for verification: accounts keep one in their cache entry, so
 /// a request pays for the signature check only, not for decoding and validating the point.
 #[derive(Debug)]
@@ -371,11 +375,7 @@ impl AccountVerifier {
     pub fn new(key: AccountKey) -> Self {
         let parsed = match &key {
             AccountKey::Ec { curve, x, y } => {
-                let mut point = Vec::with_capacity(1 + x.len() + y.len());
-                point.push(0x04);
-                point.extend_from_slice(x);
-                point.extend_from_slice(y);
-                signature::ParsedPublicKey::new(curve.verification_algorithm(), point).ok()
+                signature::ParsedPublicKey::new(curve.verification_algorithm(), uncompressed_point(x, y)).ok()
             }
             AccountKey::Ed25519 { x } => signature::ParsedPublicKey::new(&signature::ED25519, x).ok(),
             AccountKey::Rsa { .. } => None,

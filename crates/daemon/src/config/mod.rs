@@ -58,9 +58,9 @@ pub struct Config {
 pub struct StoreConfig {
     /// The most memory (MiB) sled's page cache may hold.
     pub cache_mib: u64,
-    /// New issuance is shed (with `Retry-After`) while the database file is larger than this
-    /// many MiB, more than `shed_above_ratio` times the live data, and still growing: sled's
-    /// reclamation is falling behind (`certgate_store::SpaceWatch`). 0 turns shedding off.
+    /// New issuance is limited to the rate sled's reclamation sustains, the rest shed with
+    /// `Retry-After`, while the database file is larger than this many MiB and more than
+    /// `shed_above_ratio` times the live data (`certgate_store::SpaceWatch`). 0 turns it off.
     pub shed_above_mib: u64,
     /// See `shed_above_mib`. 0 turns shedding off.
     pub shed_above_ratio: u32,

@@ -150,6 +150,8 @@ fn bad_jws_catalogue() {
     };
     let mut short_x = es256.public.clone();
     short_x["x"] = Value::String(B64.encode([1u8; 31]));
+    let mut off_curve = es256.public.clone();
+    off_curve["y"] = Value::String(B64.encode([7u8; 32]));
 
     type Check = fn(&JwsError) -> bool;
     let malformed: Check = |e| matches!(e, JwsError::Malformed(_));
@@ -225,6 +227,7 @@ fn bad_jws_catalogue() {
             with(&|h| h["jwk"] = short_x.clone()),
             bad_key,
         ),
+        ("point_not_on_curve", with(&|h| h["jwk"] = off_curve.clone()), bad_key),
         (
             "unknown_key_type",
             with(&|h| h["jwk"] = json!({"kty": "oct", "k": "AAAA"})),

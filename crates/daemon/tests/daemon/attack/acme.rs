@@ -392,7 +392,7 @@ fn key_and_algorithm_cases() -> Vec<Case<Ctx>> {
         }),
         // An off-curve point is refused when the signature is checked (malformed); RFC 8555 would
         // prefer badPublicKey, which needs a point check at JWK parse time (left for issue 14).
-        case!("acme_ec_point_not_on_curve", problem("malformed", 400), |c| {
+        case!("acme_ec_point_not_on_curve", problem("badPublicKey", 400), |c| {
             c.new_account_bent(|p| p["jwk"]["y"] = json!(B64URL.encode([7u8; 32])))
                 .await
         }),

@@ -268,7 +268,7 @@ pub fn pkilint(der: &[u8], server_auth: bool) -> Vec<LintFinding> {
         .args(["-s", "WARNING", "-f", "JSON"])
         .arg(file.path())
         .output()
-        .unwrap_or_else(|e| panic!("pkilint is required (install it in .venv: see .ci/run): {e}"));
+        .unwrap_or_else(|e| panic!("pkilint is required (./test installs it in .venv): {e}"));
     let text = String::from_utf8_lossy(&output.stdout);
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
         panic!(

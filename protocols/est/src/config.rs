@@ -44,12 +44,15 @@ impl ClientAuth {
 /// How base64 response bodies are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Base64Layout {
-    /// Lines of 64 characters ending in CRLF (the default: OpenSSL-based clients need breaks).
-    #[default]
+    /// Lines of 64 characters ending in CRLF (for decoders that need breaks, such as
+    /// `openssl base64 -d` without `-A`).
     Wrap64,
     /// Lines of 76 characters ending in CRLF (MIME).
     Wrap76,
-    /// One line, no line break at all (embedded clients that cannot skip line breaks).
+    /// One line, no line break at all: the default, since some clients cannot skip line breaks
+    /// (strongSwan's `pki --est`) while every client tried reads one line (libest switches its
+    /// decoder by whether the body has breaks, curl + `base64 -d` ignores them).
+    #[default]
     SingleLine,
 }
 
@@ -124,7 +127,7 @@ impl EstEndpointConfig {
             server_keygen: None,
             require_approval: false,
             approval_retry_after: 60,
-            base64: Base64Layout::Wrap64,
+            base64: Base64Layout::SingleLine,
             max_in_flight: 64,
             overload_retry_after: 5,
             renewal_from_endpoints: Vec::new(),

@@ -83,7 +83,7 @@ fn certbot() -> PathBuf {
     let path = workspace_root().join(".venv/bin/certbot");
     assert!(
         path.exists(),
-        "certbot is not installed in .venv (.ci/run installs it: .venv/bin/pip install certbot)"
+        "certbot is not installed in .venv (./test installs it: .venv/bin/pip install certbot)"
     );
     path
 }

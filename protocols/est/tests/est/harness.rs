@@ -113,7 +113,7 @@ impl Harness {
                     }
                     "keygen" => {
                         config.server_keygen = Some(KeyKind::EcP256);
-                        config.base64 = Base64Layout::SingleLine;
+                        config.base64 = Base64Layout::Wrap64;
                     }
                     _ => {}
                 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use certgate_authority::{EndpointPolicy, KeyPolicy, NamePolicy, Profile};
+use certgate_authority::{EndpointPolicy, EndpointRef, KeyPolicy, NamePolicy, Profile};
 use certgate_core::{Name, Protocol};
 use certgate_signer::{KeyType, Usage};
 use rustls_pki_types::pem::PemObject;
@@ -463,12 +463,15 @@ pub struct EstSettings {
     pub require_approval: bool,
     /// `Retry-After` seconds while a request awaits approval.
     pub approval_retry_after_seconds: u32,
-    /// Base64 layout of responses: `wrap64` (default), `wrap76` or `single-line`.
+    /// Base64 layout of responses: `single-line` (default), `wrap64` or `wrap76`.
     pub base64: EstBase64,
     /// Issuances in flight at once; beyond it, 503 with Retry-After.
     pub max_in_flight: usize,
     /// How many HTTP Basic password checks one client address may cost.
     pub password_limits: EstPasswordLimits,
+    /// Other endpoints (`protocol:name`, e.g. `scep:default`) whose certificates re-enroll
+    /// here. Empty by default: a certificate re-enrolls only where it was issued.
+    pub renewal_from_endpoints: Vec<EndpointRef>,
 }
 
 /// Password checks (Argon2id) per client address (`[endpoints.est.password_limits]`): beyond
@@ -510,9 +513,10 @@ impl Default for EstSettings {
             server_keygen: None,
             require_approval: false,
             approval_retry_after_seconds: 60,
-            base64: EstBase64::Wrap64,
+            base64: EstBase64::SingleLine,
             max_in_flight: 64,
             password_limits: EstPasswordLimits::default(),
+            renewal_from_endpoints: Vec::new(),
         }
     }
 }
@@ -537,11 +541,11 @@ pub enum EstAuth {
 #[serde(rename_all = "kebab-case")]
 pub enum EstBase64 {
     /// 64 columns, CRLF.
-    #[default]
     Wrap64,
     /// 76 columns, CRLF.
     Wrap76,
-    /// One line.
+    /// One line (the default: `certgate_est::Base64Layout` says why).
+    #[default]
     SingleLine,
 }
 
@@ -651,6 +655,7 @@ impl EstSettings {
             return Err(invalid("max_in_flight must be 1 to 100000".into()));
         }
         config.max_in_flight = self.max_in_flight;
+        config.renewal_from_endpoints = self.renewal_from_endpoints.clone();
         let limits = &self.password_limits;
         if !(1..=1000).contains(&limits.concurrent_per_client)
             || !(1..=100_000).contains(&limits.failures_per_minute)
@@ -1186,6 +1191,7 @@ impl Config {
             }
             endpoints.push(endpoint);
         }
+        check_renewal_sources(&endpoints, &est, &scep)?;
         self.check_lifecycle()?;
         Ok(CheckedConfig {
             config: self,
@@ -1195,6 +1201,35 @@ impl Config {
             scep,
         })
     }
+}
+
+/// Each endpoint named in a `renewal_from_endpoints` must be configured, and another endpoint:
+/// a typo would otherwise silently renew nothing.
+fn check_renewal_sources(
+    endpoints: &[EndpointPolicy],
+    est: &[certgate_est::EstEndpointConfig],
+    scep: &[CheckedScep],
+) -> Result<(), ConfigError> {
+    let lists = est
+        .iter()
+        .map(|e| (Protocol::Est, &e.name, &e.renewal_from_endpoints))
+        .chain(
+            scep.iter()
+                .map(|s| (Protocol::Scep, &s.name, &s.settings.renewal_from_endpoints)),
+        );
+    for (protocol, name, sources) in lists {
+        for source in sources {
+            let known = endpoints
+                .iter()
+                .any(|e| e.protocol == source.protocol && e.name == source.name);
+            if !known || (source.protocol == protocol && &source.name == name) {
+                return Err(ConfigError::Invalid(format!(
+                    "{protocol} endpoint {name}: renewal_from_endpoints: {source} is not another configured endpoint"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1348,6 +1383,26 @@ mod tests {
         ];
         for (case, text) in cases {
             assert!(check(text).is_err(), "case {case} should be refused");
+        }
+    }
+
+    #[test]
+    fn renewal_sources_must_be_other_configured_endpoints() {
+        let config = |scep_sources: &str| {
+            format!(
+                "[[endpoints]]\nprotocol = \"est\"\nname = \"factory\"\nprofiles = [\"device\"]\n\
+                 [endpoints.est]\nrenewal_from_endpoints = [\"scep:devices\"]\n\
+                 [[endpoints]]\nprotocol = \"scep\"\nname = \"devices\"\nprofiles = [\"device\"]\n\
+                 [endpoints.scep]\nrenewal_from_endpoints = [{scep_sources}]"
+            )
+        };
+        let checked = check(&config("\"est:factory\"")).unwrap();
+        let est_factory: EndpointRef = "est:factory".parse().unwrap();
+        let scep_devices: EndpointRef = "scep:devices".parse().unwrap();
+        assert_eq!(checked.scep[0].settings.renewal_from_endpoints, [est_factory]);
+        assert_eq!(checked.est[0].renewal_from_endpoints, [scep_devices]);
+        for bad in ["\"est:nosuch\"", "\"scep:devices\"", "\"acme:factory\"", "\"factory\""] {
+            assert!(check(&config(bad)).is_err(), "{bad} should be refused");
         }
     }
 

@@ -37,9 +37,12 @@ pub struct ScepSettings {
     pub webhook_ca_file: Option<PathBuf>,
     /// Seconds the webhook may take, connecting included (1 to 60).
     pub webhook_timeout_seconds: u64,
-    /// Accept renewals (RenewalReq, or PKCSReq signed by a certificate certgate issued, same
-    /// subject): the challenge is then optional.
+    /// Accept renewals (RenewalReq, or PKCSReq signed by a certificate certgate issued through
+    /// this endpoint, same subject and names): the challenge is then optional.
     pub renewal: bool,
+    /// Other endpoints (`protocol:name`, e.g. `est:factory`) whose certificates renew here
+    /// without a challenge. Empty by default: a certificate renews only where it was issued.
+    pub renewal_from_endpoints: Vec<certgate_authority::EndpointRef>,
     /// Issue only after an operator approved (`certgate approvals approve`): PENDING until then.
     pub require_approval: bool,
     /// The RA key's size: `rsa2048`, `rsa3072` or `rsa4096`.
@@ -75,6 +78,7 @@ impl Default for ScepSettings {
             webhook_ca_file: None,
             webhook_timeout_seconds: 5,
             renewal: true,
+            renewal_from_endpoints: Vec::new(),
             require_approval: false,
             ra_key_type: "rsa2048".into(),
             certrep_include_ca: false,
@@ -203,6 +207,7 @@ impl CheckedScep {
             }),
         };
         config.renewal = s.renewal;
+        config.renewal_from_endpoints = s.renewal_from_endpoints.clone();
         config.require_approval = s.require_approval;
         config.compat = certgate_scep::CompatSwitches {
             certrep_include_ca: s.certrep_include_ca,

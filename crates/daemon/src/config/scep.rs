@@ -53,7 +53,9 @@ pub struct ScepSettings {
     pub getcacert_include_root: bool,
     /// GetCACert: leave out the issuing CA (only the RA, and the root if included).
     pub getcacert_exclude_intermediate: bool,
-    /// Accept SHA-1 signatures (old devices); replies stay SHA-256.
+    /// Accept SHA-1 signatures on requests (on by default: micromdm's scepclient 2.1 and old
+    /// devices sign with SHA-1, and the signature only proves possession of the request's key;
+    /// the challenge authenticates). Replies and certificates stay SHA-256.
     pub allow_sha1: bool,
     /// Reply with single DES to a single-DES request (otherwise 3DES).
     pub allow_des_reply: bool,
@@ -84,7 +86,7 @@ impl Default for ScepSettings {
             certrep_include_ca: false,
             getcacert_include_root: false,
             getcacert_exclude_intermediate: false,
-            allow_sha1: false,
+            allow_sha1: true,
             allow_des_reply: false,
             next_ca_issuer: None,
             max_in_flight: 64,

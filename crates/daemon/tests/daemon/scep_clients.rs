@@ -22,13 +22,14 @@ use super::Daemon;
 
 const STATIC_CHALLENGE: &str = "static-secret-3f9a";
 
-/// SCEP endpoints: `default` (static and one-time challenges; SHA-1 allowed because
-/// micromdm's scepclient 2.1 signs its requests with SHA-1) and `approve` (manual approval).
+/// SCEP endpoints: `default` (static and one-time challenges; SHA-1 request signatures
+/// accepted, as by default: micromdm's scepclient 2.1 signs with SHA-1) and `approve` (manual
+/// approval).
 fn scep_config(challenge_file: &Path) -> String {
     format!(
         "[[issuers]]\nname = \"default\"\ncreate_if_missing = true\n\
          [[endpoints]]\nprotocol = \"scep\"\nname = \"default\"\nprofiles = [\"device\"]\n\
-         [endpoints.scep]\nchallenge_file = \"{file}\"\none_time_challenges = true\nallow_sha1 = true\n\
+         [endpoints.scep]\nchallenge_file = \"{file}\"\none_time_challenges = true\n\
          [[endpoints]]\nprotocol = \"scep\"\nname = \"approve\"\nprofiles = [\"device\"]\n\
          [endpoints.scep]\nchallenge_file = \"{file}\"\nrequire_approval = true\n",
         file = challenge_file.display()
